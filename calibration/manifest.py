@@ -1,0 +1,244 @@
+"""The model manifest ``candor.json``: schema, writer and validating reader.
+
+The trainer writes one next to every ``model.onnx``; the server reads it and
+refuses a model whose manifest is missing a field, has an unknown one, or does
+not match the ONNX file's sha256.
+
+>>> m = read_manifest("models/digits/1/candor.json")      # doctest: +SKIP
+>>> m.temperature.value, m.metrics.after_temperature.ece  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from candor.calibration._strict import SchemaError, from_dict
+
+SCHEMA_VERSION = 1
+MANIFEST_FILE = "candor.json"
+MODEL_FILE = "model.onnx"
+
+Task = Literal["multiclass", "multilabel"]
+Convention = Literal["none", "uniform", "off_target", "prior", "hierarchy", "teacher", "multilabel"]
+ParamValue = str | int | float | bool | None
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str  # graph input name, "input"
+    dtype: Literal["float32"]
+    shape: list[int]  # [-1, F]: dynamic batch, F features
+    image_shape: list[int] | None  # [C, H, W] when the features are a flattened image
+
+
+@dataclass(frozen=True)
+class TemperatureSpec:
+    value: list[float]  # one shared T, or one per class (multi-label)
+    per_class: bool
+    fitted_on: str  # what data the temperature was fitted on
+    clamped: bool  # the optimum hit the documented range [bounds]
+    bounds: list[float]
+
+
+@dataclass(frozen=True)
+class SmoothingSpec:
+    convention: Convention
+    epsilon: float
+    distribution: list[float] | None  # u when one vector serves every row (uniform, prior)
+    source: str | None  # hierarchy file or teacher model the targets came from
+    teacher_temperature: float | None
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    architecture: Literal["mlp", "cnn"]
+    width: int
+    depth: int
+    dropout: float
+    max_epochs: int
+    epochs_run: int
+    best_epoch: int
+    batch_size: int
+    learning_rate: float
+    weight_decay: float
+    patience: int
+    seed: int
+    world_size: int
+    class_weights: list[float] | None
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    source: str  # "digits", "synthetic", or a file path
+    params: dict[str, ParamValue]  # what the loader was given, to reproduce the set
+    fingerprint: str  # sha256 of the loaded features and labels
+    n_features: int
+    n_train: int
+    n_val: int
+    n_test: int
+    split_seed: int
+    val_fraction: float
+    test_fraction: float
+    label_noise: dict[str, ParamValue] | None  # injected into the training split only
+
+
+@dataclass(frozen=True)
+class MetricSet:
+    accuracy: float
+    nll: float
+    brier: float
+    ece: float
+    classwise_ece: float
+    mce: float | None  # None for multi-label (no top label)
+    rms_ece: float | None
+    adaptive_ece: float | None
+
+
+@dataclass(frozen=True)
+class Metrics:
+    split: str  # the data the numbers were measured on
+    n_bins: int
+    before_temperature: MetricSet
+    after_temperature: MetricSet
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What healthy traffic looks like, measured after temperature scaling."""
+
+    split: str
+    n_samples: int
+    confidence_histogram: list[float]  # shares over equal-width (lo, hi] bins of [0, 1]
+    class_frequencies: list[float]  # predicted-class mix (multi-label: P(predicted present))
+    mean_confidence: float
+    accuracy: float
+    ece: float
+
+
+@dataclass(frozen=True)
+class Manifest:
+    schema_version: int
+    candor_version: str
+    name: str
+    version: int
+    created_at: str  # ISO 8601, UTC
+    task: Task
+    class_names: list[str]
+    input: InputSpec
+    outputs: list[str]
+    temperature: TemperatureSpec
+    smoothing: SmoothingSpec
+    training: TrainingSpec
+    data: DataSpec
+    metrics: Metrics
+    reference: Reference
+    model_sha256: str
+    parent: str | None  # "name/version" this one was derived from (recalibration)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> Manifest:
+        return dataclasses.replace(self, **changes)
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _check_semantics(m: Manifest) -> None:
+    """Cross-field rules the types alone cannot say."""
+    k = m.num_classes
+    if m.schema_version != SCHEMA_VERSION:
+        raise SchemaError(f"field 'schema_version' is {m.schema_version}; this Candor reads {SCHEMA_VERSION}")
+    if not _NAME.match(m.name):
+        raise SchemaError(f"field 'name' must match {_NAME.pattern}, got {m.name!r}")
+    if m.version < 1:
+        raise SchemaError(f"field 'version' must be >= 1, got {m.version}")
+    if k < 2 and m.task == "multiclass":
+        raise SchemaError(f"field 'class_names' needs at least 2 classes for multiclass, got {k}")
+    if len(set(m.class_names)) != k:
+        raise SchemaError("field 'class_names' has duplicates")
+    if len(m.input.shape) != 2 or m.input.shape[0] != -1 or m.input.shape[1] < 1:
+        raise SchemaError(f"field 'input.shape' must be [-1, F] with F >= 1, got {m.input.shape}")
+    if m.input.image_shape is not None and math.prod(m.input.image_shape) != m.input.shape[1]:
+        raise SchemaError(f"field 'input.image_shape' {m.input.image_shape} does not hold {m.input.shape[1]} features")
+    t = m.temperature.value
+    if len(t) not in (1, k) or (len(t) != 1) != m.temperature.per_class:
+        raise SchemaError(f"field 'temperature.value' must hold 1 value, or {k} when per_class, got {len(t)}")
+    if not all(math.isfinite(v) and v > 0 for v in t):
+        raise SchemaError(f"field 'temperature.value' must be finite and > 0, got {t}")
+    if not 0 <= m.smoothing.epsilon < 1:
+        raise SchemaError(f"field 'smoothing.epsilon' must lie in [0, 1), got {m.smoothing.epsilon}")
+    if len(m.reference.class_frequencies) != k:
+        raise SchemaError(f"field 'reference.class_frequencies' must have {k} entries, got {len(m.reference.class_frequencies)}")
+    if abs(sum(m.reference.confidence_histogram) - 1) > 1e-6:
+        raise SchemaError("field 'reference.confidence_histogram' must sum to 1")
+    if not _SHA256.match(m.model_sha256):
+        raise SchemaError("field 'model_sha256' must be 64 lower-case hex digits")
+
+
+def manifest_from_dict(data: dict) -> Manifest:
+    """Validate ``data`` and build a :class:`Manifest`; raises :class:`SchemaError`."""
+    manifest = from_dict(Manifest, data)
+    _check_semantics(manifest)
+    return manifest
+
+
+def read_manifest(path: str | os.PathLike) -> Manifest:
+    """Read and validate a ``candor.json``; every error names the file and the field."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise SchemaError(f"{path}: cannot read manifest: {e.strerror or e}") from e
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SchemaError(f"{path}: not valid JSON: {e}") from e
+    try:
+        return manifest_from_dict(data)
+    except SchemaError as e:
+        raise SchemaError(f"{path}: {e}") from e
+
+
+def write_json_atomic(data: dict, path: str | os.PathLike) -> None:
+    """Write ``data`` as JSON so that readers see the old file or the new one, never half."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, allow_nan=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_manifest(manifest: Manifest, path: str | os.PathLike) -> None:
+    """Validate, then write atomically; an invalid manifest is never written."""
+    data = manifest.to_dict()
+    manifest_from_dict(data)
+    write_json_atomic(data, path)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

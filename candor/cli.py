@@ -1,0 +1,54 @@
+"""The ``candor`` command: one entry point, a verb per job.
+
+Each part of Candor registers its own verbs; a verb whose extra is not
+installed says which extra to install instead of failing on an import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from candor import __version__
+
+
+class UsageError(Exception):
+    """A mistake in what the user asked for: printed as one line, exit code 2."""
+
+
+def _add_trainer_verbs(sub: argparse._SubParsersAction) -> None:
+    try:
+        from candor.trainer.cli import register
+    except ImportError as e:  # torch and friends come with the [train] extra
+        missing = e.name or "a training dependency"
+        for verb in ("train", "calibrate", "evaluate", "export", "sweep"):
+            p = sub.add_parser(verb, help=f"(needs `pip install candor[train]`: {missing} is missing)")
+            p.set_defaults(handler=lambda _args, m=missing: _missing_extra("train", m))
+        return
+    register(sub)
+
+
+def _missing_extra(extra: str, module: str) -> int:
+    raise UsageError(f"this verb needs the [{extra}] extra ({module} is not installed): pip install 'candor[{extra}]'")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="candor", description="Train, calibrate and serve classifiers whose confidence can be trusted.")
+    parser.add_argument("--version", action="version", version=f"candor {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    _add_trainer_verbs(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        print("candor: interrupted", file=sys.stderr)
+        return 130
+    except (UsageError, ValueError, OSError) as e:
+        # Bad flags, bad data and unreadable files end in one line, never a traceback.
+        print(f"candor {args.verb}: error: {e}", file=sys.stderr)
+        return 2

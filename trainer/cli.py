@@ -1,0 +1,233 @@
+"""Trainer verbs of the ``candor`` command: train, calibrate, evaluate, export, sweep."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from candor.trainer.data import BUNDLED, SYNTHETIC
+from candor.trainer.loop import LoopOptions
+from candor.trainer.options import DataOptions, ModelOptions, TrainOptions
+from candor.trainer.smoothing import MULTICLASS_CONVENTIONS, SmoothingOptions
+
+
+def epsilon(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"epsilon must be a number in [0, 1), got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"epsilon must lie in [0, 1), got {value}")
+    return value
+
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _data_args(p: argparse.ArgumentParser, default: str | None) -> None:
+    g = p.add_argument_group("data")
+    known = ", ".join(BUNDLED + SYNTHETIC)
+    g.add_argument("--dataset", default=default,
+                   help=f"{known}, or a .npz (X, y or Y) / .csv file" + (f" (default: {default})" if default else
+                        " (default: the model's own data set, rebuilt from its manifest)"))  # fmt: skip
+    g.add_argument("--label-column", default="label", help="label column of a .csv file (default: label)")
+    g.add_argument("--n-samples", type=positive_int, default=3000, help="synthetic: number of rows (default: 3000)")
+    g.add_argument("--n-classes", type=positive_int, default=5, help="synthetic: number of classes (default: 5)")
+    g.add_argument("--n-features", type=positive_int, default=20, help="synthetic: number of features (default: 20)")
+    g.add_argument("--imbalance", type=float, default=1.0, help="synthetic: largest/smallest class ratio, >= 1 (default: 1)")
+    g.add_argument("--data-seed", type=int, default=0, help="synthetic: generator seed (default: 0)")
+    g.add_argument("--label-noise", type=epsilon, default=0.0, help="share of training labels corrupted, in [0, 1) (default: 0)")
+    g.add_argument("--noise-kind", choices=("symmetric", "pair", "matrix"), default="symmetric",
+                   help="symmetric: to any other class; pair: class k to k+1; matrix: from --noise-matrix (default: symmetric)")  # fmt: skip
+    g.add_argument("--noise-matrix", help="[K, K] row-stochastic transition matrix (.npy/.csv) for --noise-kind matrix")
+    g.add_argument("--val-fraction", type=fraction, default=0.2, help="validation share, fits T (default: 0.2)")
+    g.add_argument("--test-fraction", type=fraction, default=0.2, help="test share, measures (default: 0.2)")
+    g.add_argument("--split-seed", type=int, default=0, help="seed of the stratified split and the noise (default: 0)")
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    _data_args(p, "digits")
+    g = p.add_argument_group("model")
+    g.add_argument("--model", choices=("mlp", "cnn"), default="mlp", help="mlp, or cnn for image-shaped data like digits (default: mlp)")
+    g.add_argument("--width", type=positive_int, default=128, help="hidden units (mlp) or channels (cnn) (default: 128)")
+    g.add_argument("--depth", type=int, default=2, help="hidden layers of the mlp (default: 2)")
+    g.add_argument("--dropout", type=epsilon, default=0.1, help="dropout rate in [0, 1) (default: 0.1)")
+    g = p.add_argument_group("label smoothing")
+    g.add_argument("--smoothing", choices=MULTICLASS_CONVENTIONS, default="uniform",
+                   help="where epsilon goes: uniform (all K, as torch), off_target (the K-1 wrong classes), prior, "
+                        "hierarchy, teacher (default: uniform; multi-label data smooths each class)")  # fmt: skip
+    g.add_argument("--epsilon", type=epsilon, default=0.0, help="smoothing weight in [0, 1); 0 trains on hard labels (default: 0)")
+    g.add_argument("--hierarchy", help="class tree (.json) or class similarity matrix (.csv/.npy) for --smoothing hierarchy")
+    g.add_argument("--teacher", help="teacher ONNX model (input 'input', output 'logits') for --smoothing teacher")
+    g.add_argument("--teacher-temperature", type=float, default=2.0, help="temperature applied to the teacher's logits (default: 2)")
+    g.add_argument("--class-weights", choices=("none", "balanced"), default="none", help="weight rare classes up (default: none)")
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=positive_int, default=200, help="maximum epochs (default: 200)")
+    g.add_argument("--patience", type=positive_int, default=15, help="stop after this many epochs without a better val NLL (default: 15)")
+    g.add_argument("--batch-size", type=positive_int, default=64, help="rows per step on each process (default: 64)")
+    g.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default: 1e-3)")
+    g.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay (default: 1e-4)")
+    g.add_argument("--seed", type=int, default=0, help="seed of weights and minibatch order (default: 0)")
+    g.add_argument("--per-class-temperature", action="store_true", help="multi-label: fit one temperature per class")
+    g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _version_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model-repository", default="models", help="model repository folder (default: models)")
+    p.add_argument("--name", required=True, help="model name in the repository")
+    p.add_argument("--version", type=positive_int, help="model version (default: the newest)")
+
+
+def data_options(a: argparse.Namespace) -> DataOptions:
+    return DataOptions(
+        dataset=a.dataset, label_column=a.label_column, n_samples=a.n_samples, n_classes=a.n_classes,
+        n_features=a.n_features, imbalance=a.imbalance, data_seed=a.data_seed, label_noise=a.label_noise,
+        noise_kind=a.noise_kind, noise_matrix=a.noise_matrix, val_fraction=a.val_fraction,
+        test_fraction=a.test_fraction, split_seed=a.split_seed,
+    )  # fmt: skip
+
+
+def train_options(a: argparse.Namespace) -> TrainOptions:
+    return TrainOptions(
+        data=data_options(a),
+        model=ModelOptions(a.model, a.width, a.depth, a.dropout),
+        smoothing=SmoothingOptions(a.smoothing, a.epsilon, a.hierarchy, a.teacher, a.teacher_temperature),
+        loop=LoopOptions(a.epochs, a.batch_size, a.lr, a.weight_decay, a.patience, a.seed, not a.no_progress),
+        class_weights=a.class_weights,
+        per_class_temperature=a.per_class_temperature,
+    )
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from candor.calibration.manifest import MANIFEST_FILE, read_manifest
+    from candor.trainer.distributed import init_from_env, shutdown
+    from candor.trainer.pipeline import fit, publish
+    from candor.trainer.report import render_report
+
+    options = train_options(a)
+    name = a.name or Path(options.data.dataset).stem
+    ctx = init_from_env()
+    try:
+        trained = fit(options, ctx)
+        if ctx.is_main:
+            folder = publish(trained, a.model_repository, name, a.opset)
+            print(render_report(read_manifest(folder / MANIFEST_FILE), folder), end="")
+            print(f"Wrote {folder}/ (model.onnx, candor.json, report.md, metrics.json, reliability.png)")
+    finally:
+        shutdown(ctx)
+    return 0
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from candor.trainer.posthoc import evaluate, labelled_rows, open_version
+    from candor.trainer.report import metrics_table
+
+    v = open_version(a.model_repository, a.name, a.version)
+    X, y, desc = labelled_rows(v, data_options(a) if a.dataset else None, a.split)
+    m = evaluate(v, X, y, desc)
+    if a.json:
+        print(json.dumps({"model": v.manifest.name, "version": v.manifest.version, "data": desc, "rows": len(X),
+                          "temperature": v.manifest.temperature.value, "uncalibrated": m.before, "calibrated": m.after}, indent=2))  # fmt: skip
+    else:
+        print(f"{v.manifest.name} v{v.manifest.version} on {desc} ({len(X)} rows), T = {v.manifest.temperature.value}\n")
+        print(metrics_table({"T = 1": m.before, "served (T)": m.after}))
+    return 0
+
+
+def cmd_calibrate(a: argparse.Namespace) -> int:
+    from candor.trainer.posthoc import labelled_rows, open_version, recalibrate
+    from candor.trainer.report import metrics_table
+
+    v = open_version(a.model_repository, a.name, a.version)
+    data = data_options(a) if a.dataset else None
+    folder, m = recalibrate(a.model_repository, v, labelled_rows(v, data, a.fit_split), labelled_rows(v, data, a.eval_split))
+    from candor.calibration.manifest import MANIFEST_FILE, read_manifest
+
+    new = read_manifest(folder / MANIFEST_FILE)
+    print(f"T {v.manifest.temperature.value} -> {new.temperature.value} (fitted on {new.temperature.fitted_on})\n")
+    print(metrics_table({f"v{v.manifest.version} T": m.before, f"v{new.version} T": m.after}))
+    print(f"\nWrote {folder}/")
+    return 0
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from candor.trainer.posthoc import open_version, reexport
+
+    folder = reexport(a.model_repository, open_version(a.model_repository, a.name, a.version), a.opset)
+    print(f"Wrote {folder}/ (opset {a.opset})")
+    return 0
+
+
+def cmd_sweep(a: argparse.Namespace) -> int:
+    import sys
+
+    from candor.trainer.sweep import DEFAULT_CONVENTIONS, markdown, parse_floats, sweep, write_outputs
+
+    conventions = tuple(c.strip() for c in a.conventions.split(",") if c.strip())
+    bad = [c for c in conventions if c not in MULTICLASS_CONVENTIONS]
+    if bad or not conventions:
+        raise ValueError(f"--conventions must be a comma-separated subset of {', '.join(MULTICLASS_CONVENTIONS)}, got {a.conventions!r}")
+    base = train_options(a)
+    out = Path(a.output or f"runs/sweep-{Path(base.data.dataset).stem}")
+    rows = sweep(base, parse_floats(a.epsilons), conventions or DEFAULT_CONVENTIONS, log=lambda s: print(s, file=sys.stderr))
+    paths = write_outputs(rows, out, f"Label smoothing sweep on {base.data.dataset}")
+    print(markdown(rows), end="")
+    print(f"Wrote {paths['csv']}, {paths['md']}, {paths['png']}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from candor.trainer.export import DEFAULT_OPSET
+
+    p = sub.add_parser("train", help="train, fit the temperature, export a new model version",
+                       description="Train a classifier with label smoothing, fit T on validation, measure on test, "
+                                   "and write models/<name>/<version>/.")  # fmt: skip
+    _train_args(p)
+    p.add_argument("--model-repository", default="models", help="model repository folder (default: models)")
+    p.add_argument("--name", help="model name (default: the data set's name)")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, 17 or newer (default: {DEFAULT_OPSET})")
+    p.set_defaults(handler=cmd_train)
+
+    p = sub.add_parser("evaluate", help="measure a model version's calibration on labelled data")
+    _version_args(p)
+    _data_args(p, None)
+    p.add_argument("--split", choices=("train", "val", "test", "all"), default="test", help="which split of the data (default: test)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(handler=cmd_evaluate)
+
+    p = sub.add_parser("calibrate", help="refit the temperature of a version and write a new version")
+    _version_args(p)
+    _data_args(p, None)
+    p.add_argument("--fit-split", choices=("train", "val", "test", "all"), default="val", help="data T is fitted on (default: val)")
+    p.add_argument("--eval-split", choices=("train", "val", "test", "all"), default="test", help="data the result is measured on (default: test)")
+    p.set_defaults(handler=cmd_calibrate)
+
+    p = sub.add_parser("export", help="export a version's saved weights again as a new version")
+    _version_args(p)
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, 17 or newer (default: {DEFAULT_OPSET})")
+    p.set_defaults(handler=cmd_export)
+
+    p = sub.add_parser("sweep", help="accuracy, NLL and ECE over epsilon x convention, with and without T")
+    _train_args(p)
+    p.add_argument("--epsilons", default="0,0.05,0.1,0.2,0.3", help="comma-separated epsilons (default: 0,0.05,0.1,0.2,0.3)")
+    p.add_argument("--conventions", default="uniform,off_target", help="comma-separated conventions (default: uniform,off_target)")
+    p.add_argument("--output", help="folder for sweep.csv, sweep.md, sweep.png (default: runs/sweep-<data set>)")
+    p.set_defaults(handler=cmd_sweep)

@@ -1,0 +1,124 @@
+"""ONNX export with the temperature folded in as a rewritable initializer.
+
+Graph: ``input`` [N, F] float32 -> (standardise, network) -> ``logits`` [N, K]
+-> Div(``temperature``) -> Softmax (multiclass) or Sigmoid (multi-label) ->
+``probabilities`` [N, K]. ``logits`` stay raw (before T) so that a server can
+refit T on stored logits; ``temperature`` is a scalar (or [K] per class)
+initializer, so :func:`set_temperature` changes it without re-exporting.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from candor.calibration import scale_logits
+from onnx import TensorProto, helper, numpy_helper
+from torch import nn
+
+DEFAULT_OPSET = 17
+PARITY_TOLERANCE = 1e-5
+TEMPERATURE = "temperature"
+
+
+class ExportError(RuntimeError):
+    """The exported graph is invalid or disagrees with torch."""
+
+
+def _temperature_tensor(temperature: float | np.ndarray) -> onnx.TensorProto:
+    t = np.asarray(temperature, dtype=np.float32)
+    if t.size == 1:
+        t = t.reshape(())
+    if not np.all(np.isfinite(t)) or np.any(t <= 0):
+        raise ValueError(f"temperature must be finite and > 0, got {t.tolist()}")
+    return numpy_helper.from_array(t, TEMPERATURE)
+
+
+def to_onnx(model: nn.Module, n_features: int, temperature: float | np.ndarray, multilabel: bool, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+    """Trace ``model`` (the torch exporter) and append the calibrated head."""
+    if opset < 17:
+        raise ValueError(f"--opset must be 17 or newer, got {opset}")
+    model.eval()
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        # The TorchScript-based exporter is deprecated in favour of dynamo,
+        # which needs onnxscript; this one is exact for these small graphs.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model, (torch.zeros(2, n_features),), buffer, dynamo=False, opset_version=opset,
+            input_names=["input"], output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+        )  # fmt: skip
+    proto = onnx.load_from_string(buffer.getvalue())
+    graph = proto.graph
+    k = graph.output[0].type.tensor_type.shape.dim[1].dim_value
+    graph.initializer.append(_temperature_tensor(temperature))
+    graph.node.append(helper.make_node("Div", ["logits", TEMPERATURE], ["scaled_logits"], name="apply_temperature"))
+    head = helper.make_node("Sigmoid", ["scaled_logits"], ["probabilities"], name="sigmoid") if multilabel else \
+        helper.make_node("Softmax", ["scaled_logits"], ["probabilities"], name="softmax", axis=-1)  # fmt: skip
+    graph.node.append(head)
+    graph.output.append(helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", k]))
+    proto.doc_string = "Candor model: probabilities = " + ("sigmoid" if multilabel else "softmax") + "(logits / temperature)"
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except onnx.checker.ValidationError as e:
+        raise ExportError(f"exported graph failed onnx.checker: {e}") from e
+    return proto
+
+
+def run_onnx(model_bytes: bytes | str | Path, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(logits, probabilities) from onnxruntime on the CPU."""
+    import onnxruntime as ort
+
+    src = str(model_bytes) if isinstance(model_bytes, str | Path) else model_bytes
+    session = ort.InferenceSession(src, providers=["CPUExecutionProvider"])
+    logits, probs = session.run(["logits", "probabilities"], {"input": np.asarray(X, dtype=np.float32)})
+    return logits, probs
+
+
+def parity_gap(model: nn.Module, proto: onnx.ModelProto, X: np.ndarray, temperature: float | np.ndarray, multilabel: bool) -> float:
+    """Max |p_onnx - p_torch| over ``X``, the torch side in float64 math on torch's logits."""
+    with torch.no_grad():
+        torch_logits = model(torch.as_tensor(X, dtype=torch.float32)).numpy()
+    expected = scale_logits(torch_logits, temperature, "multilabel" if multilabel else "multiclass")
+    _, got = run_onnx(proto.SerializeToString(), X)
+    return float(np.max(np.abs(got - expected)))
+
+
+def export_model(
+    model: nn.Module, path: Path, X_check: np.ndarray, temperature: float | np.ndarray, multilabel: bool, opset: int = DEFAULT_OPSET
+) -> float:
+    """Export, check, verify parity on ``X_check`` and write ``path``; return the parity gap.
+
+    Nothing is written when the graph is invalid or the gap exceeds 1e-5.
+    """
+    proto = to_onnx(model, X_check.shape[1], temperature, multilabel, opset)
+    gap = parity_gap(model, proto, X_check, temperature, multilabel)
+    if not gap <= PARITY_TOLERANCE:
+        raise ExportError(f"ONNX and torch disagree: max |probability difference| {gap:.3g} > {PARITY_TOLERANCE}")
+    onnx.save(proto, str(path))
+    return gap
+
+
+def read_temperature(path: str | Path) -> np.ndarray:
+    proto = onnx.load(str(path))
+    for init in proto.graph.initializer:
+        if init.name == TEMPERATURE:
+            return numpy_helper.to_array(init).astype(np.float64)
+    raise ValueError(f"{path}: no '{TEMPERATURE}' initializer; not a Candor model")
+
+
+def set_temperature(src: str | Path, dst: str | Path, temperature: float | np.ndarray) -> None:
+    """Copy the graph at ``src`` to ``dst`` with a new temperature; weights untouched."""
+    proto = onnx.load(str(src))
+    inits = proto.graph.initializer
+    index = next((i for i, t in enumerate(inits) if t.name == TEMPERATURE), None)
+    if index is None:
+        raise ValueError(f"{src}: no '{TEMPERATURE}' initializer; not a Candor model")
+    inits[index].CopyFrom(_temperature_tensor(temperature))
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(dst))

@@ -1,0 +1,168 @@
+"""One training run from data to a published model version.
+
+``fit`` does the work in memory (load, split, noise, smooth, train, fit T,
+measure); ``publish`` exports it into a model repository. ``candor sweep``
+calls ``fit`` alone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from candor.calibration import TemperatureFit, fit_temperature
+from candor.calibration.manifest import (
+    MANIFEST_FILE,
+    MODEL_FILE,
+    SCHEMA_VERSION,
+    DataSpec,
+    InputSpec,
+    Manifest,
+    SmoothingSpec,
+    TemperatureSpec,
+    TrainingSpec,
+    sha256_file,
+    write_manifest,
+)
+from candor.calibration.temperature import T_MAX, T_MIN
+from candor.trainer import repository
+from candor.trainer.data import Dataset
+from candor.trainer.distributed import DistContext
+from candor.trainer.export import DEFAULT_OPSET, export_model
+from candor.trainer.loop import LoopResult, train_loop
+from candor.trainer.measure import Measurement, measure
+from candor.trainer.models import ModelSpec, build_model
+from candor.trainer.noise import add_label_noise, flip_multilabel, transition_matrix
+from candor.trainer.options import TrainOptions
+from candor.trainer.smoothing import build_targets, class_weights
+from candor.trainer.split import Split, split_dataset
+from torch import nn
+
+from candor import __version__
+
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+@dataclass
+class Trained:
+    """A trained, temperature-scaled model and everything measured about it."""
+
+    options: TrainOptions
+    data: Dataset
+    split: Split
+    model: nn.Module
+    spec: ModelSpec
+    loop: LoopResult
+    smoothing: SmoothingSpec
+    temperature: TemperatureFit
+    test: Measurement
+    label_noise: dict | None
+    world_size: int
+
+    @property
+    def multilabel(self) -> bool:
+        return self.data.task == "multilabel"
+
+
+def predict_logits(model: nn.Module, X: np.ndarray) -> np.ndarray:
+    model.eval()
+    with torch.no_grad():
+        return model(torch.as_tensor(X, dtype=torch.float32)).double().numpy()
+
+
+def _noisy_training_labels(train: Dataset, options: TrainOptions) -> tuple[Dataset, dict | None]:
+    d = options.data
+    if not d.noisy:
+        return train, None
+    seed = d.split_seed + 7919  # independent of the split's draws, still reproducible
+    if train.task == "multilabel":
+        y = flip_multilabel(train.y, d.label_noise, seed)
+    else:
+        matrix = transition_matrix(d.noise_kind, d.label_noise, train.num_classes, d.noise_matrix)
+        y = add_label_noise(train.y, matrix, seed)
+    changed = float(np.mean(np.any((y != train.y).reshape(len(y), -1), axis=1)))
+    info = {"kind": "flip" if train.task == "multilabel" else d.noise_kind, "rate": d.label_noise,
+            "matrix_file": d.noise_matrix, "seed": seed, "changed_share": round(changed, 6)}  # fmt: skip
+    noisy = Dataset(train.X, y, train.class_names, train.task, train.source, train.params, train.image_shape)
+    return noisy, info
+
+
+def fit(options: TrainOptions, ctx: DistContext | None = None) -> Trained:
+    """Load, split, train with smoothing, fit T on validation, measure on test."""
+    ctx = ctx or DistContext()
+    data = options.data.load()
+    split = split_dataset(data, val_fraction=options.data.val_fraction, test_fraction=options.data.test_fraction,
+                          seed=options.data.split_seed)  # fmt: skip
+    train, val, test = data.subset(split.train), data.subset(split.val), data.subset(split.test)
+    train, noise_info = _noisy_training_labels(train, options)
+    multilabel = data.task == "multilabel"
+    if options.per_class_temperature and not multilabel:
+        raise ValueError("--per-class-temperature is for multi-label models; multiclass shares one temperature")
+
+    q, smoothing = build_targets(options.smoothing, train)
+    cw = class_weights(train.y, data.num_classes, options.class_weights, multilabel)
+    weights = cw if cw is None or multilabel else cw[train.y]
+
+    torch.manual_seed(options.loop.seed)
+    m = options.model
+    spec = ModelSpec(m.architecture, data.X.shape[1], data.num_classes, m.width, m.depth, m.dropout, data.image_shape)
+    model = build_model(spec, train.X.mean(axis=0), train.X.std(axis=0))
+    loop = train_loop(model, train.X, q, val.X, val.y, multilabel=multilabel, weights=weights, options=options.loop, ctx=ctx)
+
+    task = "multilabel" if multilabel else "multiclass"
+    temp = fit_temperature(predict_logits(model, val.X), val.y, task, per_class=options.per_class_temperature)
+    return Trained(
+        options=options, data=data, split=split, model=model, spec=spec, loop=loop, smoothing=smoothing,
+        temperature=temp, test=measure(predict_logits(model, test.X), test.y, 1.0, temp.value, multilabel, "test"),
+        label_noise=noise_info, world_size=ctx.world_size,
+    )  # fmt: skip
+
+
+def build_manifest(t: Trained, name: str, version: int, model_sha256: str) -> Manifest:
+    o, d = t.options, t.options.data
+    return Manifest(
+        schema_version=SCHEMA_VERSION,
+        candor_version=__version__,
+        name=name,
+        version=version,
+        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        task=t.data.task,
+        class_names=list(t.data.class_names),
+        input=InputSpec("input", "float32", [-1, t.spec.n_features], list(t.data.image_shape) if t.data.image_shape else None),
+        outputs=["logits", "probabilities"],
+        temperature=TemperatureSpec(t.temperature.as_list(), o.per_class_temperature, "val", t.temperature.clamped, [T_MIN, T_MAX]),
+        smoothing=t.smoothing,
+        training=TrainingSpec(
+            t.spec.architecture, t.spec.width, t.spec.depth, t.spec.dropout, o.loop.max_epochs, t.loop.epochs_run,
+            t.loop.best_epoch, o.loop.batch_size, o.loop.learning_rate, o.loop.weight_decay, o.loop.patience,
+            o.loop.seed, t.world_size,
+            None if o.class_weights == "none" else class_weights(t.data.y, t.data.num_classes, o.class_weights,
+                                                                 t.multilabel).tolist(),
+        ),  # fmt: skip
+        data=DataSpec(
+            d.dataset, d.loader_params(), t.data.fingerprint, t.spec.n_features, len(t.split.train),
+            len(t.split.val), len(t.split.test), d.split_seed, d.val_fraction, d.test_fraction, t.label_noise,
+        ),
+        metrics=t.test.metrics(),
+        reference=t.test.reference,
+        model_sha256=model_sha256,
+        parent=None,
+    )
+
+
+def publish(t: Trained, repo: str | Path, name: str, opset: int = DEFAULT_OPSET) -> Path:
+    """Export ``t`` as the next version of ``name`` in ``repo``; returns its folder."""
+    from candor.trainer.report import write_reports
+
+    def write(folder: Path, version: int) -> None:
+        check_rows = t.data.X[t.split.test]
+        export_model(t.model, folder / MODEL_FILE, check_rows, t.temperature.value, t.multilabel, opset)
+        manifest = build_manifest(t, name, version, sha256_file(folder / MODEL_FILE))
+        write_manifest(manifest, folder / MANIFEST_FILE)
+        torch.save({"spec": t.spec.to_dict(), "state_dict": t.model.state_dict()}, folder / CHECKPOINT_FILE)
+        write_reports(folder, manifest, t.test.panels(), {"history": t.loop.history})
+
+    return repository.publish(Path(repo), name, write)
