@@ -32,8 +32,14 @@ def _convert(value: Any, t: Any, path: str) -> Any:
             if type(None) in args:
                 return None
             raise SchemaError(f"field '{path}' must not be null")
-        (inner,) = [a for a in args if a is not type(None)]
-        return _convert(value, inner, path)
+        options = [a for a in args if a is not type(None)]
+        for inner in options:
+            try:
+                return _convert(value, inner, path)
+            except SchemaError:
+                if len(options) == 1:
+                    raise
+        raise SchemaError(f"field '{path}' must be one of {', '.join(_describe(a) for a in options)}, got {value!r}")
     if value is None:
         raise SchemaError(f"field '{path}' must not be null (expected {_describe(t)})")
     if origin is Literal:

@@ -68,12 +68,15 @@ def _solve(objective) -> tuple[float, bool]:
     lo, hi = np.log(T_MIN), np.log(T_MAX)
     res = minimize_scalar(lambda s: objective(np.exp(s)), bounds=(lo, hi), method="bounded", options={"xatol": 1e-7})
     t = float(np.exp(res.x))
-    # Brent never evaluates the bounds themselves; an optimum within xatol of
-    # either one means the unconstrained minimum lies outside the range.
-    clamped = bool(res.x - lo < 1e-5 or hi - res.x < 1e-5)
-    if clamped:
-        t = T_MIN if res.x - lo < 1e-5 else T_MAX
-    return t, clamped
+    # Brent never evaluates the bounds themselves. On separable data the NLL
+    # underflows to a flat 0 near T_MIN and Brent may stop anywhere on the flat;
+    # since the NLL is unimodal in log T, a bound at least as good as the
+    # interior point means the optimum lies at (or beyond) that bound.
+    best = objective(t)
+    for bound in (T_MIN, T_MAX):
+        if objective(bound) <= best:
+            return bound, True
+    return t, False
 
 
 def fit_temperature(

@@ -1,0 +1,121 @@
+"""The manifest round-trips, and a broken one is refused with the field named."""
+
+import copy
+import json
+
+import numpy as np
+import pytest
+
+from candor.calibration import SchemaError, read_manifest, write_manifest
+from candor.calibration.manifest import (
+    DataSpec,
+    InputSpec,
+    Manifest,
+    Metrics,
+    MetricSet,
+    SmoothingSpec,
+    TemperatureSpec,
+    TrainingSpec,
+    manifest_from_dict,
+    sha256_file,
+)
+from candor.calibration.reference import build_reference, confidence_histogram
+
+
+def sample_manifest() -> Manifest:
+    ms = MetricSet(0.9, 0.3, 0.15, 0.05, 0.02, 0.2, 0.07, 0.04)
+    probs = np.array([[0.9, 0.05, 0.05], [0.2, 0.7, 0.1], [0.3, 0.3, 0.4]])
+    return Manifest(
+        schema_version=1, candor_version="0.1.0", name="demo", version=3, created_at="2026-11-23T00:00:00+00:00",
+        task="multiclass", class_names=["a", "b", "c"],
+        input=InputSpec("input", "float32", [-1, 4], None), outputs=["logits", "probabilities"],
+        temperature=TemperatureSpec([1.5], False, "val", False, [0.05, 20.0]),
+        smoothing=SmoothingSpec("uniform", 0.1, [1 / 3] * 3, None, None),
+        training=TrainingSpec("mlp", 8, 1, 0.0, 10, 5, 4, 32, 1e-3, 0.0, 3, 0, 1, None),
+        data=DataSpec("synthetic", {"n_samples": 100, "seed": 0}, "0" * 64, 4, 60, 20, 20, 0, 0.2, 0.2, None),
+        metrics=Metrics("test", 15, ms, ms),
+        reference=build_reference(probs, np.array([0, 1, 1]), "test"),
+        model_sha256="ab" * 32, parent=None,
+    )  # fmt: skip
+
+
+def test_round_trip(tmp_path):
+    m = sample_manifest()
+    write_manifest(m, tmp_path / "candor.json")
+    assert read_manifest(tmp_path / "candor.json") == m
+    assert json.loads((tmp_path / "candor.json").read_text())["metrics"]["after_temperature"]["ece"] == 0.05
+
+
+def _broken(tmp_path, mutate):
+    data = copy.deepcopy(sample_manifest().to_dict())
+    mutate(data)
+    path = tmp_path / "candor.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: d.pop("temperature"), "missing field 'temperature'"),
+        (lambda d: d["metrics"]["after_temperature"].pop("ece"), "missing field 'metrics.after_temperature.ece'"),
+        (lambda d: d.update(colour="red"), "unknown field 'colour'"),
+        (lambda d: d["smoothing"].update(sigma=1), "unknown field 'smoothing.sigma'"),
+        (lambda d: d.update(version="3"), "field 'version' must be int"),
+        (lambda d: d.update(version=True), "field 'version' must be int"),
+        (lambda d: d.update(task="regression"), "field 'task' must be one of"),
+        (lambda d: d["temperature"].update(value=[-1.0]), "temperature.value"),
+        (lambda d: d["temperature"].update(value=[1.0, 2.0]), "temperature.value"),
+        (lambda d: d["smoothing"].update(epsilon=1.0), "smoothing.epsilon"),
+        (lambda d: d.update(class_names=["a", "b"]), "reference.class_frequencies"),
+        (lambda d: d.update(class_names=["a", "a", "b"]), "duplicates"),
+        (lambda d: d.update(schema_version=2), "schema_version"),
+        (lambda d: d.update(model_sha256="xyz"), "model_sha256"),
+        (lambda d: d["input"].update(shape=[4]), "input.shape"),
+        (lambda d: d["input"].update(image_shape=[1, 3, 3]), "input.image_shape"),
+        (lambda d: d["class_names"].__setitem__(0, 7), r"class_names\[0\]"),
+        (lambda d: d.update(name="../etc"), "field 'name'"),
+    ],
+)
+def test_broken_manifest_is_refused_naming_the_field(tmp_path, mutate, message):
+    path = _broken(tmp_path, mutate)
+    with pytest.raises(SchemaError, match=message) as info:
+        read_manifest(path)
+    assert str(path) in str(info.value)
+
+
+def test_unreadable_or_invalid_json(tmp_path):
+    with pytest.raises(SchemaError, match="cannot read manifest"):
+        read_manifest(tmp_path / "absent.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(SchemaError, match="not valid JSON"):
+        read_manifest(tmp_path / "bad.json")
+    (tmp_path / "list.json").write_text("[]")
+    with pytest.raises(SchemaError, match="must be an object"):
+        read_manifest(tmp_path / "list.json")
+
+
+def test_invalid_manifest_is_never_written(tmp_path):
+    path = tmp_path / "candor.json"
+    write_manifest(sample_manifest(), path)
+    before = path.read_bytes()
+    with pytest.raises(SchemaError):
+        write_manifest(sample_manifest().replace(version=0), path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["candor.json"]  # no temp file left behind
+
+
+def test_sha256_of_a_file(tmp_path):
+    (tmp_path / "f").write_bytes(b"abc")
+    assert sha256_file(tmp_path / "f") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_reference_statistics():
+    probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7]])
+    ref = build_reference(probs, np.array([0, 1, 1]), "test")
+    assert ref.class_frequencies == pytest.approx([2 / 3, 1 / 3])
+    assert ref.mean_confidence == pytest.approx((0.9 + 0.6 + 0.7) / 3)
+    assert ref.accuracy == pytest.approx(2 / 3)
+    hist = confidence_histogram(np.array([0.0, 0.005, 0.01, 1.0]))
+    assert hist[0] == pytest.approx(0.75) and hist[-1] == pytest.approx(0.25)
+    assert manifest_from_dict(sample_manifest().to_dict()).reference.n_samples == 3
