@@ -79,9 +79,7 @@ def _solve(objective) -> tuple[float, bool]:
     return t, False
 
 
-def fit_temperature(
-    logits: np.ndarray, labels: np.ndarray, task: Task = "multiclass", per_class: bool = False
-) -> TemperatureFit:
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, task: Task = "multiclass", per_class: bool = False) -> TemperatureFit:
     """Fit T on held-out ``logits`` and ``labels``.
 
     * ``multiclass``: logits ``[N, K]``, integer labels; softmax NLL.

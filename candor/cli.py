@@ -34,7 +34,9 @@ def _missing_extra(extra: str, module: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="candor", description="Train, calibrate and serve classifiers whose confidence can be trusted.")
+    parser = argparse.ArgumentParser(
+        prog="candor", description="Train, calibrate and serve classifiers whose confidence can be trusted."
+    )
     parser.add_argument("--version", action="version", version=f"candor {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     _add_trainer_verbs(sub)

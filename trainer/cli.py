@@ -55,8 +55,12 @@ def _data_args(p: argparse.ArgumentParser, default: str | None) -> None:
     g.add_argument("--imbalance", type=float, default=1.0, help="synthetic: largest/smallest class ratio, >= 1 (default: 1)")
     g.add_argument("--data-seed", type=int, default=0, help="synthetic: generator seed (default: 0)")
     g.add_argument("--label-noise", type=epsilon, default=0.0, help="share of training labels corrupted, in [0, 1) (default: 0)")
-    g.add_argument("--noise-kind", choices=("symmetric", "pair", "matrix"), default="symmetric",
-                   help="symmetric: to any other class; pair: class k to k+1; matrix: from --noise-matrix (default: symmetric)")  # fmt: skip
+    g.add_argument(
+        "--noise-kind",
+        choices=("symmetric", "pair", "matrix"),
+        default="symmetric",
+        help="symmetric: to any other class; pair: class k to k+1; matrix: from --noise-matrix (default: symmetric)",
+    )
     g.add_argument("--noise-matrix", help="[K, K] row-stochastic transition matrix (.npy/.csv) for --noise-kind matrix")
     g.add_argument("--val-fraction", type=fraction, default=0.2, help="validation share, fits T (default: 0.2)")
     g.add_argument("--test-fraction", type=fraction, default=0.2, help="test share, measures (default: 0.2)")
@@ -66,7 +70,9 @@ def _data_args(p: argparse.ArgumentParser, default: str | None) -> None:
 def _train_args(p: argparse.ArgumentParser) -> None:
     _data_args(p, "digits")
     g = p.add_argument_group("model")
-    g.add_argument("--model", choices=("mlp", "cnn"), default="mlp", help="mlp, or cnn for image-shaped data like digits (default: mlp)")
+    g.add_argument(
+        "--model", choices=("mlp", "cnn"), default="mlp", help="mlp, or cnn for image-shaped data like digits (default: mlp)"
+    )
     g.add_argument("--width", type=positive_int, default=128, help="hidden units (mlp) or channels (cnn) (default: 128)")
     g.add_argument("--depth", type=int, default=2, help="hidden layers of the mlp (default: 2)")
     g.add_argument("--dropout", type=epsilon, default=0.1, help="dropout rate in [0, 1) (default: 0.1)")
@@ -74,14 +80,20 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--smoothing", choices=MULTICLASS_CONVENTIONS, default="uniform",
                    help="where epsilon goes: uniform (all K, as torch), off_target (the K-1 wrong classes), prior, "
                         "hierarchy, teacher (default: uniform; multi-label data smooths each class)")  # fmt: skip
-    g.add_argument("--epsilon", type=epsilon, default=0.0, help="smoothing weight in [0, 1); 0 trains on hard labels (default: 0)")
+    g.add_argument(
+        "--epsilon", type=epsilon, default=0.0, help="smoothing weight in [0, 1); 0 trains on hard labels (default: 0)"
+    )
     g.add_argument("--hierarchy", help="class tree (.json) or class similarity matrix (.csv/.npy) for --smoothing hierarchy")
     g.add_argument("--teacher", help="teacher ONNX model (input 'input', output 'logits') for --smoothing teacher")
-    g.add_argument("--teacher-temperature", type=float, default=2.0, help="temperature applied to the teacher's logits (default: 2)")
+    g.add_argument(
+        "--teacher-temperature", type=float, default=2.0, help="temperature applied to the teacher's logits (default: 2)"
+    )
     g.add_argument("--class-weights", choices=("none", "balanced"), default="none", help="weight rare classes up (default: none)")
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=positive_int, default=200, help="maximum epochs (default: 200)")
-    g.add_argument("--patience", type=positive_int, default=15, help="stop after this many epochs without a better val NLL (default: 15)")
+    g.add_argument(
+        "--patience", type=positive_int, default=15, help="stop after this many epochs without a better val NLL (default: 15)"
+    )
     g.add_argument("--batch-size", type=positive_int, default=64, help="rows per step on each process (default: 64)")
     g.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default: 1e-3)")
     g.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay (default: 1e-4)")
@@ -144,8 +156,9 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     X, y, desc = labelled_rows(v, data_options(a) if a.dataset else None, a.split)
     m = evaluate(v, X, y, desc)
     if a.json:
-        print(json.dumps({"model": v.manifest.name, "version": v.manifest.version, "data": desc, "rows": len(X),
-                          "temperature": v.manifest.temperature.value, "uncalibrated": m.before, "calibrated": m.after}, indent=2))  # fmt: skip
+        report = {"model": v.manifest.name, "version": v.manifest.version, "data": desc, "rows": len(X)}
+        report |= {"temperature": v.manifest.temperature.value, "uncalibrated": m.before, "calibrated": m.after}
+        print(json.dumps(report, indent=2))
     else:
         print(f"{v.manifest.name} v{v.manifest.version} on {desc} ({len(X)} rows), T = {v.manifest.temperature.value}\n")
         print(metrics_table({"T = 1": m.before, "served (T)": m.after}))
@@ -179,15 +192,18 @@ def cmd_export(a: argparse.Namespace) -> int:
 def cmd_sweep(a: argparse.Namespace) -> int:
     import sys
 
-    from candor.trainer.sweep import DEFAULT_CONVENTIONS, markdown, parse_floats, sweep, write_outputs
+    from candor.trainer.sweep import markdown, parse_floats, parse_seeds, sweep, write_outputs
 
     conventions = tuple(c.strip() for c in a.conventions.split(",") if c.strip())
     bad = [c for c in conventions if c not in MULTICLASS_CONVENTIONS]
     if bad or not conventions:
-        raise ValueError(f"--conventions must be a comma-separated subset of {', '.join(MULTICLASS_CONVENTIONS)}, got {a.conventions!r}")
+        raise ValueError(
+            f"--conventions must be a comma-separated subset of {', '.join(MULTICLASS_CONVENTIONS)}, got {a.conventions!r}"
+        )
     base = train_options(a)
     out = Path(a.output or f"runs/sweep-{Path(base.data.dataset).stem}")
-    rows = sweep(base, parse_floats(a.epsilons), conventions or DEFAULT_CONVENTIONS, log=lambda s: print(s, file=sys.stderr))
+    seeds = parse_seeds(a.seeds) if a.seeds else (a.seed,)
+    rows = sweep(base, parse_floats(a.epsilons), conventions, seeds, log=lambda s: print(s, file=sys.stderr))
     paths = write_outputs(rows, out, f"Label smoothing sweep on {base.data.dataset}")
     print(markdown(rows), end="")
     print(f"Wrote {paths['csv']}, {paths['md']}, {paths['png']}")
@@ -209,15 +225,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="measure a model version's calibration on labelled data")
     _version_args(p)
     _data_args(p, None)
-    p.add_argument("--split", choices=("train", "val", "test", "all"), default="test", help="which split of the data (default: test)")
+    p.add_argument(
+        "--split", choices=("train", "val", "test", "all"), default="test", help="which split of the data (default: test)"
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(handler=cmd_evaluate)
 
     p = sub.add_parser("calibrate", help="refit the temperature of a version and write a new version")
     _version_args(p)
     _data_args(p, None)
-    p.add_argument("--fit-split", choices=("train", "val", "test", "all"), default="val", help="data T is fitted on (default: val)")
-    p.add_argument("--eval-split", choices=("train", "val", "test", "all"), default="test", help="data the result is measured on (default: test)")
+    p.add_argument(
+        "--fit-split", choices=("train", "val", "test", "all"), default="val", help="data T is fitted on (default: val)"
+    )
+    p.add_argument(
+        "--eval-split",
+        choices=("train", "val", "test", "all"),
+        default="test",
+        help="data the result is measured on (default: test)",
+    )
     p.set_defaults(handler=cmd_calibrate)
 
     p = sub.add_parser("export", help="export a version's saved weights again as a new version")
@@ -228,6 +253,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", help="accuracy, NLL and ECE over epsilon x convention, with and without T")
     _train_args(p)
     p.add_argument("--epsilons", default="0,0.05,0.1,0.2,0.3", help="comma-separated epsilons (default: 0,0.05,0.1,0.2,0.3)")
-    p.add_argument("--conventions", default="uniform,off_target", help="comma-separated conventions (default: uniform,off_target)")
+    p.add_argument(
+        "--conventions", default="uniform,off_target", help="comma-separated conventions (default: uniform,off_target)"
+    )
+    p.add_argument(
+        "--seeds", help="comma-separated seeds, each reseeding split and training; reports mean ± std (default: --seed)"
+    )
     p.add_argument("--output", help="folder for sweep.csv, sweep.md, sweep.png (default: runs/sweep-<data set>)")
     p.set_defaults(handler=cmd_sweep)

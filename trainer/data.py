@@ -68,7 +68,9 @@ def validate(ds: Dataset) -> Dataset:
         if y.min() < 0 or y.max() >= k:
             raise ValueError(f"{ds.source}: labels must lie in [0, {k}), got values from {y.min()} to {y.max()}")
         if len(np.unique(y)) < 2:
-            raise ValueError(f"{ds.source}: only one class ({ds.class_names[int(y[0])]!r}) is present; a classifier needs at least 2")
+            raise ValueError(
+                f"{ds.source}: only one class ({ds.class_names[int(y[0])]!r}) is present; a classifier needs at least 2"
+            )
     else:
         if y.ndim != 2 or y.shape[1] != k:
             raise ValueError(f"{ds.source}: multi-label targets must be [N, {k}], got shape {y.shape}")
@@ -99,7 +101,13 @@ def load_bundled(name: str) -> Dataset:
 
 
 def load_synthetic(
-    *, n_samples: int = 3000, n_classes: int = 5, n_features: int = 20, imbalance: float = 1.0, seed: int = 0, multilabel: bool = False
+    *,
+    n_samples: int = 3000,
+    n_classes: int = 5,
+    n_features: int = 20,
+    imbalance: float = 1.0,
+    seed: int = 0,
+    multilabel: bool = False,
 ) -> Dataset:
     """A seeded synthetic set. ``imbalance`` r >= 1 makes class k's share
     proportional to r ** (-k / (K - 1)): the largest class is r times the smallest."""
@@ -139,7 +147,9 @@ def load_npz(path: Path) -> Dataset:
     except (OSError, ValueError, EOFError) as e:
         raise ValueError(f"{path}: not a readable .npz file ({e})") from e
     if "X" not in arrays or ("y" in arrays) == ("Y" in arrays):
-        raise ValueError(f"{path}: an .npz needs an array 'X' and exactly one of 'y' (labels) or 'Y' (multi-label 0/1), found {sorted(arrays)}")
+        raise ValueError(
+            f"{path}: an .npz needs an array 'X' and exactly one of 'y' (labels) or 'Y' (multi-label 0/1), found {sorted(arrays)}"
+        )
     X = arrays["X"]
     if X.dtype.kind not in "iuf":
         raise ValueError(f"{path}: 'X' must be numeric, got dtype {X.dtype}")

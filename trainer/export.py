@@ -38,7 +38,9 @@ def _temperature_tensor(temperature: float | np.ndarray) -> onnx.TensorProto:
     return numpy_helper.from_array(t, TEMPERATURE)
 
 
-def to_onnx(model: nn.Module, n_features: int, temperature: float | np.ndarray, multilabel: bool, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+def to_onnx(
+    model: nn.Module, n_features: int, temperature: float | np.ndarray, multilabel: bool, opset: int = DEFAULT_OPSET
+) -> onnx.ModelProto:
     """Trace ``model`` (the torch exporter) and append the calibrated head."""
     if opset < 17:
         raise ValueError(f"--opset must be 17 or newer, got {opset}")
@@ -80,7 +82,9 @@ def run_onnx(model_bytes: bytes | str | Path, X: np.ndarray) -> tuple[np.ndarray
     return logits, probs
 
 
-def parity_gap(model: nn.Module, proto: onnx.ModelProto, X: np.ndarray, temperature: float | np.ndarray, multilabel: bool) -> float:
+def parity_gap(
+    model: nn.Module, proto: onnx.ModelProto, X: np.ndarray, temperature: float | np.ndarray, multilabel: bool
+) -> float:
     """Max |p_onnx - p_torch| over ``X``, the torch side in float64 math on torch's logits."""
     with torch.no_grad():
         torch_logits = model(torch.as_tensor(X, dtype=torch.float32)).numpy()
@@ -90,7 +94,12 @@ def parity_gap(model: nn.Module, proto: onnx.ModelProto, X: np.ndarray, temperat
 
 
 def export_model(
-    model: nn.Module, path: Path, X_check: np.ndarray, temperature: float | np.ndarray, multilabel: bool, opset: int = DEFAULT_OPSET
+    model: nn.Module,
+    path: Path,
+    X_check: np.ndarray,
+    temperature: float | np.ndarray,
+    multilabel: bool,
+    opset: int = DEFAULT_OPSET,
 ) -> float:
     """Export, check, verify parity on ``X_check`` and write ``path``; return the parity gap.
 

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from candor import __version__
 from candor.calibration import fit_temperature
 from candor.calibration.manifest import MANIFEST_FILE, MODEL_FILE, Manifest, read_manifest, sha256_file, write_manifest
 from candor.trainer import repository
@@ -22,6 +20,8 @@ from candor.trainer.measure import Measurement, measure
 from candor.trainer.options import DataOptions
 from candor.trainer.report import write_reports
 from candor.trainer.split import split_dataset
+
+from candor import __version__
 
 
 @dataclass(frozen=True)
@@ -64,14 +64,18 @@ def labelled_rows(v: Version, data: DataOptions | None, split: str) -> tuple[np.
     opts = DataOptions.from_manifest(v.manifest.data) if own else data
     ds = opts.load()
     if own and ds.fingerprint != v.manifest.data.fingerprint:
-        raise ValueError(f"the data set {opts.dataset!r} differs from the one this model was trained on (fingerprint changed); pass --dataset")
+        raise ValueError(
+            f"the data set {opts.dataset!r} differs from the one this model was trained on (fingerprint changed); pass --dataset"
+        )
     if ds.class_names != v.manifest.class_names or ds.X.shape[1] != v.manifest.input.shape[1]:
         raise ValueError(
             f"{opts.dataset}: data has {ds.X.shape[1]} features and classes {ds.class_names[:5]}..., "
             f"the model expects {v.manifest.input.shape[1]} features and classes {v.manifest.class_names[:5]}..."
         )
     if split != "all":
-        rows = split_dataset(ds, val_fraction=opts.val_fraction, test_fraction=opts.test_fraction, seed=opts.split_seed).indices(split)
+        rows = split_dataset(ds, val_fraction=opts.val_fraction, test_fraction=opts.test_fraction, seed=opts.split_seed).indices(
+            split
+        )
         ds = ds.subset(rows)
     return ds.X, ds.y, f"{opts.dataset}:{split}"
 
@@ -121,7 +125,6 @@ def recalibrate(
 def reexport(repo: str | Path, v: Version, opset: int = DEFAULT_OPSET) -> Path:
     """Export the version's saved torch weights again (e.g. at another opset) as a new version."""
     import torch
-
     from candor.trainer.models import ModelSpec, build_model
     from candor.trainer.pipeline import CHECKPOINT_FILE
 
@@ -129,7 +132,9 @@ def reexport(repo: str | Path, v: Version, opset: int = DEFAULT_OPSET) -> Path:
     if not ckpt_path.is_file():
         raise ValueError(f"{v.folder}: no {CHECKPOINT_FILE} to export from")
     ckpt = torch.load(ckpt_path, weights_only=True)
-    spec = ModelSpec(**{**ckpt["spec"], "image_shape": tuple(ckpt["spec"]["image_shape"]) if ckpt["spec"]["image_shape"] else None})
+    spec = ModelSpec(
+        **{**ckpt["spec"], "image_shape": tuple(ckpt["spec"]["image_shape"]) if ckpt["spec"]["image_shape"] else None}
+    )
     model = build_model(spec, np.zeros(spec.n_features), np.ones(spec.n_features))
     model.load_state_dict(ckpt["state_dict"])
     X, y, desc = labelled_rows(v, None, "test")

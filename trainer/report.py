@@ -30,7 +30,8 @@ def render_report(m: Manifest, path: Path | None = None) -> str:
         f"# {m.name} version {m.version}",
         "",
         f"- task: {m.task}, {m.num_classes} classes, {m.input.shape[1]} features",
-        f"- data: {m.data.source} (train {m.data.n_train} / val {m.data.n_val} / test {m.data.n_test}, split seed {m.data.split_seed})",
+        f"- data: {m.data.source} (train {m.data.n_train} / val {m.data.n_val} / test {m.data.n_test}, "
+        f"split seed {m.data.split_seed})",
         f"- label noise in training split: {m.data.label_noise or 'none'}",
         f"- model: {m.training.architecture} width {m.training.width} depth {m.training.depth} dropout {m.training.dropout}; "
         f"{m.training.epochs_run} epochs, best {m.training.best_epoch}, world size {m.training.world_size}",

@@ -69,7 +69,9 @@ def build_targets(opts: SmoothingOptions, train: Dataset) -> tuple[np.ndarray, S
         u = rows[labels]
     q = smoothed_targets(torch.as_tensor(labels), eps, torch.as_tensor(u, dtype=torch.float64)).numpy()
     convention = opts.convention if eps > 0 else "none"
-    spec = SmoothingSpec(convention, eps, distribution if eps > 0 else None, source if eps > 0 else None, t_teacher if eps > 0 else None)
+    spec = SmoothingSpec(
+        convention, eps, distribution if eps > 0 else None, source if eps > 0 else None, t_teacher if eps > 0 else None
+    )
     return q.astype(np.float32), spec
 
 

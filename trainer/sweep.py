@@ -7,43 +7,71 @@ import csv
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 from candor.trainer.options import TrainOptions
 from candor.trainer.pipeline import fit
 
 DEFAULT_EPSILONS = (0.0, 0.05, 0.1, 0.2, 0.3)
 DEFAULT_CONVENTIONS = ("uniform", "off_target")
-COLUMNS = ("convention", "epsilon", "temperature_scaled", "temperature", "accuracy", "nll", "ece", "brier", "classwise_ece")
+METRICS = ("temperature", "accuracy", "nll", "ece", "brier", "classwise_ece")
+COLUMNS = ("convention", "epsilon", "temperature_scaled", "seed", *METRICS)
 
 
-def sweep(base: TrainOptions, epsilons=DEFAULT_EPSILONS, conventions=DEFAULT_CONVENTIONS, log=print) -> list[dict]:
-    """Train once per (convention, epsilon) and report test metrics before and
-    after temperature scaling; epsilon 0 (hard labels) is trained once and
-    listed as convention ``none``."""
+def sweep(base: TrainOptions, epsilons=DEFAULT_EPSILONS, conventions=DEFAULT_CONVENTIONS, seeds=(0,), log=print) -> list[dict]:
+    """Train once per (convention, epsilon, seed) and report test metrics
+    before and after temperature scaling; epsilon 0 (hard labels) is trained
+    once per seed and listed as convention ``none``. Each seed reseeds both
+    the split and the training, so the spread covers both."""
     runs = [("none", 0.0)] if 0.0 in epsilons else []
     runs += [(c, e) for c in conventions for e in epsilons if e > 0]
     rows = []
-    for n, (convention, eps) in enumerate(runs, start=1):
+    total = len(runs) * len(seeds)
+    for n, (convention, eps, seed) in enumerate(((c, e, s) for c, e in runs for s in seeds), start=1):
         smoothing = dataclasses.replace(base.smoothing, convention="uniform" if convention == "none" else convention, epsilon=eps)
-        t = fit(dataclasses.replace(base, smoothing=smoothing))
+        options = dataclasses.replace(base, smoothing=smoothing, data=dataclasses.replace(base.data, split_seed=seed),
+                                      loop=dataclasses.replace(base.loop, seed=seed))  # fmt: skip
+        t = fit(options)
         for scaled, metrics in ((False, t.test.before), (True, t.test.after)):
             rows.append({
-                "convention": convention, "epsilon": eps, "temperature_scaled": scaled,
+                "convention": convention, "epsilon": eps, "temperature_scaled": scaled, "seed": seed,
                 "temperature": t.temperature.as_list()[0] if scaled else 1.0,
-                **{k: metrics[k] for k in ("accuracy", "nll", "ece", "brier", "classwise_ece")},
+                **{k: metrics[k] for k in METRICS[1:]},
             })  # fmt: skip
-        log(f"[{n}/{len(runs)}] {convention} eps={eps}: acc {t.test.after['accuracy']:.4f} "
+        log(f"[{n}/{total}] {convention} eps={eps} seed={seed}: acc {t.test.after['accuracy']:.4f} "
             f"ECE {t.test.before['ece']:.4f} -> {t.test.after['ece']:.4f} with T={t.temperature.as_list()[0]:.3f}")  # fmt: skip
     return rows
 
 
-def markdown(rows: list[dict]) -> str:
-    lines = ["| convention | epsilon | TS | T | accuracy | NLL | ECE | Brier | classwise ECE |", "|---" * 9 + "|"]
+def aggregate(rows: list[dict]) -> list[dict]:
+    """Mean and standard deviation over seeds of each (convention, epsilon, TS) cell, in first-seen order."""
+    groups: dict[tuple, list[dict]] = {}
     for r in rows:
+        groups.setdefault((r["convention"], r["epsilon"], r["temperature_scaled"]), []).append(r)
+    out = []
+    for (conv, eps, scaled), members in groups.items():
+        cell = {"convention": conv, "epsilon": eps, "temperature_scaled": scaled, "seeds": len(members)}
+        for k in METRICS:
+            values = np.array([m[k] for m in members])
+            cell[k], cell[f"{k}_std"] = float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        out.append(cell)
+    return out
+
+
+def markdown(rows: list[dict]) -> str:
+    cells = aggregate(rows)
+    spread = any(c["seeds"] > 1 for c in cells)
+
+    def fmt(c: dict, k: str, digits: int = 4) -> str:
+        return f"{c[k]:.{digits}f} ± {c[k + '_std']:.{digits}f}" if spread else f"{c[k]:.{digits}f}"
+
+    note = f"mean ± std over {cells[0]['seeds']} seeds\n\n" if spread else ""
+    lines = ["| convention | epsilon | TS | T | accuracy | NLL | ECE | Brier | classwise ECE |", "|---" * 9 + "|"]
+    for c in cells:
         lines.append(
-            f"| {r['convention']} | {r['epsilon']:g} | {'yes' if r['temperature_scaled'] else 'no'} | {r['temperature']:.3f} | "
-            f"{r['accuracy']:.4f} | {r['nll']:.4f} | {r['ece']:.4f} | {r['brier']:.4f} | {r['classwise_ece']:.4f} |"
+            f"| {c['convention']} | {c['epsilon']:g} | {'yes' if c['temperature_scaled'] else 'no'} | "
+            f"{fmt(c, 'temperature', 3)} | " + " | ".join(fmt(c, k) for k in METRICS[1:]) + " |"
         )
-    return "\n".join(lines) + "\n"
+    return note + "\n".join(lines) + "\n"
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
@@ -52,6 +80,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows = aggregate(rows)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     hard = [r for r in rows if r["convention"] == "none"]
     conventions = sorted({r["convention"] for r in rows} - {"none"})
@@ -82,6 +111,16 @@ def write_outputs(rows: list[dict], folder: Path, title: str) -> dict[str, Path]
     return paths
 
 
+def parse_seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError as e:
+        raise ValueError(f"--seeds must be comma-separated integers, got {text!r}") from e
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds must be distinct integers, got {text!r}")
+    return seeds
+
+
 def parse_floats(text: str) -> tuple[float, ...]:
     try:
         values = tuple(float(v) for v in text.split(",") if v.strip())
@@ -91,4 +130,3 @@ def parse_floats(text: str) -> tuple[float, ...]:
     if not values or bad:
         raise ValueError(f"--epsilons must be non-empty values in [0, 1), got {text!r}")
     return values
-

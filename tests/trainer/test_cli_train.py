@@ -5,13 +5,13 @@ import json
 
 import numpy as np
 import pytest
-
 from candor.calibration import read_manifest
 from candor.calibration.manifest import sha256_file
 from candor.trainer.export import read_temperature, run_onnx
 from candor.trainer.loop import LoopOptions
 from candor.trainer.options import DataOptions, TrainOptions
 from candor.trainer.pipeline import fit
+
 from tests.conftest import run_candor
 
 pytestmark = pytest.mark.slow
@@ -148,16 +148,20 @@ def test_label_noise_is_recorded(tmp_path):
 
 
 def test_sweep_writes_table_and_plot(tmp_path):
-    result = run_candor("sweep", "--dataset", "iris", "--epsilons", "0,0.1", "--epochs", "3", "--output", str(tmp_path / "s"))
+    result = run_candor("sweep", "--dataset", "iris", "--epsilons", "0,0.1", "--epochs", "3", "--seeds", "0,1",
+                        "--output", str(tmp_path / "s"))  # fmt: skip
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(open(tmp_path / "s/sweep.csv")))
-    assert [(r["convention"], r["epsilon"], r["temperature_scaled"]) for r in rows] == [
+    assert len(rows) == 12 and {r["seed"] for r in rows} == {"0", "1"}
+    assert [(r["convention"], r["epsilon"], r["temperature_scaled"]) for r in rows if r["seed"] == "1"] == [
         ("none", "0.0", "False"), ("none", "0.0", "True"),
         ("uniform", "0.1", "False"), ("uniform", "0.1", "True"),
         ("off_target", "0.1", "False"), ("off_target", "0.1", "True"),
     ]  # fmt: skip
     for r in rows:  # temperature scaling never changes accuracy
-        twin = next(o for o in rows if o["convention"] == r["convention"] and o["temperature_scaled"] != r["temperature_scaled"])
+        twin = next(o for o in rows if o["convention"] == r["convention"] and o["seed"] == r["seed"]
+                    and o["temperature_scaled"] != r["temperature_scaled"])  # fmt: skip
         assert r["accuracy"] == twin["accuracy"]
     assert (tmp_path / "s/sweep.png").stat().st_size > 1000
-    assert "| off_target | 0.1 | yes |" in (tmp_path / "s/sweep.md").read_text()
+    table = (tmp_path / "s/sweep.md").read_text()
+    assert "| off_target | 0.1 | yes |" in table and "mean ± std over 2 seeds" in table

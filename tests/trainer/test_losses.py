@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from candor.trainer.losses import (
     label_smoothing_loss,
     off_target_rows,

@@ -27,7 +27,9 @@ def teacher_probabilities(model_path: str | Path, X: np.ndarray, temperature: fl
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         logits = session.run(["logits"], {"input": np.asarray(X, dtype=np.float32)})[0]
     except Exception as e:  # onnxruntime raises its own types for bad graphs and feeds
-        raise ValueError(f"{path}: cannot run the teacher (needs input 'input' [N, {X.shape[1]}] and output 'logits'): {e}") from e
+        raise ValueError(
+            f"{path}: cannot run the teacher (needs input 'input' [N, {X.shape[1]}] and output 'logits'): {e}"
+        ) from e
     if logits.shape != (X.shape[0], n_classes):
         raise ValueError(f"{path}: teacher logits have shape {logits.shape}, expected {(X.shape[0], n_classes)}")
     return softmax(logits, temperature)

@@ -1,0 +1,54 @@
+"""One namespace, the dependency direction, and one console script."""
+
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+from tests.conftest import REPO_ROOT, run_candor
+
+GENERIC = {"server", "client", "trainer", "calibration", "inference", "protos", "deploy", "tests"}
+
+
+def test_wheel_puts_everything_under_candor(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path), str(REPO_ROOT)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (wheel,) = Path(tmp_path).glob("candor-*.whl")
+    tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
+    assert tops == {"candor", next(t for t in tops if t.endswith(".dist-info"))}
+    names = zipfile.ZipFile(wheel).namelist()
+    for module in ("candor/calibration/ece.py", "candor/trainer/pipeline.py", "candor/cli.py"):
+        assert module in names
+    assert not tops & GENERIC
+
+
+def test_calibration_imports_no_torch_and_no_onnxruntime():
+    code = "import sys, candor.calibration; print(sorted(m for m in ('torch', 'onnxruntime', 'sklearn') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
+
+
+def test_extras_and_torch_pin():
+    meta = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    assert set(meta["optional-dependencies"]) >= {"train", "server", "gpu", "dev"}
+    assert "torch==2.13.0" in meta["optional-dependencies"]["train"]
+    assert meta["scripts"] == {"candor": "candor.cli:main"}
+    assert "torch==2.13.0" in (REPO_ROOT / "constraints.txt").read_text().split()
+
+
+def test_every_flag_of_every_verb_has_a_help_line():
+    import argparse
+
+    from candor.cli import build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert {"train", "calibrate", "evaluate", "export", "sweep"} <= set(sub.choices)
+    for verb, verb_parser in sub.choices.items():
+        for action in verb_parser._actions:
+            assert action.help and action.help.strip(), f"{verb} {action.option_strings} has no help"
+    assert "--epsilon" in run_candor("train", "--help").stdout
