@@ -56,9 +56,9 @@ def test_bad_data(files, tmp_path, case, message):
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--epsilon", "1.5"], "epsilon must lie in [0, 1)"),
-        (["--epsilon", "-0.1"], "epsilon must lie in [0, 1)"),
-        (["--epsilon", "lots"], "epsilon must be a number"),
+        (["--epsilon", "1.5"], "expected a number in [0, 1), got 1.5"),
+        (["--epsilon", "-0.1"], "expected a number in [0, 1), got -0.1"),
+        (["--epsilon", "lots"], "expected a number in [0, 1), got 'lots'"),
         (["--smoothing", "gaussian"], "invalid choice: 'gaussian'"),
         (["--epochs", "0"], "expected a positive integer"),
         (["--val-fraction", "1.2"], "expected a number in (0, 1)"),
@@ -80,6 +80,22 @@ def test_bad_flags(tmp_path, flags, message):
     assert not any(repo.rglob("*.onnx")) if repo.exists() else True
     if repo.exists():  # a failed export leaves no staging folder
         assert not [p for p in repo.rglob(".staging-*")]
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--epsilons", "0,1.5"], "--epsilons must be comma-separated numbers in [0, 1)"),
+        (["--epsilons", "a,b"], "--epsilons must be comma-separated numbers in [0, 1)"),
+        (["--conventions", "uniform,gaussian"], "--conventions must be comma-separated names from uniform, off_target"),
+        (["--seeds", "1,1"], "--seeds must be comma-separated distinct integers"),
+    ],
+)
+def test_bad_sweep_flags(tmp_path, flags, message):
+    assert_clean_failure(
+        run_candor("sweep", "--dataset", "iris", "--epochs", "1", "--output", str(tmp_path / "s"), *flags), message
+    )
+    assert not (tmp_path / "s").exists()
 
 
 def test_missing_model_and_version(digits_repo):

@@ -12,34 +12,24 @@ from candor.trainer.options import DataOptions, ModelOptions, TrainOptions
 from candor.trainer.smoothing import MULTICLASS_CONVENTIONS, SmoothingOptions
 
 
-def epsilon(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"epsilon must be a number in [0, 1), got {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"epsilon must lie in [0, 1), got {value}")
-    return value
+def bounded(convert, valid, expected: str):
+    """An argparse type: ``convert`` the text, then require ``valid(value)``."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not valid(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
+        return value
+
+    return parse
 
 
-def fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {value}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+epsilon = bounded(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+fraction = bounded(float, lambda v: 0 < v < 1, "a number in (0, 1)")
+positive_int = bounded(int, lambda v: v >= 1, "a positive integer")
 
 
 def _data_args(p: argparse.ArgumentParser, default: str | None) -> None:
@@ -106,6 +96,10 @@ def _version_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-repository", default="models", help="model repository folder (default: models)")
     p.add_argument("--name", required=True, help="model name in the repository")
     p.add_argument("--version", type=positive_int, help="model version (default: the newest)")
+
+
+def _split_arg(p: argparse.ArgumentParser, flag: str, default: str, what: str) -> None:
+    p.add_argument(flag, choices=("train", "val", "test", "all"), default=default, help=f"{what} (default: {default})")
 
 
 def data_options(a: argparse.Namespace) -> DataOptions:
@@ -192,18 +186,19 @@ def cmd_export(a: argparse.Namespace) -> int:
 def cmd_sweep(a: argparse.Namespace) -> int:
     import sys
 
-    from candor.trainer.sweep import markdown, parse_floats, parse_seeds, sweep, write_outputs
+    from candor.trainer.sweep import markdown, parse_list, sweep, write_outputs
 
-    conventions = tuple(c.strip() for c in a.conventions.split(",") if c.strip())
-    bad = [c for c in conventions if c not in MULTICLASS_CONVENTIONS]
-    if bad or not conventions:
-        raise ValueError(
-            f"--conventions must be a comma-separated subset of {', '.join(MULTICLASS_CONVENTIONS)}, got {a.conventions!r}"
-        )
+    known = ", ".join(MULTICLASS_CONVENTIONS)
+    conventions = parse_list(
+        a.conventions, str, "--conventions", lambda cs: set(cs) <= set(MULTICLASS_CONVENTIONS), f"names from {known}"
+    )
+    epsilons = parse_list(a.epsilons, float, "--epsilons", lambda es: all(0 <= e < 1 for e in es), "numbers in [0, 1)")
+    seeds = (a.seed,)
+    if a.seeds:
+        seeds = parse_list(a.seeds, int, "--seeds", lambda ss: len(set(ss)) == len(ss), "distinct integers")
     base = train_options(a)
     out = Path(a.output or f"runs/sweep-{Path(base.data.dataset).stem}")
-    seeds = parse_seeds(a.seeds) if a.seeds else (a.seed,)
-    rows = sweep(base, parse_floats(a.epsilons), conventions, seeds, log=lambda s: print(s, file=sys.stderr))
+    rows = sweep(base, epsilons, conventions, seeds, log=lambda s: print(s, file=sys.stderr))
     paths = write_outputs(rows, out, f"Label smoothing sweep on {base.data.dataset}")
     print(markdown(rows), end="")
     print(f"Wrote {paths['csv']}, {paths['md']}, {paths['png']}")
@@ -225,24 +220,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="measure a model version's calibration on labelled data")
     _version_args(p)
     _data_args(p, None)
-    p.add_argument(
-        "--split", choices=("train", "val", "test", "all"), default="test", help="which split of the data (default: test)"
-    )
+    _split_arg(p, "--split", "test", "which split of the data")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(handler=cmd_evaluate)
 
     p = sub.add_parser("calibrate", help="refit the temperature of a version and write a new version")
     _version_args(p)
     _data_args(p, None)
-    p.add_argument(
-        "--fit-split", choices=("train", "val", "test", "all"), default="val", help="data T is fitted on (default: val)"
-    )
-    p.add_argument(
-        "--eval-split",
-        choices=("train", "val", "test", "all"),
-        default="test",
-        help="data the result is measured on (default: test)",
-    )
+    _split_arg(p, "--fit-split", "val", "data T is fitted on")
+    _split_arg(p, "--eval-split", "test", "data the result is measured on")
     p.set_defaults(handler=cmd_calibrate)
 
     p = sub.add_parser("export", help="export a version's saved weights again as a new version")

@@ -111,22 +111,12 @@ def write_outputs(rows: list[dict], folder: Path, title: str) -> dict[str, Path]
     return paths
 
 
-def parse_seeds(text: str) -> tuple[int, ...]:
+def parse_list(text: str, convert, flag: str, valid, expected: str) -> tuple:
+    """Parse a comma-separated flag value; ValueError names the flag and what it takes."""
     try:
-        seeds = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError as e:
-        raise ValueError(f"--seeds must be comma-separated integers, got {text!r}") from e
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"--seeds must be distinct integers, got {text!r}")
-    return seeds
-
-
-def parse_floats(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError as e:
-        raise ValueError(f"--epsilons must be comma-separated numbers, got {text!r}") from e
-    bad = [v for v in values if not 0 <= v < 1]
-    if not values or bad:
-        raise ValueError(f"--epsilons must be non-empty values in [0, 1), got {text!r}")
+        values = tuple(convert(v.strip()) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"{flag} must be comma-separated {expected}, got {text!r}") from None
+    if not values or not valid(values):
+        raise ValueError(f"{flag} must be comma-separated {expected}, got {text!r}")
     return values
