@@ -52,3 +52,11 @@ def test_every_flag_of_every_verb_has_a_help_line():
         for action in verb_parser._actions:
             assert action.help and action.help.strip(), f"{verb} {action.option_strings} has no help"
     assert "--epsilon" in run_candor("train", "--help").stdout
+
+
+def test_trainer_verbs_without_the_train_extra_say_what_to_install():
+    # Simulate an install without torch: the import machinery refuses it.
+    code = "import sys; sys.modules['torch'] = None; from candor.cli import main; raise SystemExit(main(['train']))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "pip install 'candor[train]'" in result.stderr and "Traceback" not in result.stderr
