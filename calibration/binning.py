@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from candor.calibration._inputs import as_probs_and_labels
 
 DEFAULT_BINS = 15

@@ -9,6 +9,7 @@ weighted by sample share, unless a function says otherwise.
 from __future__ import annotations
 
 import numpy as np
+
 from candor.calibration._inputs import as_probs_and_labels
 from candor.calibration.binning import DEFAULT_BINS, bin_statistics, reliability_bins
 

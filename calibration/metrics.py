@@ -8,6 +8,7 @@ confident mistake costs a large but finite NLL.
 from __future__ import annotations
 
 import numpy as np
+
 from candor.calibration._inputs import as_probs_and_labels
 
 EPS = 1e-12

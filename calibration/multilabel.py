@@ -9,6 +9,7 @@ Averages are macro (unweighted over classes).
 from __future__ import annotations
 
 import numpy as np
+
 from candor.calibration._inputs import as_multilabel
 from candor.calibration.binning import DEFAULT_BINS
 from candor.calibration.ece import per_class_ece

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from candor.calibration._inputs import as_multilabel, as_probs_and_labels
 from candor.calibration.binning import bin_index
 from candor.calibration.ece import ece, per_class_ece

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from candor.calibration.binning import DEFAULT_BINS
 from candor.calibration.ece import adaptive_ece, classwise_ece, ece, mce, rms_ece
 from candor.calibration.metrics import accuracy, brier, nll

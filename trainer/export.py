@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
-from candor.calibration import scale_logits
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
+
+from candor.calibration import scale_logits
 
 DEFAULT_OPSET = 17
 PARITY_TOLERANCE = 1e-5

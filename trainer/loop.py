@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from candor.trainer.distributed import DistContext
-from candor.trainer.losses import smoothed_bce, soft_cross_entropy
 from torch import nn
 from tqdm import tqdm
+
+from candor.trainer.distributed import DistContext
+from candor.trainer.losses import smoothed_bce, soft_cross_entropy
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from candor.calibration import calibration_report, scale_logits
 from candor.calibration.binning import (
     DEFAULT_BINS,

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
+
+from candor import __version__
 from candor.calibration import TemperatureFit, fit_temperature
 from candor.calibration.manifest import (
     MANIFEST_FILE,
@@ -39,9 +42,6 @@ from candor.trainer.noise import add_label_noise, flip_multilabel, transition_ma
 from candor.trainer.options import TrainOptions
 from candor.trainer.smoothing import build_targets, class_weights
 from candor.trainer.split import Split, split_dataset
-from torch import nn
-
-from candor import __version__
 
 CHECKPOINT_FILE = "checkpoint.pt"
 

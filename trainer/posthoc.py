@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from candor import __version__
 from candor.calibration import fit_temperature
 from candor.calibration.manifest import MANIFEST_FILE, MODEL_FILE, Manifest, read_manifest, sha256_file, write_manifest
 from candor.trainer import repository
@@ -20,8 +22,6 @@ from candor.trainer.measure import Measurement, measure
 from candor.trainer.options import DataOptions
 from candor.trainer.report import write_reports
 from candor.trainer.split import split_dataset
-
-from candor import __version__
 
 
 @dataclass(frozen=True)
@@ -125,6 +125,7 @@ def recalibrate(
 def reexport(repo: str | Path, v: Version, opset: int = DEFAULT_OPSET) -> Path:
     """Export the version's saved torch weights again (e.g. at another opset) as a new version."""
     import torch
+
     from candor.trainer.models import ModelSpec, build_model
     from candor.trainer.pipeline import CHECKPOINT_FILE
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+
 from candor.calibration.binning import ReliabilityBins
 from candor.calibration.manifest import Manifest, MetricSet
 from candor.calibration.report import METRIC_NAMES

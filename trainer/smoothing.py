@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
 from candor.calibration.manifest import SmoothingSpec
 from candor.trainer.data import Dataset
 from candor.trainer.losses import (

@@ -8,6 +8,7 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+
 from candor.trainer.options import TrainOptions
 from candor.trainer.pipeline import fit
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from candor.calibration import adaptive_ece, classwise_ece, ece, mce, reliability_bins, rms_ece
 from candor.calibration.binning import bin_index
 

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+
 from candor.calibration import SchemaError, read_manifest, write_manifest
 from candor.calibration.manifest import (
     DataSpec,

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from candor.calibration import accuracy, brier, calibration_report, multilabel_report, nll
 
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from candor.calibration import SchemaError, T_MAX, T_MIN, adaptive_ece, ece, fit_temperature, mce, rms_ece, softmax
+from candor.calibration import T_MAX, T_MIN, SchemaError, adaptive_ece, ece, fit_temperature, mce, rms_ece, softmax
 from candor.calibration.manifest import manifest_from_dict
 from tests.calibration.test_manifest import sample_manifest
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from candor.calibration import T_MAX, T_MIN, accuracy, fit_temperature, softmax
 from candor.calibration.temperature import _sigmoid_nll, _softmax_nll
 

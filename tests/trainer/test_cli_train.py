@@ -5,13 +5,13 @@ import json
 
 import numpy as np
 import pytest
+
 from candor.calibration import read_manifest
 from candor.calibration.manifest import sha256_file
 from candor.trainer.export import read_temperature, run_onnx
 from candor.trainer.loop import LoopOptions
 from candor.trainer.options import DataOptions, TrainOptions
 from candor.trainer.pipeline import fit
-
 from tests.conftest import run_candor
 
 pytestmark = pytest.mark.slow

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from candor.trainer.data import load_dataset
 from candor.trainer.noise import add_label_noise, flip_multilabel, transition_matrix
 from candor.trainer.options import DataOptions

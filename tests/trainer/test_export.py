@@ -4,6 +4,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+
 from candor.calibration import softmax
 from candor.trainer import export as export_mod
 from candor.trainer.export import ExportError, export_model, read_temperature, run_onnx, set_temperature, to_onnx

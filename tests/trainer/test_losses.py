@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
 from candor.trainer.losses import (
     label_smoothing_loss,
     off_target_rows,

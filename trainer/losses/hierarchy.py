@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+
 from candor.trainer.losses.targets import off_target_rows
 
 

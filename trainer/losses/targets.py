@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+
 from candor.trainer.losses.soft_ce import soft_cross_entropy
 
 CONVENTIONS = ("none", "uniform", "off_target", "prior", "hierarchy", "teacher")
