@@ -17,6 +17,10 @@ class UsageError(Exception):
     """A mistake in what the user asked for: printed as one line, exit code 2."""
 
 
+class RemoteError(Exception):
+    """A server answered with an error status: printed as one line, exit code 1."""
+
+
 def _add_trainer_verbs(sub: argparse._SubParsersAction) -> None:
     try:
         from candor.trainer.cli import register
@@ -25,6 +29,20 @@ def _add_trainer_verbs(sub: argparse._SubParsersAction) -> None:
         for verb in ("train", "calibrate", "evaluate", "export", "sweep"):
             p = sub.add_parser(verb, help=f"(needs `pip install candor[train]`: {missing} is missing)")
             p.set_defaults(handler=lambda _args, m=missing: _missing_extra("train", m))
+        return
+    register(sub)
+
+
+def _add_server_verbs(sub: argparse._SubParsersAction) -> None:
+    try:
+        import onnxruntime  # noqa: F401
+        import prometheus_client  # noqa: F401
+
+        from candor.server.cli import register
+    except ImportError as e:  # onnxruntime and prometheus-client come with [server]
+        missing = e.name or "a server dependency"
+        p = sub.add_parser("serve", help=f"(needs `pip install candor[server]`: {missing} is missing)")
+        p.set_defaults(handler=lambda _args, m=missing: _missing_extra("server", m))
         return
     register(sub)
 
@@ -40,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"candor {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     _add_trainer_verbs(sub)
+    _add_server_verbs(sub)
+    from candor.client.cli import register as register_client
+
+    register_client(sub)
     return parser
 
 
@@ -50,6 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("candor: interrupted", file=sys.stderr)
         return 130
+    except RemoteError as e:
+        print(f"candor {args.verb}: {e}", file=sys.stderr)
+        return 1
     except (UsageError, ValueError, OSError) as e:
         # Bad flags, bad data and unreadable files end in one line, never a traceback.
         print(f"candor {args.verb}: error: {e}", file=sys.stderr)

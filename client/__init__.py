@@ -1,4 +1,12 @@
-"""The generated stubs and the SDK (Client / AsyncClient): built in the serving issue.
+"""The Candor client SDK and its generated stubs (``candor.v1``, ``candor.kserve.v2``).
 
 Never imports onnxruntime or torch.
+
+>>> from candor.client import Client
+>>> with Client("127.0.0.1:8001") as client:        # doctest: +SKIP
+...     client.predict(rows, model="digits").probabilities
 """
+
+from candor.client.sdk import AsyncClient, Client, ModelDescription, PredictResult
+
+__all__ = ["AsyncClient", "Client", "ModelDescription", "PredictResult"]

@@ -1,0 +1,1 @@
+"""Generated from protos/ by `python -m candor.client.codegen`; do not edit."""

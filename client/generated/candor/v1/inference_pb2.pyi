@@ -1,0 +1,160 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class DataType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DATA_TYPE_UNSPECIFIED: _ClassVar[DataType]
+    DATA_TYPE_FLOAT32: _ClassVar[DataType]
+
+class ModelState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MODEL_STATE_UNSPECIFIED: _ClassVar[ModelState]
+    MODEL_STATE_LOADING: _ClassVar[ModelState]
+    MODEL_STATE_READY: _ClassVar[ModelState]
+    MODEL_STATE_FAILED: _ClassVar[ModelState]
+DATA_TYPE_UNSPECIFIED: DataType
+DATA_TYPE_FLOAT32: DataType
+MODEL_STATE_UNSPECIFIED: ModelState
+MODEL_STATE_LOADING: ModelState
+MODEL_STATE_READY: ModelState
+MODEL_STATE_FAILED: ModelState
+
+class Tensor(_message.Message):
+    __slots__ = ("shape", "dtype", "raw_data", "float_data")
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    RAW_DATA_FIELD_NUMBER: _ClassVar[int]
+    FLOAT_DATA_FIELD_NUMBER: _ClassVar[int]
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    dtype: DataType
+    raw_data: bytes
+    float_data: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[_Union[DataType, str]] = ..., raw_data: _Optional[bytes] = ..., float_data: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class PredictRequest(_message.Message):
+    __slots__ = ("model", "version", "inputs", "top_k", "return_logits")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    RETURN_LOGITS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: str
+    inputs: Tensor
+    top_k: int
+    return_logits: bool
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., inputs: _Optional[_Union[Tensor, _Mapping]] = ..., top_k: _Optional[int] = ..., return_logits: _Optional[bool] = ...) -> None: ...
+
+class PredictResponse(_message.Message):
+    __slots__ = ("model", "version", "probabilities", "confidences", "prediction_ids", "top_k", "top_k_indices", "top_k_names", "top_k_probabilities", "logits")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCES_FIELD_NUMBER: _ClassVar[int]
+    PREDICTION_IDS_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_INDICES_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_NAMES_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
+    LOGITS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: str
+    probabilities: Tensor
+    confidences: _containers.RepeatedScalarFieldContainer[float]
+    prediction_ids: _containers.RepeatedScalarFieldContainer[str]
+    top_k: int
+    top_k_indices: _containers.RepeatedScalarFieldContainer[int]
+    top_k_names: _containers.RepeatedScalarFieldContainer[str]
+    top_k_probabilities: _containers.RepeatedScalarFieldContainer[float]
+    logits: Tensor
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., probabilities: _Optional[_Union[Tensor, _Mapping]] = ..., confidences: _Optional[_Iterable[float]] = ..., prediction_ids: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ..., top_k_indices: _Optional[_Iterable[int]] = ..., top_k_names: _Optional[_Iterable[str]] = ..., top_k_probabilities: _Optional[_Iterable[float]] = ..., logits: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+
+class PredictStreamRequest(_message.Message):
+    __slots__ = ("request", "correlation_id")
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    request: PredictRequest
+    correlation_id: str
+    def __init__(self, request: _Optional[_Union[PredictRequest, _Mapping]] = ..., correlation_id: _Optional[str] = ...) -> None: ...
+
+class StreamError(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class PredictStreamResponse(_message.Message):
+    __slots__ = ("response", "correlation_id", "error")
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    response: PredictResponse
+    correlation_id: str
+    error: StreamError
+    def __init__(self, response: _Optional[_Union[PredictResponse, _Mapping]] = ..., correlation_id: _Optional[str] = ..., error: _Optional[_Union[StreamError, _Mapping]] = ...) -> None: ...
+
+class ModelInfo(_message.Message):
+    __slots__ = ("name", "version", "state", "message", "task", "class_names", "num_features", "temperature", "provider", "smoothing_convention", "smoothing_epsilon", "test_ece", "test_accuracy", "max_batch_size")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    CLASS_NAMES_FIELD_NUMBER: _ClassVar[int]
+    NUM_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    SMOOTHING_CONVENTION_FIELD_NUMBER: _ClassVar[int]
+    SMOOTHING_EPSILON_FIELD_NUMBER: _ClassVar[int]
+    TEST_ECE_FIELD_NUMBER: _ClassVar[int]
+    TEST_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    MAX_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: str
+    state: ModelState
+    message: str
+    task: str
+    class_names: _containers.RepeatedScalarFieldContainer[str]
+    num_features: int
+    temperature: _containers.RepeatedScalarFieldContainer[float]
+    provider: str
+    smoothing_convention: str
+    smoothing_epsilon: float
+    test_ece: float
+    test_accuracy: float
+    max_batch_size: int
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[_Union[ModelState, str]] = ..., message: _Optional[str] = ..., task: _Optional[str] = ..., class_names: _Optional[_Iterable[str]] = ..., num_features: _Optional[int] = ..., temperature: _Optional[_Iterable[float]] = ..., provider: _Optional[str] = ..., smoothing_convention: _Optional[str] = ..., smoothing_epsilon: _Optional[float] = ..., test_ece: _Optional[float] = ..., test_accuracy: _Optional[float] = ..., max_batch_size: _Optional[int] = ...) -> None: ...
+
+class ListModelsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListModelsResponse(_message.Message):
+    __slots__ = ("models",)
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...
+
+class GetModelRequest(_message.Message):
+    __slots__ = ("name", "version")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+
+class GetModelResponse(_message.Message):
+    __slots__ = ("model", "versions")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    model: ModelInfo
+    versions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model: _Optional[_Union[ModelInfo, _Mapping]] = ..., versions: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -1,0 +1,137 @@
+"""The server assembled in one place: options, services, health, reflection,
+metrics endpoint, repository watch and graceful stop.
+
+>>> asyncio.run(serve(Settings.load()))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from prometheus_client import start_http_server
+
+from candor.kserve.v2 import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
+from candor.server.candor_service import InferenceService
+from candor.server.engine import Engine
+from candor.server.kserve_service import KServeService
+from candor.server.metrics import ServerMetrics
+from candor.server.repository import ModelRepository
+from candor.server.settings import Settings
+from candor.v1 import inference_pb2, inference_pb2_grpc
+
+log = logging.getLogger("candor.server")
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class CandorServer:
+    """One running server. ``start()``, then ``wait()`` until ``stop()`` (or a signal)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.metrics = ServerMetrics()
+        self.executor = ThreadPoolExecutor(max_workers=max(2, settings.instances * 4), thread_name_prefix="candor-infer")
+        self.health = health.aio.HealthServicer()
+        self.repository = ModelRepository(settings.model_repository, settings, self.metrics, self.executor, self._publish_health)
+        self.engine = Engine(self.repository, self.metrics)
+        self.grpc_port = 0
+        self.metrics_port = 0
+        self._stopping = False
+        self._ready = False
+        self._watch: asyncio.Task | None = None
+        self._server: grpc.aio.Server | None = None
+        self._metrics_http = None
+        self._published: set[str] = set()
+
+    def _publish_health(self) -> None:
+        """Overall status plus one service name per model (SERVING when a version is ready)."""
+        names = {e.name for e in self.repository.entries()}
+        loop = asyncio.get_running_loop()
+        for name in names | self._published:
+            ok = self._ready and not self._stopping and self.repository.model_ready(name)
+            loop.create_task(self.health.set(name, SERVING if ok else NOT_SERVING))
+        self._published |= names
+        overall = SERVING if self._ready and not self._stopping else NOT_SERVING
+        loop.create_task(self.health.set("", overall))
+
+    async def start(self) -> None:
+        s = self.settings
+        self._metrics_http, _ = start_http_server(s.metrics_port, addr=s.metrics_host, registry=self.metrics.registry)
+        self.metrics_port = self._metrics_http.server_port
+        await self.repository.refresh()
+        options = [
+            ("grpc.max_receive_message_length", s.max_message_bytes),
+            ("grpc.max_send_message_length", s.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+        server = grpc.aio.server(options=options)
+        inference_pb2_grpc.add_InferenceServiceServicer_to_server(
+            InferenceService(self.engine, self.metrics, s.max_rows_per_request, s.max_batch_size), server
+        )
+        grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
+            KServeService(self.engine, self.metrics, s.max_rows_per_request, lambda: self._ready and not self._stopping), server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        if s.reflection:
+            from grpc_reflection.v1alpha import reflection
+
+            names = (
+                inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name,
+                grpc_predict_v2_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
+                health.SERVICE_NAME,
+                reflection.SERVICE_NAME,
+            )
+            reflection.enable_server_reflection(names, server)
+        self.grpc_port = server.add_insecure_port(f"{s.grpc_host}:{s.grpc_port}")
+        if self.grpc_port == 0:
+            raise OSError(f"cannot listen on {s.grpc_host}:{s.grpc_port} (in use or not permitted)")
+        await server.start()
+        self._server = server
+        self._ready = True
+        self._publish_health()
+        if s.poll_interval_s > 0:
+            self._watch = asyncio.create_task(self.repository.watch())
+        entries = self.repository.entries()
+        ready = sum(e.state == "READY" for e in entries)
+        log.info("candor serving %d model version(s) on %s:%d (gRPC), metrics on %s:%d", ready, s.grpc_host, self.grpc_port,
+                 s.metrics_host, self.metrics_port)  # fmt: skip
+
+    async def stop(self) -> None:
+        """Graceful stop: health NOT_SERVING, refuse new calls, let calls in flight finish."""
+        if self._stopping or self._server is None:
+            return
+        self._stopping = True
+        log.info("stopping: health NOT_SERVING, %.1f s for calls in flight", self.settings.grace_period_s)
+        await self.health.enter_graceful_shutdown()
+        if self._watch is not None:
+            self._watch.cancel()
+        await self._server.stop(self.settings.grace_period_s)
+        await self.repository.close()
+        self.executor.shutdown(wait=True)
+        if self._metrics_http is not None:
+            self._metrics_http.shutdown()
+
+    async def wait(self) -> None:
+        if self._server is not None:
+            await self._server.wait_for_termination()
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then stop gracefully."""
+    server = CandorServer(settings)
+    await server.start()
+    s = settings
+    print(
+        f"candor serve: gRPC on {s.grpc_host}:{server.grpc_port}, metrics on {s.metrics_host}:{server.metrics_port}", flush=True
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop()

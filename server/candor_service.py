@@ -1,0 +1,117 @@
+"""``candor.v1.InferenceService``."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+import numpy as np
+
+from candor.server.engine import Answer, Engine, check_top_k
+from candor.server.errors import CandorError, InvalidArgument
+from candor.server.instrument import unary
+from candor.server.metrics import ServerMetrics
+from candor.server.model import LoadedModel
+from candor.server.repository import FAILED, LOADING, READY, VersionEntry
+from candor.server.status import status_code
+from candor.server.tensors import rows_from_parts, to_raw
+from candor.v1 import inference_pb2 as pb
+from candor.v1 import inference_pb2_grpc as pb_grpc
+
+log = logging.getLogger("candor.server")
+_STATES = {LOADING: pb.MODEL_STATE_LOADING, READY: pb.MODEL_STATE_READY, FAILED: pb.MODEL_STATE_FAILED}
+
+
+def model_info(entry: VersionEntry, max_batch_size: int) -> pb.ModelInfo:
+    info = pb.ModelInfo(name=entry.name, version=str(entry.version), state=_STATES[entry.state], message=entry.message)
+    if entry.model is not None:
+        m = entry.model.manifest
+        info.task = m.task
+        info.class_names.extend(m.class_names)
+        info.num_features = m.input.shape[1]
+        info.temperature.extend(m.temperature.value)
+        info.provider = entry.model.provider
+        info.smoothing_convention = m.smoothing.convention
+        info.smoothing_epsilon = m.smoothing.epsilon
+        info.test_ece = m.metrics.after_temperature.ece
+        info.test_accuracy = m.metrics.after_temperature.accuracy
+        info.max_batch_size = max_batch_size
+    return info
+
+
+def build_response(answer: Answer, top_k: int, return_logits: bool) -> pb.PredictResponse:
+    model = answer.model
+    probs = answer.probabilities
+    n, k = probs.shape
+    top = answer.top_k(top_k)
+    names = model.manifest.class_names
+    response = pb.PredictResponse(
+        model=model.name,
+        version=model.version,
+        probabilities=pb.Tensor(shape=[n, k], dtype=pb.DATA_TYPE_FLOAT32, raw_data=to_raw(probs)),
+        confidences=probs.max(axis=1).tolist(),
+        prediction_ids=answer.prediction_ids(),
+        top_k=top_k,
+        top_k_indices=top.ravel().tolist(),
+        top_k_names=[names[i] for i in top.ravel()],
+        top_k_probabilities=np.take_along_axis(probs, top, axis=1).ravel().tolist(),
+    )
+    if return_logits:
+        response.logits.CopyFrom(pb.Tensor(shape=[n, k], dtype=pb.DATA_TYPE_FLOAT32, raw_data=to_raw(answer.logits)))
+    return response
+
+
+class InferenceService(pb_grpc.InferenceServiceServicer):
+    def __init__(self, engine: Engine, metrics: ServerMetrics, max_rows: int, max_batch_size: int):
+        self.engine = engine
+        self.metrics = metrics
+        self.max_rows = max_rows
+        self.max_batch_size = max_batch_size
+
+    def _rows(self, request: pb.PredictRequest, model: LoadedModel):
+        t = request.inputs
+        return rows_from_parts(
+            list(t.shape), t.raw_data, list(t.float_data), num_features=model.num_features, max_rows=self.max_rows,
+            dtype_ok=t.dtype in (pb.DATA_TYPE_FLOAT32, pb.DATA_TYPE_UNSPECIFIED), dtype_name=pb.DataType.Name(t.dtype),
+        )  # fmt: skip
+
+    async def _answer(self, request: pb.PredictRequest, time_remaining: float | None) -> pb.PredictResponse:
+        model = self.engine.model(request.model, request.version)
+        top_k = check_top_k(request.top_k, model.manifest.num_classes)
+        rows = self._rows(request, model)
+        answer = await self.engine.predict(model, rows, time_remaining)
+        return build_response(answer, top_k, request.return_logits)
+
+    @unary("Predict")
+    async def Predict(self, request: pb.PredictRequest, context: grpc.aio.ServicerContext) -> pb.PredictResponse:
+        return await self._answer(request, context.time_remaining())
+
+    async def PredictStream(self, request_iterator, context: grpc.aio.ServicerContext):
+        """Each request answered in order; a bad one gets its own error and the stream goes on."""
+        self.metrics.in_flight.inc()
+        try:
+            async for item in request_iterator:
+                try:
+                    response = await self._answer(item.request, context.time_remaining())
+                    self.metrics.requests.labels("PredictStream", "OK").inc()
+                    yield pb.PredictStreamResponse(response=response, correlation_id=item.correlation_id)
+                except CandorError as e:
+                    code = status_code(e)
+                    self.metrics.requests.labels("PredictStream", code.name).inc()
+                    error = pb.StreamError(code=code.value[0], message=str(e))
+                    yield pb.PredictStreamResponse(correlation_id=item.correlation_id, error=error)
+        finally:
+            self.metrics.in_flight.dec()
+
+    @unary("ListModels")
+    async def ListModels(self, request: pb.ListModelsRequest, context) -> pb.ListModelsResponse:
+        entries = self.engine.repository.entries()
+        return pb.ListModelsResponse(models=[model_info(e, self.max_batch_size) for e in entries])
+
+    @unary("GetModel")
+    async def GetModel(self, request: pb.GetModelRequest, context) -> pb.GetModelResponse:
+        if not request.name:
+            raise InvalidArgument("name is empty; name the model to describe (ListModels shows them)")
+        entry = self.engine.repository.entry(request.name, request.version)
+        versions = [str(e.version) for e in self.engine.repository.versions(request.name)]
+        return pb.GetModelResponse(model=model_info(entry, self.max_batch_size), versions=versions)

@@ -1,0 +1,56 @@
+"""The ``candor serve`` verb."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+from candor.server.settings import Settings, as_dict
+
+FLAGS = {
+    "model_repository": ("--model-repository", str, "model repository folder"),
+    "grpc_host": ("--grpc-host", str, "address to listen on for gRPC"),
+    "grpc_port": ("--grpc-port", int, "gRPC port (0 picks a free one)"),
+    "metrics_host": ("--metrics-host", str, "address of the Prometheus /metrics endpoint"),
+    "metrics_port": ("--metrics-port", int, "Prometheus metrics port (0 picks a free one)"),
+    "provider": ("--provider", str, "onnxruntime execution provider: auto, cpu or cuda"),
+    "intra_op_threads": ("--intra-op-threads", int, "onnxruntime threads per run (0: onnxruntime decides)"),
+    "instances": ("--instances", int, "concurrent onnxruntime runs per model version"),
+    "max_batch_size": ("--max-batch-size", int, "rows per onnxruntime run"),
+    "max_queue_delay_ms": ("--max-queue-delay-ms", float, "extra wait for a batch to fill, in milliseconds"),
+    "max_queue_rows": ("--max-queue-rows", int, "rows queued per model version before RESOURCE_EXHAUSTED"),
+    "max_rows_per_request": ("--max-rows-per-request", int, "rows one request may carry"),
+    "max_message_bytes": ("--max-message-bytes", int, "largest gRPC message, sent or received"),
+    "warmup_rows": ("--warmup-rows", int, "rows of the warm-up run at load"),
+    "poll_interval_s": ("--poll-interval", float, "seconds between repository scans (0: no watching)"),
+    "grace_period_s": ("--grace-period", float, "seconds calls in flight get on SIGTERM"),
+    "log_level": ("--log-level", str, "DEBUG, INFO, WARNING or ERROR"),
+}
+
+
+def cmd_serve(a: argparse.Namespace) -> int:
+    from candor.server.app import serve
+
+    cli = {name: getattr(a, name) for name in FLAGS}
+    if a.no_reflection:
+        cli["reflection"] = False
+    settings = Settings.load(cli=cli, file=a.settings)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("candor.server").debug("settings: %s", as_dict(settings))
+    asyncio.run(serve(settings))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    defaults = Settings()
+    p = sub.add_parser(
+        "serve",
+        help="serve a model repository over gRPC (candor.v1 and KServe v2)",
+        description="Every flag also reads from CANDOR_<NAME> (e.g. CANDOR_GRPC_PORT) and a settings file.",
+    )
+    for name, (flag, kind, text) in FLAGS.items():
+        p.add_argument(flag, dest=name, type=kind, default=None, help=f"{text} (default: {getattr(defaults, name)})")
+    p.add_argument("--settings", help="settings file (.toml or .json) with the same names as the flags, e.g. grpc_port = 9001")
+    p.add_argument("--no-reflection", action="store_true", help="turn gRPC server reflection off")
+    p.set_defaults(handler=cmd_serve)

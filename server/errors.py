@@ -1,0 +1,25 @@
+"""One transport-neutral error hierarchy; :mod:`candor.server.status` maps it to gRPC codes."""
+
+
+class CandorError(Exception):
+    """Base of every error a caller is meant to see; the message says what to fix."""
+
+
+class InvalidArgument(CandorError):
+    """The request is malformed: wrong shape, dtype, values or options."""
+
+
+class NotFound(CandorError):
+    """No such model or version."""
+
+
+class Unavailable(CandorError):
+    """The model exists but cannot serve now (loading, failed, or the server is stopping)."""
+
+
+class ResourceExhausted(CandorError):
+    """A bound was hit (queue full); retry later."""
+
+
+class DeadlineExceeded(CandorError):
+    """The caller's deadline passed before the work was done."""

@@ -1,0 +1,132 @@
+"""Server settings: defaults < settings file < ``CANDOR_*`` environment < command-line flags.
+
+Every field is validated at start-up; an error names the setting, where it
+came from, and what is expected.
+
+>>> Settings.load(cli={"grpc_port": 9001}).grpc_port  # doctest: +SKIP
+9001
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "CANDOR_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_repository: str = "models"
+    grpc_host: str = "0.0.0.0"
+    grpc_port: int = 8001  # Triton's default gRPC port
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = 8002  # Triton's default metrics port
+    provider: str = "auto"  # auto | cpu | cuda
+    intra_op_threads: int = 0  # onnxruntime threads per run; 0 lets onnxruntime choose
+    instances: int = 1  # concurrent onnxruntime runs per model version
+    max_batch_size: int = 256  # rows per onnxruntime run
+    max_queue_delay_ms: float = 0.0  # extra wait to fill a batch; 0 batches whatever queued meanwhile
+    max_queue_rows: int = 8192  # rows waiting per model version before RESOURCE_EXHAUSTED
+    max_rows_per_request: int = 4096
+    max_message_bytes: int = 64 * 1024 * 1024
+    warmup_rows: int = 8
+    poll_interval_s: float = 5.0  # model repository watch; 0 turns it off
+    grace_period_s: float = 10.0  # time calls in flight get to finish on SIGTERM
+    reflection: bool = True
+    log_level: str = "INFO"
+
+    def check(self) -> Settings:
+        problems = []
+        for name in ("grpc_port", "metrics_port"):
+            if not 0 <= getattr(self, name) <= 65535:
+                problems.append(f"{name} must be a port number 0..65535, got {getattr(self, name)}")
+        for name in ("instances", "max_batch_size", "max_queue_rows", "max_rows_per_request", "max_message_bytes", "warmup_rows"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_queue_delay_ms", "poll_interval_s", "grace_period_s", "intra_op_threads"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.provider not in ("auto", "cpu", "cuda"):
+            problems.append(f"provider must be auto, cpu or cuda, got {self.provider!r}")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            problems.append(f"log_level must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
+        if self.max_queue_rows < self.max_rows_per_request:
+            problems.append("max_queue_rows must be >= max_rows_per_request, or a full-size request could never queue")
+        if problems:
+            raise ValueError("invalid settings: " + "; ".join(problems))
+        return self
+
+    @classmethod
+    def load(cls, cli: dict[str, Any] | None = None, env: dict[str, str] | None = None, file: str | None = None) -> Settings:
+        """Merge the sources (later wins) and validate."""
+        env = dict(os.environ if env is None else env)
+        values: dict[str, Any] = {}
+        file = file or env.get(f"{ENV_PREFIX}SETTINGS_FILE")
+        if file:
+            values.update(_from_file(Path(file)))
+        values.update(_from_env(env))
+        values.update({k: v for k, v in (cli or {}).items() if v is not None})
+        return cls(**values).check()
+
+
+_TYPES = {f.name: f.type for f in fields(Settings)}
+
+
+def _coerce(name: str, raw: Any, source: str) -> Any:
+    kind = _TYPES[name]
+    try:
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if kind == "int":
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError
+            return int(raw)
+        if kind == "float":
+            if isinstance(raw, bool):
+                raise ValueError
+            return float(raw)
+        return str(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"{source}: {name} must be {kind}, got {raw!r}") from None
+
+
+def _from_env(env: dict[str, str]) -> dict[str, Any]:
+    out = {}
+    for name in _TYPES:
+        key = ENV_PREFIX + name.upper()
+        if key in env:
+            out[name] = _coerce(name, env[key], f"environment variable {key}")
+    return out
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except OSError as e:
+        raise ValueError(f"settings file {path}: cannot read ({e.strerror or e})") from e
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"settings file {path}: not valid {'TOML' if path.suffix == '.toml' else 'JSON'} ({e})") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"settings file {path}: expected a table of settings")
+    unknown = sorted(set(data) - set(_TYPES))
+    if unknown:
+        raise ValueError(f"settings file {path}: unknown setting {unknown[0]!r} (known: {', '.join(_TYPES)})")
+    return {k: _coerce(k, v, f"settings file {path}") for k, v in data.items()}
+
+
+def as_dict(settings: Settings) -> dict[str, Any]:
+    return dataclasses.asdict(settings)

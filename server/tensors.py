@@ -1,0 +1,49 @@
+"""Turning request tensors into validated float32 rows, and rows back into bytes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from candor.server.errors import InvalidArgument
+
+
+def rows_from_parts(shape: list[int], raw: bytes, typed: list[float] | None, *, num_features: int, max_rows: int,
+                    dtype_ok: bool, dtype_name: str) -> np.ndarray:  # fmt: skip
+    """Validate and decode one input tensor into float32 [N, F].
+
+    Exactly one of ``raw`` (little-endian float32 bytes) and ``typed`` must
+    carry the values; every failure names what was expected.
+    """
+    if not dtype_ok:
+        raise InvalidArgument(f"input dtype must be float32 (FP32), got {dtype_name}")
+    shape = list(shape)
+    if len(shape) != 2:
+        raise InvalidArgument(f"input shape must be [N, {num_features}] (2-D), got {shape}")
+    n, f = shape
+    if f != num_features:
+        raise InvalidArgument(f"the model takes {num_features} features per row, got {f} (shape {shape})")
+    if n < 1:
+        raise InvalidArgument(f"the batch is empty (shape {shape}); send at least one row")
+    if n > max_rows:
+        raise InvalidArgument(f"too many rows: {n}, at most {max_rows} per request")
+    has_raw, has_typed = len(raw) > 0, bool(typed)
+    if has_raw and has_typed:
+        raise InvalidArgument("send the values either as raw bytes or as typed floats, not both")
+    expected = n * f
+    if has_raw:
+        if len(raw) != expected * 4:
+            raise InvalidArgument(f"raw input holds {len(raw)} bytes; shape {shape} of float32 needs {expected * 4}")
+        rows = np.frombuffer(raw, dtype="<f4").reshape(n, f)
+    else:
+        count = len(typed or ())
+        if count != expected:
+            raise InvalidArgument(f"typed input holds {count} values; shape {shape} needs {expected}")
+        rows = np.asarray(typed, dtype=np.float32).reshape(n, f)
+    if not np.isfinite(rows).all():
+        bad = int(np.argwhere(~np.isfinite(rows))[0][0])
+        raise InvalidArgument(f"input has NaN or infinite values (first in row {bad}); every feature must be finite")
+    return np.ascontiguousarray(rows, dtype=np.float32)
+
+
+def to_raw(array: np.ndarray) -> bytes:
+    return np.ascontiguousarray(array, dtype="<f4").tobytes()
