@@ -69,12 +69,13 @@ def cmd_predict(a: argparse.Namespace) -> int:
     with _client(a) as client:
         r = _remote(lambda: client.predict(rows, model=a.model, version=a.version, top_k=a.top_k, return_logits=a.logits))
     if a.json:
-        out = [
-            {"prediction_id": r.prediction_ids[i], "labels": r.labels[i], "top_k_probabilities": r.top_k_probabilities[i].tolist(),
-             "confidence": float(r.confidences[i]), "probabilities": r.probabilities[i].tolist()}
-            | ({"logits": r.logits[i].tolist()} if r.logits is not None else {})
-            for i in range(len(rows))
-        ]  # fmt: skip
+        out = []
+        for i in range(len(rows)):
+            row = {"prediction_id": r.prediction_ids[i], "labels": r.labels[i], "confidence": float(r.confidences[i])}
+            row |= {"top_k_probabilities": r.top_k_probabilities[i].tolist(), "probabilities": r.probabilities[i].tolist()}
+            if r.logits is not None:
+                row["logits"] = r.logits[i].tolist()
+            out.append(row)
         print(json.dumps({"model": r.model, "version": r.version, "predictions": out}, indent=2))
         return 0
     print(f"{r.model} v{r.version}: {len(rows)} row(s)")
