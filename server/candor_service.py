@@ -22,6 +22,11 @@ log = logging.getLogger("candor.server")
 _STATES = {LOADING: pb.MODEL_STATE_LOADING, READY: pb.MODEL_STATE_READY, FAILED: pb.MODEL_STATE_FAILED}
 
 
+def _dtype_name(value: int) -> str:
+    # An enum value this server does not know (a newer client) has no name.
+    return pb.DataType.Name(value) if value in pb.DataType.values() else f"unknown dtype {value}"
+
+
 def model_info(entry: VersionEntry, max_batch_size: int) -> pb.ModelInfo:
     info = pb.ModelInfo(name=entry.name, version=str(entry.version), state=_STATES[entry.state], message=entry.message)
     if entry.model is not None:
@@ -72,7 +77,7 @@ class InferenceService(pb_grpc.InferenceServiceServicer):
         t = request.inputs
         return rows_from_parts(
             list(t.shape), t.raw_data, list(t.float_data), num_features=model.num_features, max_rows=self.max_rows,
-            dtype_ok=t.dtype in (pb.DATA_TYPE_FLOAT32, pb.DATA_TYPE_UNSPECIFIED), dtype_name=pb.DataType.Name(t.dtype),
+            dtype_ok=t.dtype in (pb.DATA_TYPE_FLOAT32, pb.DATA_TYPE_UNSPECIFIED), dtype_name=_dtype_name(t.dtype),
         )  # fmt: skip
 
     async def _answer(self, request: pb.PredictRequest, time_remaining: float | None) -> pb.PredictResponse:

@@ -1,0 +1,79 @@
+"""KServe v2 / Open Inference Protocol, driven by Triton's own client and stubs.
+
+tritonclient registers the `inference.*` messages in protobuf's default pool,
+as does candor.kserve.v2; one process cannot hold both, so this test talks
+to the server (its own process) only through tritonclient's modules.
+"""
+
+import grpc
+import numpy as np
+import pytest
+import tritonclient.grpc as triton
+from tritonclient.grpc import service_pb2 as kpb
+from tritonclient.grpc import service_pb2_grpc as kpb_grpc
+from tritonclient.utils import InferenceServerException
+
+pytestmark = pytest.mark.slow
+
+
+def test_tritonclient_round_trip_equals_predict(server, digits_rows):
+    client = triton.InferenceServerClient(server.target)
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("digits")
+    assert client.get_server_metadata().name == "candor"
+    meta = client.get_model_metadata("digits")
+    assert meta.platform == "onnx_onnxv1" and list(meta.inputs[0].shape) == [-1, 64]
+    assert [o.name for o in meta.outputs] == ["probabilities", "logits"]
+    inp = triton.InferInput("input", list(digits_rows.shape), "FP32")
+    inp.set_data_from_numpy(digits_rows)
+    result = client.infer("digits", [inp], outputs=[triton.InferRequestedOutput("probabilities")], request_id="r1")
+    with server.client() as c:
+        expected = c.predict(digits_rows, model="digits").probabilities
+    np.testing.assert_array_equal(result.as_numpy("probabilities"), expected)
+    assert result.get_response().id == "r1"
+    client.close()
+
+
+def test_typed_contents_and_both_outputs(server, digits_rows):
+    request = kpb.ModelInferRequest(model_name="digits", model_version="1")
+    tensor = request.inputs.add(name="input", datatype="FP32", shape=[2, 64])
+    tensor.contents.fp32_contents.extend(digits_rows[:2].ravel().tolist())
+    with grpc.insecure_channel(server.target) as channel:
+        response = kpb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=10)
+    assert [o.name for o in response.outputs] == ["probabilities", "logits"]
+    assert all(o.datatype == "FP32" and list(o.shape) == [2, 10] for o in response.outputs)
+    probs = np.frombuffer(response.raw_output_contents[0], "<f4").reshape(2, 10)
+    assert probs.sum(axis=1) == pytest.approx([1, 1], abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    "datatype, shape, model, message, code",
+    [
+        ("INT64", [1, 64], "digits", "dtype must be float32 (FP32), got INT64", grpc.StatusCode.INVALID_ARGUMENT),
+        ("FP32", [1, 10], "digits", "takes 64 features per row, got 10", grpc.StatusCode.INVALID_ARGUMENT),
+        ("FP32", [1, 64], "nope", "model 'nope' not found", grpc.StatusCode.NOT_FOUND),
+    ],
+)
+def test_bad_infer(server, datatype, shape, model, message, code):
+    client = triton.InferenceServerClient(server.target)
+    inp = triton.InferInput("input", shape, datatype)
+    inp.set_data_from_numpy(np.zeros(shape, np.int64 if datatype == "INT64" else np.float32))
+    with pytest.raises(InferenceServerException) as e:
+        client.infer(model, [inp])
+    assert message in e.value.message()
+    assert e.value.status() == f"StatusCode.{code.name}"
+    client.close()
+
+
+def test_unknown_output_and_model_ready_for_unknown(server):
+    wanted = kpb.ModelInferRequest.InferRequestedOutputTensor(name="embedding")
+    request = kpb.ModelInferRequest(model_name="digits", outputs=[wanted])
+    request.inputs.add(name="input", datatype="FP32", shape=[1, 64])
+    request.raw_input_contents.append(np.zeros((1, 64), "<f4").tobytes())
+    with grpc.insecure_channel(server.target) as channel:
+        stub = kpb_grpc.GRPCInferenceServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as e:
+            stub.ModelInfer(request, timeout=10)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "unknown output 'embedding'" in e.value.details()
+        with pytest.raises(grpc.RpcError) as e:
+            stub.ModelReady(kpb.ModelReadyRequest(name="nope"), timeout=10)
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND
