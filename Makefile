@@ -5,22 +5,33 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint sweep clean
+.PHONY: install demo test protos sweep clean
+
+BUF_VERSION := 1.75.0
+BUF := .tools/node_modules/.bin/buf
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[train,dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[train,server,dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# buf (the protobuf linter) ships as an npm package with its binary inside.
+$(BUF):
+	npm install --silent --no-audit --no-fund --prefix .tools @bufbuild/buf@$(BUF_VERSION)
+
+install: $(STAMP) $(BUF)
+
+# Regenerate client/generated/ from protos/ (a test fails when they disagree).
+protos: $(STAMP)
+	$(BIN)/python -m candor.client.codegen
 
 # Train on the embedded digits data with label smoothing, fit the temperature,
 # export models/digits/<version>/ and print the calibration report.
 demo: $(STAMP)
 	$(BIN)/candor train --dataset digits --smoothing uniform --epsilon 0.1 --model-repository models --name digits
 
-test: $(STAMP)
+test: $(STAMP) $(BUF)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
@@ -28,4 +39,4 @@ sweep: $(STAMP)
 	$(BIN)/candor sweep --dataset digits --output runs/sweep-digits
 
 clean:
-	rm -rf $(VENV) models runs .pytest_cache
+	rm -rf $(VENV) .tools models runs .pytest_cache

@@ -7,6 +7,7 @@ installed says which extra to install instead of failing on an import.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from collections.abc import Sequence
 
@@ -21,29 +22,31 @@ class RemoteError(Exception):
     """A server answered with an error status: printed as one line, exit code 1."""
 
 
+def _missing_module(*names: str) -> str | None:
+    """The first of ``names`` that is not installed, found without importing anything."""
+    return next((n for n in names if importlib.util.find_spec(n) is None), None)
+
+
 def _add_trainer_verbs(sub: argparse._SubParsersAction) -> None:
-    try:
-        from candor.trainer.cli import register
-    except ImportError as e:  # torch and friends come with the [train] extra
-        missing = e.name or "a training dependency"
+    missing = _missing_module("torch", "onnx", "onnxruntime", "sklearn", "matplotlib", "tqdm")
+    if missing:  # these come with the [train] extra
         for verb in ("train", "calibrate", "evaluate", "export", "sweep"):
             p = sub.add_parser(verb, help=f"(needs `pip install candor[train]`: {missing} is missing)")
             p.set_defaults(handler=lambda _args, m=missing: _missing_extra("train", m))
         return
+    from candor.trainer.cli import register
+
     register(sub)
 
 
 def _add_server_verbs(sub: argparse._SubParsersAction) -> None:
-    try:
-        import onnxruntime  # noqa: F401
-        import prometheus_client  # noqa: F401
-
-        from candor.server.cli import register
-    except ImportError as e:  # onnxruntime and prometheus-client come with [server]
-        missing = e.name or "a server dependency"
+    missing = _missing_module("onnxruntime", "prometheus_client", "grpc_reflection")
+    if missing:  # these come with the [server] extra
         p = sub.add_parser("serve", help=f"(needs `pip install candor[server]`: {missing} is missing)")
         p.set_defaults(handler=lambda _args, m=missing: _missing_extra("server", m))
         return
+    from candor.server.cli import register
+
     register(sub)
 
 

@@ -94,7 +94,12 @@ def rows_tensor(rows: np.ndarray | Sequence[Sequence[float]]) -> pb.Tensor:
 
 
 def _service_config(retries: int) -> str:
-    """Retry UNAVAILABLE (a restarting server, a model mid-swap) with backoff, in the channel."""
+    """Retry UNAVAILABLE (a restarting server, a model mid-swap) with backoff, in the channel.
+
+    gRPC wants maxAttempts >= 2 in a retry policy, so no retries means no policy.
+    """
+    if retries == 0:
+        return json.dumps({})
     policy = {"maxAttempts": retries + 1, "initialBackoff": "0.05s", "maxBackoff": "1s", "backoffMultiplier": 2,
               "retryableStatusCodes": ["UNAVAILABLE"]}  # fmt: skip
     names = [{"service": "candor.v1.InferenceService"}, {"service": "inference.GRPCInferenceService"}]

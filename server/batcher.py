@@ -12,6 +12,7 @@ dropped before it runs.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -22,6 +23,7 @@ import numpy as np
 
 from candor.server.errors import DeadlineExceeded, ResourceExhausted, Unavailable
 
+log = logging.getLogger("candor.server")
 RunFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
@@ -40,7 +42,8 @@ class BatchStats:
     rows: int
     queue_seconds: list[float]
     run_seconds: float
-    expired: int
+    expired: int  # deadline passed while queued
+    cancelled: int = 0  # the caller went away (deadline on its side, disconnect) while queued
 
 
 class DynamicBatcher:
@@ -118,6 +121,12 @@ class DynamicBatcher:
             except TimeoutError:
                 return
 
+    def _report(self, stats: BatchStats) -> None:
+        try:
+            self._on_batch(stats)
+        except Exception:  # metrics must never stop the worker
+            log.exception("batch metrics callback failed")
+
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -131,9 +140,10 @@ class DynamicBatcher:
             if self._jobs:  # leftovers: let an idle worker (instances > 1) start on them
                 self._arrived.set()
             now = time.monotonic()
-            live, expired = [], 0
+            live, expired, cancelled = [], 0, 0
             for job in batch:
                 if job.future.done():  # the caller went away (cancelled)
+                    cancelled += 1
                     continue
                 if job.deadline is not None and job.deadline <= now:
                     job.future.set_exception(DeadlineExceeded("the deadline passed while the request waited for a batch"))
@@ -141,8 +151,8 @@ class DynamicBatcher:
                     continue
                 live.append(job)
             if not live:
-                if expired:
-                    self._on_batch(BatchStats(0, [], 0.0, expired))
+                if expired or cancelled:
+                    self._report(BatchStats(0, [], 0.0, expired, cancelled))
                 continue
             X = live[0].rows if len(live) == 1 else np.concatenate([j.rows for j in live])
             started = time.monotonic()
@@ -160,7 +170,7 @@ class DynamicBatcher:
                 if not job.future.done():
                     job.future.set_result((logits[offset : offset + n], probs[offset : offset + n]))
                 offset += n
-            self._on_batch(BatchStats(len(X), [started - j.enqueued for j in live], finished - started, expired))
+            self._report(BatchStats(len(X), [started - j.enqueued for j in live], finished - started, expired, cancelled))
 
     async def close(self) -> None:
         """Stop taking requests, finish the queued ones, then stop the workers."""

@@ -36,8 +36,11 @@ class ServerMetrics:
         )
         self.batch_size = Histogram("candor_batch_size_rows", "Rows per onnxruntime run", mv, buckets=BATCH_BUCKETS, registry=r)
         self.queue_rows = Gauge("candor_queue_rows", "Rows waiting for a batch", mv, registry=r)
-        self.expired = Counter(
-            "candor_expired_requests", "Requests dropped unrun because their deadline had passed", mv, registry=r
+        self.dropped = Counter(
+            "candor_dropped_requests",
+            "Requests dropped before running: reason=deadline (passed while queued) or cancelled (the caller left)",
+            (*mv, "reason"),
+            registry=r,
         )
         self.rejected = Counter("candor_rejected_requests", "Requests refused because the queue was full", mv, registry=r)
         self.load_failures = Counter("candor_model_load_failures", "Model versions that failed to load", ("model",), registry=r)

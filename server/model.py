@@ -89,7 +89,9 @@ def attach_batcher(model: LoadedModel, settings: Settings, executor: Executor, m
 
     def on_batch(stats: BatchStats) -> None:
         if stats.expired:
-            metrics.expired.labels(*labels).inc(stats.expired)
+            metrics.dropped.labels(*labels, "deadline").inc(stats.expired)
+        if stats.cancelled:
+            metrics.dropped.labels(*labels, "cancelled").inc(stats.cancelled)
         if stats.rows:
             metrics.batch_size.labels(*labels).observe(stats.rows)
             metrics.inference_duration.labels(*labels).observe(stats.run_seconds)

@@ -56,7 +56,24 @@ def test_every_flag_of_every_verb_has_a_help_line():
 
 def test_trainer_verbs_without_the_train_extra_say_what_to_install():
     # Simulate an install without torch: the import machinery refuses it.
-    code = "import sys; sys.modules['torch'] = None; from candor.cli import main; raise SystemExit(main(['train']))"
+    code = (
+        "import importlib.util, sys; real = importlib.util.find_spec;"
+        "importlib.util.find_spec = lambda n, *a: None if n == 'torch' else real(n, *a);"
+        "from candor.cli import main; raise SystemExit(main(['train']))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 2
     assert "pip install 'candor[train]'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_client_imports_neither_onnxruntime_nor_torch():
+    code = "import sys, candor.client; print(sorted(m for m in ('torch', 'onnxruntime') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
+
+
+def test_server_never_imports_torch():
+    # The serve verb builds the whole `candor` parser: that must not load torch either.
+    code = "import sys, candor.server.app, candor.cli; candor.cli.build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"

@@ -6,10 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
+from candor.trainer.conventions import DEFAULT_OPSET, MULTICLASS_CONVENTIONS
 from candor.trainer.data import BUNDLED, SYNTHETIC
-from candor.trainer.loop import LoopOptions
-from candor.trainer.options import DataOptions, ModelOptions, TrainOptions
-from candor.trainer.smoothing import MULTICLASS_CONVENTIONS, SmoothingOptions
+
+# torch-bound modules are imported inside the verbs: registering the verbs
+# must stay cheap and torch-free (`candor serve` builds this parser too).
 
 
 def bounded(convert, valid, expected: str):
@@ -102,7 +103,9 @@ def _split_arg(p: argparse.ArgumentParser, flag: str, default: str, what: str) -
     p.add_argument(flag, choices=("train", "val", "test", "all"), default=default, help=f"{what} (default: {default})")
 
 
-def data_options(a: argparse.Namespace) -> DataOptions:
+def data_options(a: argparse.Namespace):
+    from candor.trainer.options import DataOptions
+
     return DataOptions(
         dataset=a.dataset, label_column=a.label_column, n_samples=a.n_samples, n_classes=a.n_classes,
         n_features=a.n_features, imbalance=a.imbalance, data_seed=a.data_seed, label_noise=a.label_noise,
@@ -111,7 +114,11 @@ def data_options(a: argparse.Namespace) -> DataOptions:
     )  # fmt: skip
 
 
-def train_options(a: argparse.Namespace) -> TrainOptions:
+def train_options(a: argparse.Namespace):
+    from candor.trainer.loop import LoopOptions
+    from candor.trainer.options import ModelOptions, TrainOptions
+    from candor.trainer.smoothing import SmoothingOptions
+
     return TrainOptions(
         data=data_options(a),
         model=ModelOptions(a.model, a.width, a.depth, a.dropout),
@@ -206,8 +213,6 @@ def cmd_sweep(a: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from candor.trainer.export import DEFAULT_OPSET
-
     p = sub.add_parser("train", help="train, fit the temperature, export a new model version",
                        description="Train a classifier with label smoothing, fit T on validation, measure on test, "
                                    "and write models/<name>/<version>/.")  # fmt: skip

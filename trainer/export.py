@@ -20,8 +20,8 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from candor.calibration import scale_logits
+from candor.trainer.conventions import DEFAULT_OPSET
 
-DEFAULT_OPSET = 17
 PARITY_TOLERANCE = 1e-5
 TEMPERATURE = "temperature"
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from candor.calibration.manifest import SmoothingSpec
+from candor.trainer.conventions import MULTICLASS_CONVENTIONS
 from candor.trainer.data import Dataset
 from candor.trainer.losses import (
     off_target_rows,
@@ -18,8 +19,6 @@ from candor.trainer.losses import (
 )
 from candor.trainer.losses.distillation import teacher_probabilities
 from candor.trainer.losses.hierarchy import hierarchy_rows
-
-MULTICLASS_CONVENTIONS = ("uniform", "off_target", "prior", "hierarchy", "teacher")
 
 
 @dataclass(frozen=True)
