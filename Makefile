@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test protos sweep clean
+.PHONY: install demo test protos bench sweep clean
 
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
@@ -26,10 +26,15 @@ install: $(STAMP) $(BUF)
 protos: $(STAMP)
 	$(BIN)/python -m candor.client.codegen
 
-# Train on the embedded digits data with label smoothing, fit the temperature,
-# export models/digits/<version>/ and print the calibration report.
+# The main job: train the digits model if models/ has none (label smoothing,
+# temperature scaling, ONNX export, report), serve it, predict through the
+# SDK, print calibrated probabilities and the metrics that moved, stop.
 demo: $(STAMP)
-	$(BIN)/candor train --dataset digits --smoothing uniform --epsilon 0.1 --model-repository models --name digits
+	$(BIN)/candor demo --model-repository models --name digits
+
+# Raw onnxruntime vs a bare gRPC echo server vs Candor; writes docs/benchmarks.md.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
 
 test: $(STAMP) $(BUF)
 	$(BIN)/ruff check .

@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     from candor.client.cli import register as register_client
 
     register_client(sub)
+    if not _missing_module("torch", "onnxruntime", "prometheus_client"):
+        from candor.demo import register as register_demo
+
+        register_demo(sub)
     return parser
 
 

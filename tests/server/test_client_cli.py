@@ -56,3 +56,12 @@ def test_remote_and_local_errors_are_one_line(server, tmp_path):
     assert result.returncode == 1 and "NOT_FOUND" in result.stderr
     result = run_candor("models", "--target", "127.0.0.1:1", "--timeout", "1")
     assert result.returncode == 1 and "UNAVAILABLE" in result.stderr
+
+
+def test_demo_serves_predicts_and_stops_cleanly(served_repo):
+    result = run_candor("demo", "--model-repository", str(served_repo), "--rows", "3", timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Served digits v1 on CPUExecutionProvider" in result.stdout
+    assert 'candor_predicted_rows_total{model="digits",version="1"} +3' in result.stdout
+    assert "Server stopped cleanly (exit code 0)" in result.stdout
+    assert sorted(p.name for p in (served_repo / "digits").iterdir()) == ["1"]  # nothing retrained
