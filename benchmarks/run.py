@@ -195,7 +195,8 @@ def render(r: dict, seconds: float) -> str:
     lines += ["", "## Ratios", "",
               f"- Candor / echo, single-row Predict at concurrency 64: **{ratio_echo:.2f}** (goal: at least 0.80)",
               f"- heavy model, batching on / off at concurrency 64: **{ratio_batch:.1f}x** (goal: at least 5x)",
-              f"- Candor / raw onnxruntime rows/s, 256-row requests vs batch 256 in-process: **{ratio_raw:.2f}**", ""]  # fmt: skip
+              f"- Candor / raw onnxruntime rows/s, 256-row requests vs batch 256 in-process: **{ratio_raw:.2f}**",
+              ""]  # fmt: skip
     return "\n".join(lines)
 
 
