@@ -15,7 +15,12 @@ FLAGS = {
     "metrics_host": ("--metrics-host", str, "address of the Prometheus /metrics endpoint"),
     "metrics_port": ("--metrics-port", int, "Prometheus metrics port (0 picks a free one)"),
     "provider": ("--provider", str, "onnxruntime execution provider: auto, cpu or cuda"),
-    "intra_op_threads": ("--intra-op-threads", int, "onnxruntime threads per run (0: onnxruntime decides)"),
+    "intra_op_threads": ("--intra-op-threads", int, "onnxruntime threads per run (0: one per core)"),
+    "inline_run_ms": (
+        "--inline-run-ms",
+        float,
+        "runs faster than this stay on the event loop, skipping the thread hop (0: never)",
+    ),
     "instances": ("--instances", int, "concurrent onnxruntime runs per model version"),
     "max_batch_size": ("--max-batch-size", int, "rows per onnxruntime run"),
     "max_queue_delay_ms": ("--max-queue-delay-ms", float, "extra wait for a batch to fill, in milliseconds"),
@@ -35,6 +40,8 @@ def cmd_serve(a: argparse.Namespace) -> int:
     cli = {name: getattr(a, name) for name in FLAGS}
     if a.no_reflection:
         cli["reflection"] = False
+    if a.allow_spinning:
+        cli["allow_spinning"] = True
     settings = Settings.load(cli=cli, file=a.settings)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("candor.server").debug("settings: %s", as_dict(settings))
@@ -53,4 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument(flag, dest=name, type=kind, default=None, help=f"{text} (default: {getattr(defaults, name)})")
     p.add_argument("--settings", help="settings file (.toml or .json) with the same names as the flags, e.g. grpc_port = 9001")
     p.add_argument("--no-reflection", action="store_true", help="turn gRPC server reflection off")
+    p.add_argument(
+        "--allow-spinning", action="store_true", help="let onnxruntime threads busy-wait between runs (many-core hosts)"
+    )
     p.set_defaults(handler=cmd_serve)

@@ -69,7 +69,7 @@ def open_model(folder: Path, expected_name: str, expected_version: int, settings
     if digest != manifest.model_sha256:
         raise LoadError(f"{model_path}: sha256 {digest[:12]}... does not match the manifest's {manifest.model_sha256[:12]}...")
     try:
-        session, provider = create_session(str(model_path), providers, settings.intra_op_threads)
+        session, provider = create_session(str(model_path), providers, settings.intra_op_threads, settings.allow_spinning)
     except Exception as e:  # onnxruntime's own exception types for a bad graph
         raise LoadError(f"{model_path}: onnxruntime cannot load it: {e}") from e
     model = LoadedModel(manifest, folder, session, provider)
@@ -93,6 +93,8 @@ def attach_batcher(model: LoadedModel, settings: Settings, executor: Executor, m
         if stats.cancelled:
             metrics.dropped.labels(*labels, "cancelled").inc(stats.cancelled)
         if stats.rows:
+            # Once per batch rather than per request: the statistics cost the same for 1 row or 256.
+            metrics.observe_predictions(*labels, stats.probabilities, model.manifest.class_names, model.multilabel)
             metrics.batch_size.labels(*labels).observe(stats.rows)
             metrics.inference_duration.labels(*labels).observe(stats.run_seconds)
             for waited in stats.queue_seconds:
@@ -105,6 +107,7 @@ def attach_batcher(model: LoadedModel, settings: Settings, executor: Executor, m
         max_queue_delay_s=settings.max_queue_delay_ms / 1000,
         max_queue_rows=settings.max_queue_rows,
         instances=settings.instances,
+        inline_run_s=settings.inline_run_ms / 1000,
         on_batch=on_batch,
         on_queue=metrics.queue_rows.labels(*labels).set,
     )

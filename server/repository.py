@@ -91,6 +91,8 @@ class ModelRepository:
                         entry = versions.pop(version)
                         log.info("model %s version %s removed from the repository; unloading", name, version)
                         self._retire(entry)
+                        self.metrics.prediction_stats.forget(name, str(version))
+                        self.metrics.model_ready.remove(name, str(version))
                         changed = True
                 if not versions:
                     del self._entries[name]

@@ -32,13 +32,21 @@ def choose_providers(setting: str, available: list[str] | None = None) -> list[s
     return [CUDA, CPU] if CUDA in available else [CPU]
 
 
-def create_session(path: str, providers: list[str], intra_op_threads: int = 0) -> tuple[ort.InferenceSession, str]:
+def create_session(
+    path: str, providers: list[str], intra_op_threads: int = 1, allow_spinning: bool = False
+) -> tuple[ort.InferenceSession, str]:
     """A session and the provider it really runs on: with CUDA listed but no
-    usable GPU, onnxruntime falls back to CPU, and the report says so."""
+    usable GPU, onnxruntime falls back to CPU, and the report says so.
+
+    Spinning intra-op threads busy-wait between runs; on a small machine they
+    take the cores the event loop and gRPC need (measured in docs/benchmarks.md),
+    so spinning is off unless asked for.
+    """
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
     session = ort.InferenceSession(path, sess_options=options, providers=providers)
     in_use = session.get_providers()[0]
     if in_use != providers[0]:

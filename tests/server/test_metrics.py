@@ -1,0 +1,42 @@
+"""Server metrics on a fresh registry, read back with get_sample_value."""
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from candor.server.metrics import ServerMetrics
+
+
+def test_prediction_statistics_by_hand():
+    m = ServerMetrics(CollectorRegistry())
+    probs = np.array([[0.9, 0.1], [0.3, 0.7], [0.5, 0.5]], np.float32)  # top-1 conf 0.9, 0.7, 0.5
+    m.observe_predictions("demo", "1", probs, ["cat", "dog"], multilabel=False)
+    m.observe_predictions("demo", "1", probs[:1], ["cat", "dog"], multilabel=False)
+    get = m.registry.get_sample_value
+    labels = {"model": "demo", "version": "1"}
+    assert get("candor_predicted_rows_total", labels) == 4
+    assert get("candor_predictions_total", labels | {"class_name": "cat"}) == 3  # argmax of the tie [0.5, 0.5] is class 0
+    assert get("candor_predictions_total", labels | {"class_name": "dog"}) == 1
+    assert get("candor_confidence_count", labels) == 4
+    assert get("candor_confidence_sum", labels) == pytest.approx(0.9 + 0.7 + 0.5 + 0.9)
+    assert get("candor_confidence_bucket", labels | {"le": "0.5"}) == 1  # le is inclusive
+    assert get("candor_confidence_bucket", labels | {"le": "0.7"}) == 2
+    assert get("candor_confidence_bucket", labels | {"le": "0.85"}) == 2
+    assert get("candor_confidence_bucket", labels | {"le": "0.9"}) == 4
+    assert get("candor_confidence_bucket", labels | {"le": "+Inf"}) == 4
+
+
+def test_multilabel_statistics():
+    m = ServerMetrics(CollectorRegistry())
+    m.observe_predictions("ml", "2", np.array([[0.9, 0.8], [0.2, 0.6]]), ["a", "b"], multilabel=True)
+    get = m.registry.get_sample_value
+    labels = {"model": "ml", "version": "2"}
+    assert get("candor_predictions_total", labels | {"class_name": "b"}) == 2
+    assert get("candor_confidence_sum", labels) == pytest.approx((0.9 + 0.8) / 2 + (0.8 + 0.6) / 2)
+
+
+def test_forgetting_a_version_removes_its_series():
+    m = ServerMetrics(CollectorRegistry())
+    m.observe_predictions("demo", "1", np.array([[0.6, 0.4]]), ["a", "b"], multilabel=False)
+    m.prediction_stats.forget("demo", "1")
+    assert m.registry.get_sample_value("candor_predicted_rows_total", {"model": "demo", "version": "1"}) is None
