@@ -170,7 +170,8 @@ class DynamicBatcher:
             X = live[0].rows if len(live) == 1 else np.concatenate([j.rows for j in live])
             started = time.monotonic()
             try:
-                if self._runs_inline(len(X)):
+                inline = self._runs_inline(len(X))
+                if inline:
                     logits, probs = self._run(X)
                 else:
                     logits, probs = await loop.run_in_executor(self._executor, self._run, X)
@@ -190,6 +191,8 @@ class DynamicBatcher:
                 offset += n
             waited = [started - j.enqueued for j in live]
             self._report(BatchStats(len(X), waited, finished - started, expired, cancelled, probs))
+            if inline:  # let the loop send these answers and take requests before the next run
+                await asyncio.sleep(0)
 
     async def close(self) -> None:
         """Stop taking requests, finish the queued ones, then stop the workers."""
