@@ -31,7 +31,7 @@ class Settings:
     intra_op_threads: int = 1  # onnxruntime threads per run; 0 lets onnxruntime use every core
     allow_spinning: bool = False  # let onnxruntime's threads busy-wait between runs
     instances: int = 1  # concurrent onnxruntime runs per model version
-    inline_run_ms: float = 1.0  # runs expected to take less than this stay on the event loop (no thread hop)
+    inline_run_ms: float = 0.0  # runs expected to take less than this stay on the event loop; 0: always off it
     max_batch_size: int = 256  # rows per onnxruntime run
     max_queue_delay_ms: float = 0.0  # extra wait to fill a batch; 0 batches whatever queued meanwhile
     max_queue_rows: int = 8192  # rows waiting per model version before RESOURCE_EXHAUSTED

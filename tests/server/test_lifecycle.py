@@ -193,3 +193,15 @@ def wait_for(condition, timeout: float = 20.0) -> None:
             return
         time.sleep(0.1)
     raise AssertionError("condition not met in time")
+
+
+def test_message_size_limit(served_repo):
+    server = start_server(served_repo, "--max-message-bytes", "100000", "--poll-interval", "0")
+    try:
+        with server.client() as c:
+            with pytest.raises(grpc.RpcError) as e:
+                c.predict(np.zeros((1000, 64), np.float32), model="digits")  # 256 kB of floats
+            assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert c.predict(np.zeros((100, 64), np.float32), model="digits").probabilities.shape == (100, 10)
+    finally:
+        server.stop()
