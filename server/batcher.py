@@ -7,10 +7,6 @@ in a thread (off the event loop) and hands each job exactly its own rows.
 While one batch runs, new requests queue, so batches grow with load even with
 no delay. The queue is bounded in rows; a job whose deadline has passed is
 dropped before it runs.
-
-A thread hop costs tens of microseconds and a wake-up of the event loop; for
-a model whose runs take less than ``inline_run_s`` (tracked as a moving
-average of seconds per row), the run stays on the event loop instead.
 """
 
 from __future__ import annotations
@@ -61,7 +57,6 @@ class DynamicBatcher:
         max_queue_delay_s: float,
         max_queue_rows: int,
         instances: int = 1,
-        inline_run_s: float = 0.0,
         on_batch: Callable[[BatchStats], None] | None = None,
         on_queue: Callable[[int], None] | None = None,
     ):
@@ -72,8 +67,6 @@ class DynamicBatcher:
         self.max_queue_rows = max_queue_rows
         self._on_batch = on_batch or (lambda _s: None)
         self._on_queue = on_queue or (lambda _n: None)
-        self.inline_run_s = inline_run_s
-        self._seconds_per_row: float | None = None  # moving average; None until the first run
         self._jobs: deque[_Job] = deque()
         self._queued_rows = 0
         self._arrived = asyncio.Event()
@@ -129,11 +122,6 @@ class DynamicBatcher:
             except TimeoutError:
                 return
 
-    def _runs_inline(self, rows: int) -> bool:
-        if self.inline_run_s <= 0 or self._seconds_per_row is None:
-            return False  # the first run goes to a thread: its cost is unknown
-        return self._seconds_per_row * rows < self.inline_run_s
-
     def _report(self, stats: BatchStats) -> None:
         try:
             self._on_batch(stats)
@@ -170,19 +158,13 @@ class DynamicBatcher:
             X = live[0].rows if len(live) == 1 else np.concatenate([j.rows for j in live])
             started = time.monotonic()
             try:
-                inline = self._runs_inline(len(X))
-                if inline:
-                    logits, probs = self._run(X)
-                else:
-                    logits, probs = await loop.run_in_executor(self._executor, self._run, X)
+                logits, probs = await loop.run_in_executor(self._executor, self._run, X)
             except Exception as e:  # a failed run fails its batch, never the worker
                 for job in live:
                     if not job.future.done():
                         job.future.set_exception(e)
                 continue
             finished = time.monotonic()
-            per_row = (finished - started) / len(X)
-            self._seconds_per_row = per_row if self._seconds_per_row is None else 0.9 * self._seconds_per_row + 0.1 * per_row
             offset = 0
             for job in live:
                 n = len(job.rows)
@@ -191,8 +173,6 @@ class DynamicBatcher:
                 offset += n
             waited = [started - j.enqueued for j in live]
             self._report(BatchStats(len(X), waited, finished - started, expired, cancelled, probs))
-            if inline:  # let the loop send these answers and take requests before the next run
-                await asyncio.sleep(0)
 
     async def close(self) -> None:
         """Stop taking requests, finish the queued ones, then stop the workers."""

@@ -16,11 +16,6 @@ FLAGS = {
     "metrics_port": ("--metrics-port", int, "Prometheus metrics port (0 picks a free one)"),
     "provider": ("--provider", str, "onnxruntime execution provider: auto, cpu or cuda"),
     "intra_op_threads": ("--intra-op-threads", int, "onnxruntime threads per run (0: one per core)"),
-    "inline_run_ms": (
-        "--inline-run-ms",
-        float,
-        "runs faster than this stay on the event loop, skipping the thread hop (0: never)",
-    ),
     "instances": ("--instances", int, "concurrent onnxruntime runs per model version"),
     "max_batch_size": ("--max-batch-size", int, "rows per onnxruntime run"),
     "max_queue_delay_ms": ("--max-queue-delay-ms", float, "extra wait for a batch to fill, in milliseconds"),

@@ -107,7 +107,6 @@ def attach_batcher(model: LoadedModel, settings: Settings, executor: Executor, m
         max_queue_delay_s=settings.max_queue_delay_ms / 1000,
         max_queue_rows=settings.max_queue_rows,
         instances=settings.instances,
-        inline_run_s=settings.inline_run_ms / 1000,
         on_batch=on_batch,
         on_queue=metrics.queue_rows.labels(*labels).set,
     )

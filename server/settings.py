@@ -31,7 +31,6 @@ class Settings:
     intra_op_threads: int = 1  # onnxruntime threads per run; 0 lets onnxruntime use every core
     allow_spinning: bool = False  # let onnxruntime's threads busy-wait between runs
     instances: int = 1  # concurrent onnxruntime runs per model version
-    inline_run_ms: float = 0.0  # runs expected to take less than this stay on the event loop; 0: always off it
     max_batch_size: int = 256  # rows per onnxruntime run
     max_queue_delay_ms: float = 0.0  # extra wait to fill a batch; 0 batches whatever queued meanwhile
     max_queue_rows: int = 8192  # rows waiting per model version before RESOURCE_EXHAUSTED
@@ -51,7 +50,7 @@ class Settings:
         for name in ("instances", "max_batch_size", "max_queue_rows", "max_rows_per_request", "max_message_bytes", "warmup_rows"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_queue_delay_ms", "poll_interval_s", "grace_period_s", "intra_op_threads", "inline_run_ms"):
+        for name in ("max_queue_delay_ms", "poll_interval_s", "grace_period_s", "intra_op_threads"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.provider not in ("auto", "cpu", "cuda"):
