@@ -20,6 +20,7 @@ from candor.server.candor_service import InferenceService
 from candor.server.engine import Engine
 from candor.server.kserve_service import KServeService
 from candor.server.metrics import ServerMetrics
+from candor.server.monitor import DriftCollector, DriftThresholds, DriftWindow
 from candor.server.repository import ModelRepository
 from candor.server.settings import Settings
 from candor.v1 import inference_pb2, inference_pb2_grpc
@@ -39,6 +40,9 @@ class CandorServer:
         self.health = health.aio.HealthServicer()
         self.repository = ModelRepository(settings.model_repository, settings, self.metrics, self.executor, self._publish_health)
         self.engine = Engine(self.repository, self.metrics)
+        self.metrics.registry.register(
+            DriftCollector(self._drift_sources, DriftThresholds(settings.psi_warn, settings.psi_drift))
+        )
         self.grpc_port = 0
         self.metrics_port = 0
         self._stopping = False
@@ -47,6 +51,9 @@ class CandorServer:
         self._server: grpc.aio.Server | None = None
         self._metrics_http = None
         self._published: set[str] = set()
+
+    def _drift_sources(self) -> list[tuple[str, str, DriftWindow]]:
+        return [(e.name, str(e.version), e.model.monitor) for e in self.repository.entries() if e.model and e.model.monitor]
 
     def _publish_health(self) -> None:
         """Overall status plus one service name per model (SERVING when a version is ready)."""

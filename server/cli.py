@@ -26,6 +26,10 @@ FLAGS = {
     "poll_interval_s": ("--poll-interval", float, "seconds between repository scans (0: no watching)"),
     "grace_period_s": ("--grace-period", float, "seconds calls in flight get on SIGTERM"),
     "log_level": ("--log-level", str, "DEBUG, INFO, WARNING or ERROR"),
+    "drift_window_rows": ("--drift-window-rows", int, "rows in the label-free drift window"),
+    "drift_window_s": ("--drift-window-seconds", float, "oldest age of a row in the drift window"),
+    "psi_warn": ("--psi-warn", float, "PSI at which a drift signal warns"),
+    "psi_drift": ("--psi-drift", float, "PSI at which a drift signal reports drift"),
 }
 
 

@@ -12,6 +12,7 @@ import numpy as np
 from candor.calibration.manifest import MANIFEST_FILE, MODEL_FILE, Manifest, read_manifest, sha256_file
 from candor.server.batcher import BatchStats, DynamicBatcher
 from candor.server.metrics import ServerMetrics
+from candor.server.monitor import DriftWindow
 from candor.server.sessions import create_session
 from candor.server.settings import Settings
 
@@ -27,6 +28,7 @@ class LoadedModel:
     session: object
     provider: str
     batcher: DynamicBatcher | None = None
+    monitor: DriftWindow | None = None
     loaded_at: float = field(default_factory=time.time)
 
     @property
@@ -95,11 +97,14 @@ def attach_batcher(model: LoadedModel, settings: Settings, executor: Executor, m
         if stats.rows:
             # Once per batch rather than per request: the statistics cost the same for 1 row or 256.
             metrics.observe_predictions(*labels, stats.probabilities, model.manifest.class_names, model.multilabel)
+            model.monitor.add(stats.probabilities)
             metrics.batch_size.labels(*labels).observe(stats.rows)
             metrics.inference_duration.labels(*labels).observe(stats.run_seconds)
             for waited in stats.queue_seconds:
                 metrics.queue_duration.labels(*labels).observe(waited)
 
+    model.monitor = DriftWindow(model.manifest.reference, model.manifest.num_classes, model.multilabel,
+                                settings.drift_window_rows, settings.drift_window_s)  # fmt: skip
     model.batcher = DynamicBatcher(
         model.run,
         executor,

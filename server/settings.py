@@ -40,6 +40,10 @@ class Settings:
     poll_interval_s: float = 5.0  # model repository watch; 0 turns it off
     grace_period_s: float = 10.0  # time calls in flight get to finish on SIGTERM
     reflection: bool = True
+    drift_window_rows: int = 5000  # label-free drift signals cover at most this many recent rows ...
+    drift_window_s: float = 3600.0  # ... no older than this
+    psi_warn: float = 0.1
+    psi_drift: float = 0.25
     log_level: str = "INFO"
 
     def check(self) -> Settings:
@@ -47,16 +51,26 @@ class Settings:
         for name in ("grpc_port", "metrics_port"):
             if not 0 <= getattr(self, name) <= 65535:
                 problems.append(f"{name} must be a port number 0..65535, got {getattr(self, name)}")
-        for name in ("instances", "max_batch_size", "max_queue_rows", "max_rows_per_request", "max_message_bytes", "warmup_rows"):
+        for name in (
+            "drift_window_rows",
+            "instances",
+            "max_batch_size",
+            "max_queue_rows",
+            "max_rows_per_request",
+            "max_message_bytes",
+            "warmup_rows",
+        ):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_queue_delay_ms", "poll_interval_s", "grace_period_s", "intra_op_threads"):
+        for name in ("max_queue_delay_ms", "poll_interval_s", "grace_period_s", "intra_op_threads", "drift_window_s"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.provider not in ("auto", "cpu", "cuda"):
             problems.append(f"provider must be auto, cpu or cuda, got {self.provider!r}")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             problems.append(f"log_level must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
+        if not 0 < self.psi_warn < self.psi_drift:
+            problems.append(f"need 0 < psi_warn < psi_drift, got {self.psi_warn} and {self.psi_drift}")
         if self.max_queue_rows < self.max_rows_per_request:
             problems.append("max_queue_rows must be >= max_rows_per_request, or a full-size request could never queue")
         if problems:

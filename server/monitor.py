@@ -1,0 +1,204 @@
+"""Label-free calibration monitoring: live predictions against the reference
+the trainer recorded in the manifest, over a sliding window.
+
+Signals per model version (DESIGN.md, "Flow of data" step 4):
+
+* confidence drift: PSI and Jensen-Shannon distance between the live
+  top-label confidence histogram and the reference one;
+* prediction drift: PSI between the live predicted-class mix and the reference;
+* expected accuracy: mean top-label confidence, which estimates accuracy
+  without labels when the model is calibrated, and its gap to the reference
+  accuracy;
+* mean entropy of the predicted distributions (nats).
+
+The window keeps whole batches: the newest ones that together cover at least
+``max_rows`` rows, none older than ``max_age_s``.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from candor.calibration.drift import js_distance, psi
+from candor.calibration.manifest import Reference
+from candor.calibration.reference import REFERENCE_BINS, confidence_histogram
+
+# PSI over the manifest's 100 fine bins is noisy for windows of a few hundred
+# rows. As usual for PSI, adjacent fine bins are merged into groups holding at
+# least this share of the reference each (about ten equal-mass bins; a single
+# fine bin with more mass, like the top one of a confident model, stays alone).
+PSI_GROUP_SHARE = 0.1
+
+
+@dataclass(frozen=True)
+class DriftThresholds:
+    psi_warn: float = 0.1
+    psi_drift: float = 0.25
+
+    def state(self, value: float) -> int:
+        """0 ok, 1 warn, 2 drift."""
+        return 2 if value >= self.psi_drift else 1 if value >= self.psi_warn else 0
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    rows: int
+    confidence_psi: float
+    confidence_js: float
+    prediction_psi: float
+    expected_accuracy: float
+    accuracy_gap: float  # expected accuracy minus the reference accuracy
+    mean_entropy: float
+
+
+@dataclass
+class _Batch:
+    at: float
+    rows: int
+    confidence: np.ndarray  # counts over REFERENCE_BINS
+    classes: np.ndarray  # predicted-class counts [K]
+    confidence_sum: float
+    confidence_n: int  # rows (multiclass) or rows x classes (multi-label)
+    entropy_sum: float
+
+
+def psi_groups(reference_hist, min_share: float = PSI_GROUP_SHARE) -> np.ndarray:
+    """Group index of each fine bin: consecutive bins merged until a group holds ``min_share`` of the reference."""
+    ref = np.asarray(reference_hist, dtype=np.float64)
+    ref = ref / ref.sum()
+    groups = np.empty(len(ref), dtype=np.int64)
+    group, mass = 0, 0.0
+    for i, share in enumerate(ref):
+        groups[i] = group
+        mass += share
+        if mass >= min_share and i < len(ref) - 1:
+            group, mass = group + 1, 0.0
+    if mass < min_share and group > 0:  # a thin tail joins the group before it
+        groups[groups == group] = group - 1
+    return groups
+
+
+class DriftWindow:
+    def __init__(self, reference: Reference, num_classes: int, multilabel: bool, max_rows: int, max_age_s: float):
+        if len(reference.confidence_histogram) != REFERENCE_BINS:
+            raise ValueError(f"reference histogram has {len(reference.confidence_histogram)} bins, expected {REFERENCE_BINS}")
+        self.reference = reference
+        self.num_classes = num_classes
+        self.multilabel = multilabel
+        self.max_rows = max_rows
+        self.max_age_s = max_age_s
+        self._groups = psi_groups(reference.confidence_histogram)
+        self._batches: deque[_Batch] = deque()
+        self._rows = 0
+        self._lock = threading.Lock()
+
+    def add(self, probs: np.ndarray, now: float | None = None) -> None:
+        """Account one batch of calibrated probabilities [N, K]."""
+        now = time.monotonic() if now is None else now
+        p = np.asarray(probs, dtype=np.float64)
+        clipped = np.clip(p, 1e-12, 1.0)
+        if self.multilabel:
+            conf = np.maximum(p, 1 - p).ravel()
+            classes = (p > 0.5).sum(axis=0)
+            q = np.clip(1 - p, 1e-12, 1.0)
+            entropy = -(clipped * np.log(clipped) + q * np.log(q)).sum(axis=1)
+        else:
+            conf = p.max(axis=1)
+            classes = np.bincount(p.argmax(axis=1), minlength=self.num_classes)
+            entropy = -(clipped * np.log(clipped)).sum(axis=1)
+        hist = confidence_histogram(conf) * len(conf)
+        batch = _Batch(now, len(p), hist, classes, float(conf.sum()), len(conf), float(entropy.sum()))
+        with self._lock:
+            self._batches.append(batch)
+            self._rows += batch.rows
+            self._evict(now)
+
+    def _evict(self, now: float) -> None:
+        while self._batches and (
+            now - self._batches[0].at > self.max_age_s or self._rows - self._batches[0].rows >= self.max_rows
+        ):
+            self._rows -= self._batches.popleft().rows
+
+    def _coarse(self, hist) -> np.ndarray:
+        return np.bincount(self._groups, weights=np.asarray(hist, dtype=np.float64))
+
+    def report(self, now: float | None = None) -> DriftReport | None:
+        """The window's signals, or None while it is empty."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._evict(now)
+            if not self._batches:
+                return None
+            rows = self._rows
+            conf = sum(b.confidence for b in self._batches)
+            classes = sum(b.classes for b in self._batches)
+            conf_sum = sum(b.confidence_sum for b in self._batches)
+            conf_n = sum(b.confidence_n for b in self._batches)
+            entropy_sum = sum(b.entropy_sum for b in self._batches)
+        ref = self.reference
+        expected = conf_sum / conf_n
+        return DriftReport(
+            rows=rows,
+            confidence_psi=psi(self._coarse(ref.confidence_histogram), self._coarse(conf)),
+            confidence_js=js_distance(self._coarse(ref.confidence_histogram), self._coarse(conf)),
+            prediction_psi=psi(ref.class_frequencies, classes)
+            if sum(ref.class_frequencies) > 0 and classes.sum() > 0
+            else math.nan,
+            expected_accuracy=expected,
+            accuracy_gap=expected - ref.accuracy,
+            mean_entropy=entropy_sum / rows,
+        )
+
+
+class DriftCollector(Collector):
+    """Prometheus view of every loaded version's drift window, computed at scrape time.
+
+    ``sources`` returns (model, version, window, reference) for the versions loaded now.
+    """
+
+    SIGNALS = (
+        ("candor_drift_window_rows", "Rows in the label-free drift window", "rows"),
+        ("candor_confidence_psi", "PSI of the live top-label confidence histogram vs the reference", "confidence_psi"),
+        ("candor_confidence_js_distance", "Jensen-Shannon distance (base 2) of live vs reference confidence", "confidence_js"),
+        ("candor_prediction_psi", "PSI of the live predicted-class mix vs the reference", "prediction_psi"),
+        (
+            "candor_expected_accuracy",
+            "Mean top-label confidence in the window (accuracy estimate without labels)",
+            "expected_accuracy",
+        ),
+        ("candor_expected_accuracy_gap", "Expected accuracy minus the reference accuracy", "accuracy_gap"),
+        ("candor_mean_entropy", "Mean entropy of the predicted distributions in the window (nats)", "mean_entropy"),
+    )
+
+    def __init__(self, sources: Callable[[], list[tuple[str, str, DriftWindow]]], thresholds: DriftThresholds):
+        self.sources = sources
+        self.thresholds = thresholds
+
+    def collect(self):
+        labels = ["model", "version"]
+        families = {attr: GaugeMetricFamily(name, doc, labels=labels) for name, doc, attr in self.SIGNALS}
+        state = GaugeMetricFamily("candor_drift_state", "0 ok, 1 warn, 2 drift, by signal", labels=[*labels, "signal"])
+        ref_acc = GaugeMetricFamily("candor_reference_accuracy", "Test accuracy recorded at training time", labels=labels)
+        ref_conf = GaugeMetricFamily("candor_reference_mean_confidence", "Test mean confidence recorded at training time",
+                                     labels=labels)  # fmt: skip
+        for model, version, window in self.sources():
+            ref_acc.add_metric([model, version], window.reference.accuracy)
+            ref_conf.add_metric([model, version], window.reference.mean_confidence)
+            report = window.report()
+            if report is None:
+                continue
+            for attr, family in families.items():
+                family.add_metric([model, version], float(getattr(report, attr)))
+            state.add_metric([model, version, "confidence"], self.thresholds.state(report.confidence_psi))
+            if not math.isnan(report.prediction_psi):
+                state.add_metric([model, version, "prediction"], self.thresholds.state(report.prediction_psi))
+        yield from (*families.values(), state, ref_acc, ref_conf)
