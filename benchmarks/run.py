@@ -102,7 +102,7 @@ def load(target: str, model: str, rows: int, concurrency: int, seconds: float, f
 def candor(repo: Path, *flags: str) -> Process:
     return Process([sys.executable, "-m", "candor", "serve", "--model-repository", str(repo), "--grpc-host", "127.0.0.1",
                     "--grpc-port", "0", "--metrics-host", "127.0.0.1", "--metrics-port", "0", "--poll-interval", "0",
-                    "--log-level", "WARNING", *flags])  # fmt: skip
+                    "--log-level", "WARNING", "--data-dir", str(repo.parent / "data"), *flags])  # fmt: skip
 
 
 def machine() -> str:

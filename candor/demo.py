@@ -36,7 +36,7 @@ def _scrape(port: int) -> dict[str, float]:
 def _start_server(repo: Path) -> tuple[subprocess.Popen, int, int]:
     cmd = [sys.executable, "-m", "candor", "serve", "--model-repository", str(repo), "--grpc-host", "127.0.0.1",
            "--grpc-port", "0", "--metrics-host", "127.0.0.1", "--metrics-port", "0", "--poll-interval", "0",
-           "--log-level", "WARNING"]  # fmt: skip
+           "--log-level", "WARNING", "--data-dir", str(repo.parent / "data")]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=os.environ.copy())
     end = time.monotonic() + 60
     for line in proc.stdout:

@@ -78,6 +78,25 @@ class ModelDescription:
                    m.test_ece, m.test_accuracy)  # fmt: skip
 
 
+_FEEDBACK = {pb.FEEDBACK_OUTCOME_ACCEPTED: "ACCEPTED", pb.FEEDBACK_OUTCOME_UNKNOWN_ID: "UNKNOWN_ID",
+             pb.FEEDBACK_OUTCOME_DUPLICATE: "DUPLICATE", pb.FEEDBACK_OUTCOME_EXPIRED: "EXPIRED"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FeedbackResult:
+    """One outcome per item, in order: ACCEPTED, UNKNOWN_ID, DUPLICATE or EXPIRED."""
+
+    outcomes: list[str]
+    accepted: int
+    unknown_id: int
+    duplicate: int
+    expired: int
+
+    @classmethod
+    def from_proto(cls, r: pb.FeedbackResponse) -> FeedbackResult:
+        return cls([_FEEDBACK.get(o, "UNSPECIFIED") for o in r.outcomes], r.accepted, r.unknown_id, r.duplicate, r.expired)
+
+
 def tensor_to_array(t: pb.Tensor) -> np.ndarray:
     data = np.frombuffer(t.raw_data, dtype="<f4") if t.raw_data else np.asarray(t.float_data, dtype=np.float32)
     return data.reshape(tuple(t.shape)).astype(np.float32, copy=False)
@@ -144,6 +163,27 @@ class _BaseClient:
         return {"timeout": self.timeout if timeout is None else timeout, "metadata": self._metadata}
 
     @staticmethod
+    def _feedback_request(prediction_ids, labels, model: str, version, probabilities, logits) -> pb.FeedbackRequest:
+        if not model:
+            raise ValueError("model is required: the name of the model the predictions came from")
+        labels = [int(v) for v in np.asarray(labels).ravel()]
+        ids = [""] * len(labels) if prediction_ids is None else [str(p) for p in prediction_ids]
+        if len(ids) != len(labels):
+            raise ValueError(f"{len(ids)} prediction ids but {len(labels)} labels")
+        if probabilities is not None and logits is not None:
+            raise ValueError("pass probabilities or logits, not both")
+        extra = probabilities if probabilities is not None else logits
+        rows = [None] * len(labels) if extra is None else list(np.asarray(extra, dtype=np.float32))
+        if len(rows) != len(labels):
+            raise ValueError(f"{len(rows)} rows of probabilities/logits but {len(labels)} labels")
+        key = "probabilities" if probabilities is not None else "logits"
+        items = [
+            pb.FeedbackItem(prediction_id=pid, label=label, **({key: row.tolist()} if row is not None else {}))
+            for pid, label, row in zip(ids, labels, rows, strict=True)
+        ]
+        return pb.FeedbackRequest(model=model, version="" if version is None else str(version), items=items)
+
+    @staticmethod
     def _predict_request(rows, model: str, version: str | int | None, top_k: int, return_logits: bool) -> pb.PredictRequest:
         if not model:
             raise ValueError("model is required: the name of a model the server serves (see models())")
@@ -170,6 +210,13 @@ class Client(_BaseClient):
         """Calibrated probabilities for ``rows`` [N, F]; ``version`` None means the newest ready one."""
         request = self._predict_request(rows, model, version, top_k, return_logits)
         return PredictResult.from_proto(self._stub.Predict(request, **self._call_args(timeout)))
+
+    def feedback(self, prediction_ids, labels, *, model: str, version: str | int | None = None, probabilities=None,
+                 logits=None, timeout: float | None = None) -> FeedbackResult:  # fmt: skip
+        """Send true labels for earlier predictions, by the ids Predict returned
+        (or, with ``prediction_ids=None``, with the served ``probabilities`` or raw ``logits``)."""
+        request = self._feedback_request(prediction_ids, labels, model, version, probabilities, logits)
+        return FeedbackResult.from_proto(self._stub.Feedback(request, **self._call_args(timeout)))
 
     def models(self, *, timeout: float | None = None) -> list[ModelDescription]:
         response = self._stub.ListModels(pb.ListModelsRequest(), **self._call_args(timeout))
@@ -210,6 +257,11 @@ class AsyncClient(_BaseClient):
                       timeout: float | None = None) -> PredictResult:  # fmt: skip
         request = self._predict_request(rows, model, version, top_k, return_logits)
         return PredictResult.from_proto(await self._stub.Predict(request, **self._call_args(timeout)))
+
+    async def feedback(self, prediction_ids, labels, *, model: str, version: str | int | None = None, probabilities=None,
+                       logits=None, timeout: float | None = None) -> FeedbackResult:  # fmt: skip
+        request = self._feedback_request(prediction_ids, labels, model, version, probabilities, logits)
+        return FeedbackResult.from_proto(await self._stub.Feedback(request, **self._call_args(timeout)))
 
     async def models(self, *, timeout: float | None = None) -> list[ModelDescription]:
         response = await self._stub.ListModels(pb.ListModelsRequest(), **self._call_args(timeout))

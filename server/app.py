@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -18,9 +19,11 @@ from prometheus_client import start_http_server
 from candor.kserve.v2 import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
 from candor.server.candor_service import InferenceService
 from candor.server.engine import Engine
+from candor.server.feedback import FeedbackService
 from candor.server.kserve_service import KServeService
 from candor.server.metrics import ServerMetrics
 from candor.server.monitor import DriftCollector, DriftThresholds, DriftWindow
+from candor.server.observed import ObservedCollector
 from candor.server.repository import ModelRepository
 from candor.server.settings import Settings
 from candor.v1 import inference_pb2, inference_pb2_grpc
@@ -43,6 +46,7 @@ class CandorServer:
         self.metrics.registry.register(
             DriftCollector(self._drift_sources, DriftThresholds(settings.psi_warn, settings.psi_drift))
         )
+        self.feedback: FeedbackService | None = None
         self.grpc_port = 0
         self.metrics_port = 0
         self._stopping = False
@@ -71,6 +75,11 @@ class CandorServer:
         self._metrics_http, _ = start_http_server(s.metrics_port, addr=s.metrics_host, registry=self.metrics.registry)
         self.metrics_port = self._metrics_http.server_port
         await self.repository.refresh()
+        try:
+            self.feedback = FeedbackService(s, self.repository, self.metrics)
+        except (OSError, sqlite3.Error) as e:
+            raise OSError(f"cannot open the feedback store under data_dir {s.data_dir!r}: {e}") from e
+        self.metrics.registry.register(ObservedCollector(lambda: self.feedback.windows))
         options = [
             ("grpc.max_receive_message_length", s.max_message_bytes),
             ("grpc.max_send_message_length", s.max_message_bytes),
@@ -78,7 +87,7 @@ class CandorServer:
         ]
         server = grpc.aio.server(options=options)
         inference_pb2_grpc.add_InferenceServiceServicer_to_server(
-            InferenceService(self.engine, self.metrics, s.max_rows_per_request, s.max_batch_size), server
+            InferenceService(self.engine, self.metrics, s.max_rows_per_request, s.max_batch_size, self.feedback), server
         )
         grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
             KServeService(self.engine, self.metrics, s.max_rows_per_request, lambda: self._ready and not self._stopping), server
@@ -120,6 +129,8 @@ class CandorServer:
         await self._server.stop(self.settings.grace_period_s)
         await self.repository.close()
         self.executor.shutdown(wait=True)
+        if self.feedback is not None:
+            self.feedback.close()
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
 

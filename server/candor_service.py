@@ -9,6 +9,7 @@ import numpy as np
 
 from candor.server.engine import Answer, Engine, check_top_k
 from candor.server.errors import CandorError, InvalidArgument
+from candor.server.feedback import ACCEPTED, DUPLICATE, EXPIRED, UNKNOWN_ID, FeedbackItem, FeedbackService
 from candor.server.instrument import unary
 from candor.server.metrics import ServerMetrics
 from candor.server.model import LoadedModel
@@ -19,6 +20,12 @@ from candor.v1 import inference_pb2 as pb
 from candor.v1 import inference_pb2_grpc as pb_grpc
 
 log = logging.getLogger("candor.server")
+_OUTCOMES = {
+    ACCEPTED: pb.FEEDBACK_OUTCOME_ACCEPTED,
+    UNKNOWN_ID: pb.FEEDBACK_OUTCOME_UNKNOWN_ID,
+    DUPLICATE: pb.FEEDBACK_OUTCOME_DUPLICATE,
+    EXPIRED: pb.FEEDBACK_OUTCOME_EXPIRED,
+}
 _STATES = {LOADING: pb.MODEL_STATE_LOADING, READY: pb.MODEL_STATE_READY, FAILED: pb.MODEL_STATE_FAILED}
 
 
@@ -67,9 +74,10 @@ def build_response(answer: Answer, top_k: int, return_logits: bool) -> pb.Predic
 
 
 class InferenceService(pb_grpc.InferenceServiceServicer):
-    def __init__(self, engine: Engine, metrics: ServerMetrics, max_rows: int, max_batch_size: int):
+    def __init__(self, engine: Engine, metrics: ServerMetrics, max_rows: int, max_batch_size: int, feedback: FeedbackService):
         self.engine = engine
         self.metrics = metrics
+        self.feedback = feedback
         self.max_rows = max_rows
         self.max_batch_size = max_batch_size
 
@@ -85,7 +93,9 @@ class InferenceService(pb_grpc.InferenceServiceServicer):
         top_k = check_top_k(request.top_k, model.manifest.num_classes)
         rows = self._rows(request, model)
         answer = await self.engine.predict(model, rows, time_remaining)
-        return build_response(answer, top_k, request.return_logits)
+        response = build_response(answer, top_k, request.return_logits)
+        self.feedback.remember(model.name, model.version, list(response.prediction_ids), answer.logits, answer.probabilities)
+        return response
 
     @unary("Predict")
     async def Predict(self, request: pb.PredictRequest, context: grpc.aio.ServicerContext) -> pb.PredictResponse:
@@ -107,6 +117,19 @@ class InferenceService(pb_grpc.InferenceServiceServicer):
                     yield pb.PredictStreamResponse(correlation_id=item.correlation_id, error=error)
         finally:
             self.metrics.in_flight.dec()
+
+    @unary("Feedback")
+    async def Feedback(self, request: pb.FeedbackRequest, context) -> pb.FeedbackResponse:
+        items = [FeedbackItem(i.prediction_id, i.label, list(i.probabilities), list(i.logits)) for i in request.items]
+        outcomes = await self.feedback.submit(request.model, request.version, items)
+        codes = [_OUTCOMES[o] for o in outcomes]
+        return pb.FeedbackResponse(
+            outcomes=codes,
+            accepted=outcomes.count(ACCEPTED),
+            unknown_id=outcomes.count(UNKNOWN_ID),
+            duplicate=outcomes.count(DUPLICATE),
+            expired=outcomes.count(EXPIRED),
+        )
 
     @unary("ListModels")
     async def ListModels(self, request: pb.ListModelsRequest, context) -> pb.ListModelsResponse:

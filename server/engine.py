@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 
@@ -11,6 +10,7 @@ import numpy as np
 from candor.server.errors import InvalidArgument, ResourceExhausted
 from candor.server.metrics import ServerMetrics
 from candor.server.model import LoadedModel
+from candor.server.predictions import new_prediction_ids
 from candor.server.repository import ModelRepository
 
 
@@ -25,11 +25,8 @@ class Answer:
         return np.argsort(-self.probabilities, axis=1, kind="stable")[:, :k]
 
     def prediction_ids(self) -> list[str]:
-        """128 random bits per row as 32 hex digits (like a uuid4): unique across
-        restarts and replicas without coordination, drawn in one call per request."""
-        n = len(self.probabilities)
-        text = os.urandom(16 * n).hex()
-        return [text[i : i + 32] for i in range(0, 32 * n, 32)]
+        """One id per row: the second it was made and 96 random bits (see candor.server.predictions)."""
+        return new_prediction_ids(len(self.probabilities))
 
 
 class Engine:

@@ -48,6 +48,7 @@ class ServerMetrics:
             registry=r,
         )
         self.rejected = Counter("candor_rejected_requests", "Requests refused because the queue was full", mv, registry=r)
+        self.feedback = Counter("candor_feedback", "Feedback items by outcome", ("model", "outcome"), registry=r)
         self.load_failures = Counter("candor_model_load_failures", "Model versions that failed to load", ("model",), registry=r)
         self.model_info = Gauge(
             "candor_model_info", "1 for each loaded model version", ("model", "version", "provider", "task"), registry=r

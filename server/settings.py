@@ -40,6 +40,11 @@ class Settings:
     poll_interval_s: float = 5.0  # model repository watch; 0 turns it off
     grace_period_s: float = 10.0  # time calls in flight get to finish on SIGTERM
     reflection: bool = True
+    data_dir: str = "data"  # where joined feedback is stored (SQLite)
+    prediction_store_rows: int = 100_000  # recent predictions kept for feedback to join
+    prediction_ttl_s: float = 86_400.0  # ... and for how long
+    feedback_window_rows: int = 5000  # label-based signals cover at most this many joined rows ...
+    feedback_window_s: float = 7 * 86_400.0  # ... received no longer ago than this
     drift_window_rows: int = 5000  # label-free drift signals cover at most this many recent rows ...
     drift_window_s: float = 3600.0  # ... no older than this
     psi_warn: float = 0.1
@@ -62,7 +67,15 @@ class Settings:
         ):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_queue_delay_ms", "poll_interval_s", "grace_period_s", "intra_op_threads", "drift_window_s"):
+        for name in (
+            "max_queue_delay_ms",
+            "poll_interval_s",
+            "grace_period_s",
+            "intra_op_threads",
+            "drift_window_s",
+            "prediction_ttl_s",
+            "feedback_window_s",
+        ):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.provider not in ("auto", "cpu", "cuda"):

@@ -66,7 +66,8 @@ class RunningServer:
 
 def start_server(repo: Path, *flags: str, env: dict | None = None, wait: float = 60) -> RunningServer:
     cmd = [sys.executable, "-m", "candor", "serve", "--model-repository", str(repo), "--grpc-host", "127.0.0.1",
-           "--grpc-port", "0", "--metrics-host", "127.0.0.1", "--metrics-port", "0", *flags]  # fmt: skip
+           "--grpc-port", "0", "--metrics-host", "127.0.0.1", "--metrics-port", "0", "--data-dir", str(repo.parent / "data"),
+           *flags]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})})
     output: list[str] = []
     ports: list[tuple[int, int]] = []

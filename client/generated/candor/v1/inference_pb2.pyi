@@ -18,12 +18,25 @@ class ModelState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODEL_STATE_LOADING: _ClassVar[ModelState]
     MODEL_STATE_READY: _ClassVar[ModelState]
     MODEL_STATE_FAILED: _ClassVar[ModelState]
+
+class FeedbackOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FEEDBACK_OUTCOME_UNSPECIFIED: _ClassVar[FeedbackOutcome]
+    FEEDBACK_OUTCOME_ACCEPTED: _ClassVar[FeedbackOutcome]
+    FEEDBACK_OUTCOME_UNKNOWN_ID: _ClassVar[FeedbackOutcome]
+    FEEDBACK_OUTCOME_DUPLICATE: _ClassVar[FeedbackOutcome]
+    FEEDBACK_OUTCOME_EXPIRED: _ClassVar[FeedbackOutcome]
 DATA_TYPE_UNSPECIFIED: DataType
 DATA_TYPE_FLOAT32: DataType
 MODEL_STATE_UNSPECIFIED: ModelState
 MODEL_STATE_LOADING: ModelState
 MODEL_STATE_READY: ModelState
 MODEL_STATE_FAILED: ModelState
+FEEDBACK_OUTCOME_UNSPECIFIED: FeedbackOutcome
+FEEDBACK_OUTCOME_ACCEPTED: FeedbackOutcome
+FEEDBACK_OUTCOME_UNKNOWN_ID: FeedbackOutcome
+FEEDBACK_OUTCOME_DUPLICATE: FeedbackOutcome
+FEEDBACK_OUTCOME_EXPIRED: FeedbackOutcome
 
 class Tensor(_message.Message):
     __slots__ = ("shape", "dtype", "raw_data", "float_data")
@@ -158,3 +171,39 @@ class GetModelResponse(_message.Message):
     model: ModelInfo
     versions: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, model: _Optional[_Union[ModelInfo, _Mapping]] = ..., versions: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class FeedbackItem(_message.Message):
+    __slots__ = ("prediction_id", "label", "probabilities", "logits")
+    PREDICTION_ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
+    LOGITS_FIELD_NUMBER: _ClassVar[int]
+    prediction_id: str
+    label: int
+    probabilities: _containers.RepeatedScalarFieldContainer[float]
+    logits: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, prediction_id: _Optional[str] = ..., label: _Optional[int] = ..., probabilities: _Optional[_Iterable[float]] = ..., logits: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class FeedbackRequest(_message.Message):
+    __slots__ = ("model", "version", "items")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: str
+    items: _containers.RepeatedCompositeFieldContainer[FeedbackItem]
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., items: _Optional[_Iterable[_Union[FeedbackItem, _Mapping]]] = ...) -> None: ...
+
+class FeedbackResponse(_message.Message):
+    __slots__ = ("outcomes", "accepted", "unknown_id", "duplicate", "expired")
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_ID_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRED_FIELD_NUMBER: _ClassVar[int]
+    outcomes: _containers.RepeatedScalarFieldContainer[FeedbackOutcome]
+    accepted: int
+    unknown_id: int
+    duplicate: int
+    expired: int
+    def __init__(self, outcomes: _Optional[_Iterable[_Union[FeedbackOutcome, str]]] = ..., accepted: _Optional[int] = ..., unknown_id: _Optional[int] = ..., duplicate: _Optional[int] = ..., expired: _Optional[int] = ...) -> None: ...

@@ -55,6 +55,11 @@ class InferenceServiceStub:
                 request_serializer=candor_dot_v1_dot_inference__pb2.GetModelRequest.SerializeToString,
                 response_deserializer=candor_dot_v1_dot_inference__pb2.GetModelResponse.FromString,
                 _registered_method=True)
+        self.Feedback = channel.unary_unary(
+                '/candor.v1.InferenceService/Feedback',
+                request_serializer=candor_dot_v1_dot_inference__pb2.FeedbackRequest.SerializeToString,
+                response_deserializer=candor_dot_v1_dot_inference__pb2.FeedbackResponse.FromString,
+                _registered_method=True)
 
 
 class InferenceServiceServicer:
@@ -90,6 +95,13 @@ class InferenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Feedback(self, request, context):
+        """Feedback joins ground-truth labels to earlier predictions, durably.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InferenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -112,6 +124,11 @@ def add_InferenceServiceServicer_to_server(servicer, server):
                     servicer.GetModel,
                     request_deserializer=candor_dot_v1_dot_inference__pb2.GetModelRequest.FromString,
                     response_serializer=candor_dot_v1_dot_inference__pb2.GetModelResponse.SerializeToString,
+            ),
+            'Feedback': grpc.unary_unary_rpc_method_handler(
+                    servicer.Feedback,
+                    request_deserializer=candor_dot_v1_dot_inference__pb2.FeedbackRequest.FromString,
+                    response_serializer=candor_dot_v1_dot_inference__pb2.FeedbackResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -223,6 +240,33 @@ class InferenceService:
             '/candor.v1.InferenceService/GetModel',
             candor_dot_v1_dot_inference__pb2.GetModelRequest.SerializeToString,
             candor_dot_v1_dot_inference__pb2.GetModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Feedback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/candor.v1.InferenceService/Feedback',
+            candor_dot_v1_dot_inference__pb2.FeedbackRequest.SerializeToString,
+            candor_dot_v1_dot_inference__pb2.FeedbackResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,136 @@
+"""Feedback: ground-truth labels joined to earlier predictions, stored durably,
+feeding the label-based signals. Transport-neutral; the servicer maps it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from candor.calibration import scale_logits
+from candor.server.errors import InvalidArgument
+from candor.server.feedback_store import FeedbackRow, FeedbackStore
+from candor.server.metrics import ServerMetrics
+from candor.server.observed import FeedbackWindow
+from candor.server.predictions import PredictionStore, new_prediction_ids
+from candor.server.repository import ModelRepository
+from candor.server.settings import Settings
+
+ACCEPTED, UNKNOWN_ID, DUPLICATE, EXPIRED = "ACCEPTED", "UNKNOWN_ID", "DUPLICATE", "EXPIRED"
+
+
+@dataclass(frozen=True)
+class FeedbackItem:
+    prediction_id: str
+    label: int
+    probabilities: list[float] = field(default_factory=list)
+    logits: list[float] = field(default_factory=list)
+
+    @property
+    def self_recorded(self) -> bool:
+        return bool(self.probabilities or self.logits)
+
+
+class FeedbackService:
+    def __init__(self, settings: Settings, repository: ModelRepository, metrics: ServerMetrics):
+        self.settings = settings
+        self.repository = repository
+        self.metrics = metrics
+        self.predictions = PredictionStore(settings.prediction_store_rows, settings.prediction_ttl_s)
+        self.store = FeedbackStore(Path(settings.data_dir) / "feedback.sqlite3")
+        self.windows: dict[tuple[str, str], FeedbackWindow] = {}
+        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="candor-feedback")  # one writer, in order
+        since = time.time() - settings.feedback_window_s
+        for row in self.store.recent(settings.feedback_window_rows, since):
+            self._window(row.model, row.version).add(row.probabilities, row.label, row.received_at)
+
+    def _window(self, model: str, version: int) -> FeedbackWindow:
+        key = (model, str(version))
+        if key not in self.windows:
+            self.windows[key] = FeedbackWindow(self.settings.feedback_window_rows, self.settings.feedback_window_s)
+        return self.windows[key]
+
+    def remember(self, model: str, version: str, ids: list[str], logits: np.ndarray, probs: np.ndarray) -> None:
+        """Keep what Predict answered, so feedback can join it by id."""
+        self.predictions.add(model, int(version), ids, logits, probs)
+
+    def _self_recorded_row(self, model_name: str, version: str, item: FeedbackItem, now: float) -> FeedbackRow:
+        model = self.repository.resolve(model_name, version)
+        k = model.manifest.num_classes
+        if item.probabilities and item.logits:
+            raise InvalidArgument("send probabilities or logits for an item, not both")
+        values = np.asarray(item.probabilities or item.logits, dtype=np.float64)
+        if values.shape != (k,) or not np.all(np.isfinite(values)):
+            kind = "probabilities" if item.probabilities else "logits"
+            raise InvalidArgument(f"{kind} must be {k} finite numbers for model {model_name!r}, got {values.size}")
+        if item.probabilities:
+            if np.any(values < 0) or abs(values.sum() - 1) > 1e-3:
+                raise InvalidArgument("probabilities must be non-negative and sum to 1")
+            probs, logits = values, None
+        else:
+            t = np.asarray(model.manifest.temperature.value)
+            probs, logits = scale_logits(values[None, :], float(t[0]))[0], values
+        pid = item.prediction_id or new_prediction_ids(1, now)[0]
+        return FeedbackRow(pid, model_name, int(model.version), item.label, probs, logits, now, now)
+
+    async def submit(self, model_name: str, version: str, items: list[FeedbackItem]) -> list[str]:
+        """One outcome per item. Validation covers every item before anything is written."""
+        if not model_name:
+            raise InvalidArgument("model is empty; name the model the predictions came from")
+        if not items:
+            raise InvalidArgument("no feedback items; send at least one (prediction_id, label)")
+        if len(items) > self.settings.max_rows_per_request:
+            raise InvalidArgument(f"too many feedback items: {len(items)}, at most {self.settings.max_rows_per_request}")
+        entries = self.repository.versions(model_name)  # NOT_FOUND for an unknown model
+        newest = next((e.model for e in reversed(entries) if e.model is not None), None)
+        if newest is not None and newest.multilabel:
+            raise InvalidArgument("feedback for multi-label models is not supported yet; send multiclass labels")
+        now = time.time()
+        rows: list[tuple[int, FeedbackRow]] = []
+        missing: list[tuple[int, str]] = []
+        for i, item in enumerate(items):
+            if item.self_recorded:
+                row = self._self_recorded_row(model_name, version, item, now)
+            elif not item.prediction_id:
+                raise InvalidArgument(f"item {i} has neither a prediction_id nor probabilities/logits")
+            else:
+                stored = self.predictions.get(item.prediction_id)
+                if stored is None or stored.model != model_name:
+                    k = newest.manifest.num_classes if newest is not None else None
+                    if k is not None and not 0 <= item.label < k:
+                        raise InvalidArgument(
+                            f"item {i}: label {item.label} is out of range; model {model_name!r} has classes 0..{k - 1}"
+                        )
+                    missing.append((i, item.prediction_id))
+                    continue
+                row = FeedbackRow(item.prediction_id, model_name, stored.version, item.label, stored.probabilities, stored.logits,
+                                  stored.at, now)  # fmt: skip
+            k = len(row.probabilities)
+            if not 0 <= item.label < k:
+                raise InvalidArgument(
+                    f"item {i}: label {item.label} is out of range; model {model_name!r} has classes 0..{k - 1}"
+                )
+            rows.append((i, row))
+
+        loop = asyncio.get_running_loop()
+        inserted = await loop.run_in_executor(self._db, self.store.insert, [r for _, r in rows]) if rows else []
+        seen = await loop.run_in_executor(self._db, self.store.known, [pid for _, pid in missing]) if missing else set()
+        outcomes: list[str] = [""] * len(items)
+        for (i, row), ok in zip(rows, inserted, strict=True):
+            outcomes[i] = ACCEPTED if ok else DUPLICATE
+            if ok:
+                self._window(row.model, row.version).add(row.probabilities, row.label, row.received_at)
+        self.predictions.remove([row.prediction_id for (_, row), ok in zip(rows, inserted, strict=True) if ok])
+        for i, pid in missing:
+            outcomes[i] = DUPLICATE if pid in seen else EXPIRED if self.predictions.expired(pid, now) else UNKNOWN_ID
+        for outcome in outcomes:
+            self.metrics.feedback.labels(model_name, outcome).inc()
+        return outcomes
+
+    def close(self) -> None:
+        self._db.shutdown(wait=True)
+        self.store.close()

@@ -1,0 +1,110 @@
+"""Joined feedback on disk: SQLite in WAL mode under the data directory.
+
+Every write commits before the caller is told ACCEPTED, so a restart loses no
+acknowledged row. One connection, used from one thread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS feedback (
+    prediction_id TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    label INTEGER NOT NULL,
+    probabilities BLOB NOT NULL,   -- float32 [K], as served
+    logits BLOB,                   -- float32 [K], raw; NULL when the caller sent only probabilities
+    predicted_at REAL NOT NULL,
+    received_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS feedback_by_version ON feedback (model, version, received_at);
+"""
+
+
+@dataclass(frozen=True)
+class FeedbackRow:
+    prediction_id: str
+    model: str
+    version: int
+    label: int
+    probabilities: np.ndarray
+    logits: np.ndarray | None
+    predicted_at: float
+    received_at: float
+
+
+class FeedbackStore:
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")  # an acknowledged row survives power loss too
+            self._db.executescript(SCHEMA)
+
+    def insert(self, rows: list[FeedbackRow]) -> list[bool]:
+        """Insert in one transaction; per row, False if the id already had feedback."""
+        inserted = []
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for r in rows:
+                    cur = self._db.execute(
+                        "INSERT OR IGNORE INTO feedback VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (r.prediction_id, r.model, r.version, r.label, r.probabilities.astype("<f4").tobytes(),
+                         None if r.logits is None else r.logits.astype("<f4").tobytes(), r.predicted_at, r.received_at),
+                    )  # fmt: skip
+                    inserted.append(cur.rowcount == 1)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return inserted
+
+    def known(self, prediction_ids: list[str]) -> set[str]:
+        """The ids among ``prediction_ids`` that already have feedback."""
+        if not prediction_ids:
+            return set()
+        with self._lock:
+            marks = ",".join("?" * len(prediction_ids))
+            rows = self._db.execute(f"SELECT prediction_id FROM feedback WHERE prediction_id IN ({marks})", prediction_ids)
+            return {r[0] for r in rows}
+
+    def recent(self, limit: int, since: float) -> list[FeedbackRow]:
+        """The newest ``limit`` rows per (model, version) received after ``since``, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY model, version ORDER BY received_at DESC) AS n "
+                "FROM feedback WHERE received_at >= ?) WHERE n <= ? ORDER BY received_at",
+                (since, limit),
+            ).fetchall()
+        return [
+            FeedbackRow(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                np.frombuffer(r[4], "<f4"),
+                None if r[5] is None else np.frombuffer(r[5], "<f4"),
+                r[6],
+                r[7],
+            )  # fmt: skip
+            for r in rows
+        ]
+
+    def count(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM feedback").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,113 @@
+"""Feedback joined to predictions on a real server: outcomes, durability, label-based signals."""
+
+import shutil
+
+import grpc
+import numpy as np
+import pytest
+
+from candor.calibration import ece, read_manifest, write_manifest
+from candor.calibration.manifest import sha256_file
+from candor.trainer.export import set_temperature
+from candor.trainer.options import DataOptions
+from candor.trainer.split import split_dataset
+from tests.server.conftest import start_server
+
+pytestmark = pytest.mark.slow
+V1 = {"model": "digits", "version": "1"}
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.fixture(scope="module")
+def held_out():
+    data = DataOptions()
+    ds = data.load()
+    rows = split_dataset(ds, seed=data.split_seed).val
+    return ds.X[rows], ds.y[rows]
+
+
+def test_feedback_outcomes_and_live_calibration(served_repo, held_out):
+    X, y = held_out
+    server = start_server(served_repo, "--poll-interval", "0")
+    try:
+        with server.client() as c:
+            result = c.predict(X, model="digits")
+            fb = c.feedback(result.prediction_ids, y, model="digits")
+            assert (fb.accepted, fb.duplicate, fb.unknown_id, fb.expired) == (len(y), 0, 0, 0)
+            assert server.metric("candor_feedback_window_rows", **V1) == len(y)
+            assert server.metric("candor_observed_accuracy", **V1) == pytest.approx(np.mean(result.probabilities.argmax(1) == y))
+            probs = result.probabilities / result.probabilities.sum(axis=1, keepdims=True)
+            assert server.metric("candor_observed_ece", **V1) == pytest.approx(ece(probs, y), abs=1e-6)
+            assert server.metric("candor_live_reliability_count", **V1) == len(y)  # summed over bins
+
+            old = "00000001" + "0" * 24  # made in 1970: long expired
+            again = c.feedback([result.prediction_ids[0], old, "not-an-id"], [0, 1, 2], model="digits")
+            assert again.outcomes == ["DUPLICATE", "EXPIRED", "UNKNOWN_ID"]
+            own = c.feedback(None, y[:4], model="digits", version=1, probabilities=result.probabilities[:4])
+            assert own.outcomes == ["ACCEPTED"] * 4
+            own_logits = c.feedback(None, y[:2], model="digits", logits=np.zeros((2, 10)))
+            assert own_logits.accepted == 2
+            assert server.metric("candor_feedback_total", model="digits", outcome="DUPLICATE") == 1
+            assert server.metric("candor_feedback_window_rows", **V1) == len(y) + 6
+    finally:
+        assert server.stop() == 0
+    # A restart keeps every acknowledged row, and still knows which ids have feedback.
+    again = start_server(served_repo, "--poll-interval", "0")
+    try:
+        assert again.metric("candor_feedback_window_rows", **V1) == len(y) + 6
+        with again.client() as c:
+            assert c.feedback(result.prediction_ids[:2], y[:2], model="digits").outcomes == ["DUPLICATE", "DUPLICATE"]
+    finally:
+        again.stop()
+
+
+def test_malformed_feedback_is_refused_whole(served_repo, held_out):
+    X, y = held_out
+    server = start_server(served_repo, "--poll-interval", "0")
+    try:
+        with server.client() as c:
+            ids = c.predict(X[:3], model="digits").prediction_ids
+            cases = [
+                (lambda: c.feedback(ids, [1, 2, 10], model="digits"), INVALID, "label 10 is out of range"),
+                (lambda: c.feedback(ids, [1, 2, -1], model="digits"), INVALID, "label -1 is out of range"),
+                (lambda: c.feedback([], [], model="digits"), INVALID, "no feedback items"),
+                (lambda: c.feedback(ids, [1, 2, 3], model="nope"), grpc.StatusCode.NOT_FOUND, "model 'nope' not found"),
+                (lambda: c.feedback([""], [1], model="digits"), INVALID, "neither a prediction_id"),
+                (lambda: c.feedback(None, [1], model="digits", probabilities=[[0.5, 0.5]]), INVALID, "must be 10 finite numbers"),
+                (lambda: c.feedback(None, [1], model="digits", probabilities=[[0.5] * 10]), INVALID, "sum to 1"),
+            ]  # fmt: skip
+            for call, code, message in cases:
+                with pytest.raises(grpc.RpcError) as e:
+                    call()
+                assert e.value.code() == code and message in e.value.details(), e.value.details()
+            assert server.metric("candor_feedback_window_rows", **V1) == 0  # nothing of a refused batch was written
+            assert c.feedback(ids, [1, 2, 3], model="digits").accepted == 3  # and the ids are still joinable
+    finally:
+        server.stop()
+
+
+def test_an_overconfident_version_shows_in_observed_ece(served_repo, held_out):
+    X, y = held_out
+    # Mildly noisy inputs (about 80% accuracy): calibration differences show; on clean digits
+    # nearly every row is right and any temperature looks calibrated.
+    X = np.clip(X + np.random.default_rng(0).normal(0, 0.5, X.shape), 0, 16)
+    v1, v2 = served_repo / "digits/1", served_repo / "digits/2"
+    shutil.copytree(v1, v2)
+    m = read_manifest(v1 / "candor.json")
+    sharp_t = m.temperature.value[0] / 2  # halve the fitted temperature: overconfident
+    set_temperature(v1 / "model.onnx", v2 / "model.onnx", sharp_t)
+    t = m.temperature
+    write_manifest(m.replace(version=2, temperature=type(t)([sharp_t], False, "test", False, t.bounds),
+                             model_sha256=sha256_file(v2 / "model.onnx")), v2 / "candor.json")  # fmt: skip
+    server = start_server(served_repo, "--poll-interval", "0")
+    try:
+        with server.client() as c:
+            for version in (1, 2):
+                r = c.predict(X, model="digits", version=version)
+                assert c.feedback(r.prediction_ids, y, model="digits").accepted == len(y)
+        calibrated = server.metric("candor_observed_ece", **V1)
+        sharp = server.metric("candor_observed_ece", model="digits", version="2")
+        assert sharp > 2 * calibrated
+        assert server.metric("candor_observed_accuracy_gap", model="digits", version="2") > 0.05  # promised more than delivered
+    finally:
+        server.stop()
