@@ -7,6 +7,6 @@ Never imports onnxruntime or torch.
 ...     client.predict(rows, model="digits").probabilities
 """
 
-from candor.client.sdk import AsyncClient, Client, FeedbackResult, ModelDescription, PredictResult
+from candor.client.sdk import AsyncClient, CalibrationReport, Client, FeedbackResult, ModelDescription, PredictResult
 
-__all__ = ["AsyncClient", "Client", "FeedbackResult", "ModelDescription", "PredictResult"]
+__all__ = ["AsyncClient", "CalibrationReport", "Client", "FeedbackResult", "ModelDescription", "PredictResult"]

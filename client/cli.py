@@ -108,6 +108,118 @@ def cmd_health(a: argparse.Namespace) -> int:
     return 0 if status == "SERVING" else 1
 
 
+def read_feedback(source: str) -> tuple[list[str], list[int]]:
+    """CSV rows of prediction_id,label (a header line is skipped), from a file or stdin ("-")."""
+    import csv
+
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{source}: cannot read ({e})") from e
+    ids, labels = [], []
+    for n, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if not row or (n == 1 and row[-1].strip().lower() == "label"):
+            continue
+        if len(row) != 2:
+            raise ValueError(f"{source}: line {n}: expected prediction_id,label, got {len(row)} fields")
+        try:
+            labels.append(int(row[1]))
+        except ValueError:
+            raise ValueError(f"{source}: line {n}: label must be a whole number, got {row[1]!r}") from None
+        ids.append(row[0].strip())
+    if not ids:
+        raise ValueError(f"{source}: no feedback rows (expected prediction_id,label lines)")
+    return ids, labels
+
+
+def cmd_feedback(a: argparse.Namespace) -> int:
+    ids, labels = read_feedback(a.input)
+    with _client(a) as client:
+        result = _remote(lambda: client.feedback(ids, labels, model=a.model))
+    print(f"accepted {result.accepted}, duplicate {result.duplicate}, unknown id {result.unknown_id}, expired {result.expired}")
+    for pid, outcome in zip(ids, result.outcomes, strict=True):
+        if outcome != "ACCEPTED":
+            print(f"  {pid}: {outcome}")
+    return 0
+
+
+def cmd_calibration(a: argparse.Namespace) -> int:
+    with _client(a) as client:
+        report = _remote(lambda: client.calibration(a.model, a.version))
+    if a.json:
+        print(json.dumps(report.__dict__, indent=2))
+        return 0
+    ref = report.reference
+    print(f"{report.model} v{report.version}, temperature {report.temperature}")
+    print(
+        f"reference (training time): accuracy {ref['accuracy']:.4f}, ECE {ref['ece']:.4f}, "
+        f"mean confidence {ref['mean_confidence']:.4f}"
+    )
+    d = report.drift
+    if d is None:
+        print("drift: no predictions in the window yet")
+    else:
+        state = {k: d[k].removeprefix("DRIFT_STATE_") for k in ("confidence_state", "prediction_state")}
+        print(f"drift over {d['rows']} rows: confidence PSI {d['confidence_psi']:.4f} ({state['confidence_state']}), "
+              f"JS {d['confidence_js_distance']:.4f}, prediction PSI {d['prediction_psi']:.4f} "
+              f"({state['prediction_state']}), expected accuracy {d['expected_accuracy']:.4f} "
+              f"(gap {d['expected_accuracy_gap']:+.4f}), mean entropy {d['mean_entropy']:.4f}")  # fmt: skip
+    o = report.observed
+    if o is None:
+        print("feedback: none joined yet")
+        return 0
+    print(f"feedback over {o['rows']} rows: accuracy {o['accuracy']:.4f}, ECE {o['ece']:.4f}, NLL {o['nll']:.4f}, "
+          f"Brier {o['brier']:.4f}, expected - observed accuracy {o['accuracy_gap']:+.4f}")  # fmt: skip
+    print(f"\n{'bin (upper edge)':>16} {'rows':>6} {'confidence':>10} {'accuracy':>9}")
+    for b in o["reliability"]:
+        if int(b["count"]):
+            print(f"{b['upper_edge']:>16.3f} {int(b['count']):>6} {b['confidence']:>10.4f} {b['accuracy']:>9.4f}")
+    if a.plot:
+        plot_live_reliability(report, Path(a.plot))
+        print(f"\nWrote {a.plot}")
+    return 0
+
+
+def plot_live_reliability(report, path: Path) -> None:
+    """Live reliability diagram beside the reference confidence histogram (matplotlib, imported only here)."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ValueError("--plot needs matplotlib: pip install matplotlib") from None
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bins = [b for b in report.observed["reliability"] if int(b["count"])]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
+    width = 1 / len(report.observed["reliability"])
+    left.bar(
+        [b["upper_edge"] - width / 2 for b in bins],
+        [b["accuracy"] for b in bins],
+        width=width,
+        edgecolor="black",
+        label="accuracy",
+    )
+    left.plot(
+        [b["upper_edge"] - width / 2 for b in bins],
+        [b["confidence"] for b in bins],
+        "D",
+        color="#dd8452",
+        label="mean confidence",
+    )
+    left.plot([0, 1], [0, 1], "k--", linewidth=1)
+    left.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy",
+             title=f"live: ECE {report.observed['ece']:.4f} on {report.observed['rows']} rows")  # fmt: skip
+    left.legend(loc="upper left", fontsize=8)
+    hist = report.reference["confidence_histogram"]
+    right.bar([(i + 0.5) / len(hist) for i in range(len(hist))], hist, width=1 / len(hist), color="#55a868")
+    right.set(xlim=(0, 1), xlabel="confidence", ylabel="share", title=f"reference: ECE {report.reference['ece']:.4f}")
+    fig.suptitle(f"{report.model} v{report.version}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _connection_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", default="127.0.0.1:8001", help="server address host:port (default: 127.0.0.1:8001)")
     p.add_argument("--timeout", type=float, default=10.0, help="deadline per call in seconds (default: 10)")
@@ -128,6 +240,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--logits", action="store_true", help="also return raw logits (with --json)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(handler=cmd_predict)
+
+    p = sub.add_parser("feedback", help="send true labels for earlier predictions (CSV prediction_id,label)")
+    _connection_args(p)
+    p.add_argument("--model", required=True, help="model name")
+    p.add_argument("--input", default="-", help="CSV of prediction_id,label lines, or '-' for stdin (default: -)")
+    p.set_defaults(handler=cmd_feedback)
+
+    p = sub.add_parser("calibration", help="print a model version's live calibration: drift and feedback signals")
+    _connection_args(p)
+    p.add_argument("--model", required=True, help="model name")
+    p.add_argument("--version", help="model version (default: the newest ready one)")
+    p.add_argument("--plot", help="also draw the live reliability diagram next to the reference to this PNG")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(handler=cmd_calibration)
 
     p = sub.add_parser("models", help="list the model versions a server knows")
     _connection_args(p)

@@ -97,6 +97,31 @@ class FeedbackResult:
         return cls([_FEEDBACK.get(o, "UNSPECIFIED") for o in r.outcomes], r.accepted, r.unknown_id, r.duplicate, r.expired)
 
 
+@dataclass(frozen=True)
+class CalibrationReport:
+    """A version's live calibration (``GetCalibration``): the training-time
+    reference, label-free drift (None while nothing was predicted) and
+    label-based signals (None while no feedback arrived)."""
+
+    model: str
+    version: str
+    temperature: list[float]
+    reference: dict
+    drift: dict | None
+    observed: dict | None
+
+    @classmethod
+    def from_proto(cls, r: pb.GetCalibrationResponse) -> CalibrationReport:
+        from google.protobuf.json_format import MessageToDict
+
+        def plain(message) -> dict:
+            return MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+
+        drift = plain(r.drift) if r.HasField("drift") else None
+        observed = plain(r.observed) if r.HasField("observed") else None
+        return cls(r.model, r.version, [round(t, 6) for t in r.temperature], plain(r.reference), drift, observed)
+
+
 def tensor_to_array(t: pb.Tensor) -> np.ndarray:
     data = np.frombuffer(t.raw_data, dtype="<f4") if t.raw_data else np.asarray(t.float_data, dtype=np.float32)
     return data.reshape(tuple(t.shape)).astype(np.float32, copy=False)
@@ -218,6 +243,11 @@ class Client(_BaseClient):
         request = self._feedback_request(prediction_ids, labels, model, version, probabilities, logits)
         return FeedbackResult.from_proto(self._stub.Feedback(request, **self._call_args(timeout)))
 
+    def calibration(self, model: str, version: str | int | None = None, *, timeout: float | None = None) -> CalibrationReport:
+        """The live calibration report of a model version."""
+        request = pb.GetCalibrationRequest(model=model, version="" if version is None else str(version))
+        return CalibrationReport.from_proto(self._stub.GetCalibration(request, **self._call_args(timeout)))
+
     def models(self, *, timeout: float | None = None) -> list[ModelDescription]:
         response = self._stub.ListModels(pb.ListModelsRequest(), **self._call_args(timeout))
         return [ModelDescription.from_proto(m) for m in response.models]
@@ -262,6 +292,12 @@ class AsyncClient(_BaseClient):
                        logits=None, timeout: float | None = None) -> FeedbackResult:  # fmt: skip
         request = self._feedback_request(prediction_ids, labels, model, version, probabilities, logits)
         return FeedbackResult.from_proto(await self._stub.Feedback(request, **self._call_args(timeout)))
+
+    async def calibration(
+        self, model: str, version: str | int | None = None, *, timeout: float | None = None
+    ) -> CalibrationReport:
+        request = pb.GetCalibrationRequest(model=model, version="" if version is None else str(version))
+        return CalibrationReport.from_proto(await self._stub.GetCalibration(request, **self._call_args(timeout)))
 
     async def models(self, *, timeout: float | None = None) -> list[ModelDescription]:
         response = await self._stub.ListModels(pb.ListModelsRequest(), **self._call_args(timeout))

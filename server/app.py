@@ -43,9 +43,8 @@ class CandorServer:
         self.health = health.aio.HealthServicer()
         self.repository = ModelRepository(settings.model_repository, settings, self.metrics, self.executor, self._publish_health)
         self.engine = Engine(self.repository, self.metrics)
-        self.metrics.registry.register(
-            DriftCollector(self._drift_sources, DriftThresholds(settings.psi_warn, settings.psi_drift))
-        )
+        self.thresholds = DriftThresholds(settings.psi_warn, settings.psi_drift)
+        self.metrics.registry.register(DriftCollector(self._drift_sources, self.thresholds))
         self.feedback: FeedbackService | None = None
         self.grpc_port = 0
         self.metrics_port = 0
@@ -87,7 +86,8 @@ class CandorServer:
         ]
         server = grpc.aio.server(options=options)
         inference_pb2_grpc.add_InferenceServiceServicer_to_server(
-            InferenceService(self.engine, self.metrics, s.max_rows_per_request, s.max_batch_size, self.feedback), server
+            InferenceService(self.engine, self.metrics, s.max_rows_per_request, s.max_batch_size, self.feedback, self.thresholds),
+            server,
         )
         grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
             KServeService(self.engine, self.metrics, s.max_rows_per_request, lambda: self._ready and not self._stopping), server

@@ -13,6 +13,8 @@ from candor.server.feedback import ACCEPTED, DUPLICATE, EXPIRED, UNKNOWN_ID, Fee
 from candor.server.instrument import unary
 from candor.server.metrics import ServerMetrics
 from candor.server.model import LoadedModel
+from candor.server.monitor import DriftThresholds
+from candor.server.observed import FeedbackWindow
 from candor.server.repository import FAILED, LOADING, READY, VersionEntry
 from candor.server.status import status_code
 from candor.server.tensors import rows_from_parts, to_raw
@@ -73,11 +75,48 @@ def build_response(answer: Answer, top_k: int, return_logits: bool) -> pb.Predic
     return response
 
 
+_DRIFT_STATES = (pb.DRIFT_STATE_OK, pb.DRIFT_STATE_WARN, pb.DRIFT_STATE_DRIFT)
+
+
+def calibration_response(
+    model: LoadedModel, thresholds: DriftThresholds, window: FeedbackWindow | None
+) -> pb.GetCalibrationResponse:
+    ref = model.manifest.reference
+    response = pb.GetCalibrationResponse(
+        model=model.name,
+        version=model.version,
+        temperature=model.manifest.temperature.value,
+        reference=pb.ReferenceSignals(accuracy=ref.accuracy, ece=ref.ece, mean_confidence=ref.mean_confidence,
+                                      confidence_histogram=ref.confidence_histogram, class_frequencies=ref.class_frequencies),
+    )  # fmt: skip
+    drift = model.monitor.report() if model.monitor is not None else None
+    if drift is not None:
+        response.drift.CopyFrom(pb.DriftSignals(
+            rows=drift.rows, confidence_psi=drift.confidence_psi, confidence_js_distance=drift.confidence_js,
+            prediction_psi=drift.prediction_psi, expected_accuracy=drift.expected_accuracy,
+            expected_accuracy_gap=drift.accuracy_gap, mean_entropy=drift.mean_entropy,
+            confidence_state=_DRIFT_STATES[thresholds.state(drift.confidence_psi)],
+            prediction_state=_DRIFT_STATES[thresholds.state(drift.prediction_psi)],
+        ))  # fmt: skip
+    observed = window.report() if window is not None else None
+    if observed is not None:
+        bins = observed.reliability
+        response.observed.CopyFrom(pb.ObservedSignals(
+            rows=observed.rows, accuracy=observed.accuracy, ece=observed.ece, nll=observed.nll, brier=observed.brier,
+            expected_accuracy=observed.expected_accuracy, accuracy_gap=observed.accuracy_gap,
+            reliability=[pb.ReliabilityBin(upper_edge=hi, count=int(n), confidence=c if n else 0.0, accuracy=a if n else 0.0)
+                         for hi, n, c, a in zip(bins.edges[1:], bins.count, bins.confidence, bins.accuracy, strict=True)],
+        ))  # fmt: skip
+    return response
+
+
 class InferenceService(pb_grpc.InferenceServiceServicer):
-    def __init__(self, engine: Engine, metrics: ServerMetrics, max_rows: int, max_batch_size: int, feedback: FeedbackService):
+    def __init__(self, engine: Engine, metrics: ServerMetrics, max_rows: int, max_batch_size: int, feedback: FeedbackService,
+                 thresholds: DriftThresholds):  # fmt: skip
         self.engine = engine
         self.metrics = metrics
         self.feedback = feedback
+        self.thresholds = thresholds
         self.max_rows = max_rows
         self.max_batch_size = max_batch_size
 
@@ -130,6 +169,13 @@ class InferenceService(pb_grpc.InferenceServiceServicer):
             duplicate=outcomes.count(DUPLICATE),
             expired=outcomes.count(EXPIRED),
         )
+
+    @unary("GetCalibration")
+    async def GetCalibration(self, request: pb.GetCalibrationRequest, context) -> pb.GetCalibrationResponse:
+        if not request.model:
+            raise InvalidArgument("model is empty; name the model to report on")
+        model = self.engine.model(request.model, request.version)
+        return calibration_response(model, self.thresholds, self.feedback.windows.get((model.name, model.version)))
 
     @unary("ListModels")
     async def ListModels(self, request: pb.ListModelsRequest, context) -> pb.ListModelsResponse:

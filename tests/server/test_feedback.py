@@ -111,3 +111,39 @@ def test_an_overconfident_version_shows_in_observed_ece(served_repo, held_out):
         assert server.metric("candor_observed_accuracy_gap", model="digits", version="2") > 0.05  # promised more than delivered
     finally:
         server.stop()
+
+
+def test_get_calibration_and_the_cli(served_repo, held_out, tmp_path):
+    from tests.conftest import run_candor
+
+    X, y = held_out
+    server = start_server(served_repo, "--poll-interval", "0")
+    try:
+        with server.client() as c:
+            before = c.calibration("digits")
+            assert before.drift is None and before.observed is None
+            assert before.reference["accuracy"] == pytest.approx(
+                read_manifest(served_repo / "digits/1/candor.json").reference.accuracy
+            )
+            result = c.predict(X, model="digits")
+        lines = ["prediction_id,label", *(f"{pid},{label}" for pid, label in zip(result.prediction_ids, y, strict=True))]
+        (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
+        sent = run_candor("feedback", "--target", server.target, "--model", "digits", "--input", str(tmp_path / "labels.csv"))
+        assert sent.returncode == 0 and f"accepted {len(y)}, duplicate 0" in sent.stdout, sent.stderr
+        with server.client() as c:
+            report = c.calibration("digits", 1)
+        assert int(report.drift["rows"]) == len(y) and report.drift["confidence_state"] == "DRIFT_STATE_OK"
+        assert int(report.observed["rows"]) == len(y)
+        assert report.observed["ece"] == pytest.approx(server.metric("candor_observed_ece", **V1), abs=1e-9)
+        assert sum(int(b["count"]) for b in report.observed["reliability"]) == len(y)
+        shown = run_candor("calibration", "--target", server.target, "--model", "digits", "--plot", str(tmp_path / "live.png"))
+        assert shown.returncode == 0 and f"feedback over {len(y)} rows" in shown.stdout, shown.stderr
+        assert (tmp_path / "live.png").read_bytes()[:4] == b"\x89PNG"
+        bad = run_candor("feedback", "--target", server.target, "--model", "digits", "--input", str(tmp_path / "live.png"))
+        assert bad.returncode == 2 and "cannot read" in bad.stderr
+        with server.client() as c:
+            with pytest.raises(grpc.RpcError) as e:
+                c.calibration("nope")
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    finally:
+        server.stop()

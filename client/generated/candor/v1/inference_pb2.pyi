@@ -26,6 +26,13 @@ class FeedbackOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FEEDBACK_OUTCOME_UNKNOWN_ID: _ClassVar[FeedbackOutcome]
     FEEDBACK_OUTCOME_DUPLICATE: _ClassVar[FeedbackOutcome]
     FEEDBACK_OUTCOME_EXPIRED: _ClassVar[FeedbackOutcome]
+
+class DriftState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DRIFT_STATE_UNSPECIFIED: _ClassVar[DriftState]
+    DRIFT_STATE_OK: _ClassVar[DriftState]
+    DRIFT_STATE_WARN: _ClassVar[DriftState]
+    DRIFT_STATE_DRIFT: _ClassVar[DriftState]
 DATA_TYPE_UNSPECIFIED: DataType
 DATA_TYPE_FLOAT32: DataType
 MODEL_STATE_UNSPECIFIED: ModelState
@@ -37,6 +44,10 @@ FEEDBACK_OUTCOME_ACCEPTED: FeedbackOutcome
 FEEDBACK_OUTCOME_UNKNOWN_ID: FeedbackOutcome
 FEEDBACK_OUTCOME_DUPLICATE: FeedbackOutcome
 FEEDBACK_OUTCOME_EXPIRED: FeedbackOutcome
+DRIFT_STATE_UNSPECIFIED: DriftState
+DRIFT_STATE_OK: DriftState
+DRIFT_STATE_WARN: DriftState
+DRIFT_STATE_DRIFT: DriftState
 
 class Tensor(_message.Message):
     __slots__ = ("shape", "dtype", "raw_data", "float_data")
@@ -207,3 +218,95 @@ class FeedbackResponse(_message.Message):
     duplicate: int
     expired: int
     def __init__(self, outcomes: _Optional[_Iterable[_Union[FeedbackOutcome, str]]] = ..., accepted: _Optional[int] = ..., unknown_id: _Optional[int] = ..., duplicate: _Optional[int] = ..., expired: _Optional[int] = ...) -> None: ...
+
+class GetCalibrationRequest(_message.Message):
+    __slots__ = ("model", "version")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: str
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+
+class ReliabilityBin(_message.Message):
+    __slots__ = ("upper_edge", "count", "confidence", "accuracy")
+    UPPER_EDGE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    upper_edge: float
+    count: int
+    confidence: float
+    accuracy: float
+    def __init__(self, upper_edge: _Optional[float] = ..., count: _Optional[int] = ..., confidence: _Optional[float] = ..., accuracy: _Optional[float] = ...) -> None: ...
+
+class ReferenceSignals(_message.Message):
+    __slots__ = ("accuracy", "ece", "mean_confidence", "confidence_histogram", "class_frequencies")
+    ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    ECE_FIELD_NUMBER: _ClassVar[int]
+    MEAN_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_HISTOGRAM_FIELD_NUMBER: _ClassVar[int]
+    CLASS_FREQUENCIES_FIELD_NUMBER: _ClassVar[int]
+    accuracy: float
+    ece: float
+    mean_confidence: float
+    confidence_histogram: _containers.RepeatedScalarFieldContainer[float]
+    class_frequencies: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, accuracy: _Optional[float] = ..., ece: _Optional[float] = ..., mean_confidence: _Optional[float] = ..., confidence_histogram: _Optional[_Iterable[float]] = ..., class_frequencies: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class DriftSignals(_message.Message):
+    __slots__ = ("rows", "confidence_psi", "confidence_js_distance", "prediction_psi", "expected_accuracy", "expected_accuracy_gap", "mean_entropy", "confidence_state", "prediction_state")
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_PSI_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_JS_DISTANCE_FIELD_NUMBER: _ClassVar[int]
+    PREDICTION_PSI_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_ACCURACY_GAP_FIELD_NUMBER: _ClassVar[int]
+    MEAN_ENTROPY_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_STATE_FIELD_NUMBER: _ClassVar[int]
+    PREDICTION_STATE_FIELD_NUMBER: _ClassVar[int]
+    rows: int
+    confidence_psi: float
+    confidence_js_distance: float
+    prediction_psi: float
+    expected_accuracy: float
+    expected_accuracy_gap: float
+    mean_entropy: float
+    confidence_state: DriftState
+    prediction_state: DriftState
+    def __init__(self, rows: _Optional[int] = ..., confidence_psi: _Optional[float] = ..., confidence_js_distance: _Optional[float] = ..., prediction_psi: _Optional[float] = ..., expected_accuracy: _Optional[float] = ..., expected_accuracy_gap: _Optional[float] = ..., mean_entropy: _Optional[float] = ..., confidence_state: _Optional[_Union[DriftState, str]] = ..., prediction_state: _Optional[_Union[DriftState, str]] = ...) -> None: ...
+
+class ObservedSignals(_message.Message):
+    __slots__ = ("rows", "accuracy", "ece", "nll", "brier", "expected_accuracy", "accuracy_gap", "reliability")
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    ECE_FIELD_NUMBER: _ClassVar[int]
+    NLL_FIELD_NUMBER: _ClassVar[int]
+    BRIER_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    ACCURACY_GAP_FIELD_NUMBER: _ClassVar[int]
+    RELIABILITY_FIELD_NUMBER: _ClassVar[int]
+    rows: int
+    accuracy: float
+    ece: float
+    nll: float
+    brier: float
+    expected_accuracy: float
+    accuracy_gap: float
+    reliability: _containers.RepeatedCompositeFieldContainer[ReliabilityBin]
+    def __init__(self, rows: _Optional[int] = ..., accuracy: _Optional[float] = ..., ece: _Optional[float] = ..., nll: _Optional[float] = ..., brier: _Optional[float] = ..., expected_accuracy: _Optional[float] = ..., accuracy_gap: _Optional[float] = ..., reliability: _Optional[_Iterable[_Union[ReliabilityBin, _Mapping]]] = ...) -> None: ...
+
+class GetCalibrationResponse(_message.Message):
+    __slots__ = ("model", "version", "temperature", "reference", "drift", "observed")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    DRIFT_FIELD_NUMBER: _ClassVar[int]
+    OBSERVED_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: str
+    temperature: _containers.RepeatedScalarFieldContainer[float]
+    reference: ReferenceSignals
+    drift: DriftSignals
+    observed: ObservedSignals
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., temperature: _Optional[_Iterable[float]] = ..., reference: _Optional[_Union[ReferenceSignals, _Mapping]] = ..., drift: _Optional[_Union[DriftSignals, _Mapping]] = ..., observed: _Optional[_Union[ObservedSignals, _Mapping]] = ...) -> None: ...

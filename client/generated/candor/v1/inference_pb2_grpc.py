@@ -60,6 +60,11 @@ class InferenceServiceStub:
                 request_serializer=candor_dot_v1_dot_inference__pb2.FeedbackRequest.SerializeToString,
                 response_deserializer=candor_dot_v1_dot_inference__pb2.FeedbackResponse.FromString,
                 _registered_method=True)
+        self.GetCalibration = channel.unary_unary(
+                '/candor.v1.InferenceService/GetCalibration',
+                request_serializer=candor_dot_v1_dot_inference__pb2.GetCalibrationRequest.SerializeToString,
+                response_deserializer=candor_dot_v1_dot_inference__pb2.GetCalibrationResponse.FromString,
+                _registered_method=True)
 
 
 class InferenceServiceServicer:
@@ -102,6 +107,14 @@ class InferenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCalibration(self, request, context):
+        """GetCalibration reports a model version's live calibration: label-free
+        drift against the training-time reference, and label-based signals from feedback.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InferenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -129,6 +142,11 @@ def add_InferenceServiceServicer_to_server(servicer, server):
                     servicer.Feedback,
                     request_deserializer=candor_dot_v1_dot_inference__pb2.FeedbackRequest.FromString,
                     response_serializer=candor_dot_v1_dot_inference__pb2.FeedbackResponse.SerializeToString,
+            ),
+            'GetCalibration': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCalibration,
+                    request_deserializer=candor_dot_v1_dot_inference__pb2.GetCalibrationRequest.FromString,
+                    response_serializer=candor_dot_v1_dot_inference__pb2.GetCalibrationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -267,6 +285,33 @@ class InferenceService:
             '/candor.v1.InferenceService/Feedback',
             candor_dot_v1_dot_inference__pb2.FeedbackRequest.SerializeToString,
             candor_dot_v1_dot_inference__pb2.FeedbackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCalibration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/candor.v1.InferenceService/GetCalibration',
+            candor_dot_v1_dot_inference__pb2.GetCalibrationRequest.SerializeToString,
+            candor_dot_v1_dot_inference__pb2.GetCalibrationResponse.FromString,
             options,
             channel_credentials,
             insecure,
