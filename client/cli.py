@@ -180,6 +180,20 @@ def cmd_calibration(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recalibrate(a: argparse.Namespace) -> int:
+    with _client(a) as client:
+        r = _remote(lambda: client.recalibrate(a.model, a.version, holdout_share=a.holdout_share, min_rows=a.min_rows,
+                                               dry_run=a.dry_run))  # fmt: skip
+    if a.json:
+        print(json.dumps(r, indent=2))
+        return 0
+    print(f"T {r['old_temperature']:.4f} -> {r['new_temperature']:.4f} on {r['fit_rows']} rows; held out {r['holdout_rows']}: "
+          f"NLL {r['holdout_nll_before']:.4f} -> {r['holdout_nll_after']:.4f}, ECE {r['holdout_ece_before']:.4f} -> "
+          f"{r['holdout_ece_after']:.4f}")  # fmt: skip
+    print(r["message"])
+    return 0
+
+
 def plot_live_reliability(report, path: Path) -> None:
     """Live reliability diagram beside the reference confidence histogram (matplotlib, imported only here)."""
     try:
@@ -254,6 +268,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", help="also draw the live reliability diagram next to the reference to this PNG")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(handler=cmd_calibration)
+
+    p = sub.add_parser("recalibrate", help="refit a version's temperature on its feedback; publish it if held-out NLL improves")
+    _connection_args(p)
+    p.add_argument("--model", required=True, help="model name")
+    p.add_argument("--version", help="model version (default: the newest ready one)")
+    p.add_argument("--holdout-share", type=float, default=0.3, help="feedback share held out to verify (default: 0.3)")
+    p.add_argument("--min-rows", type=int, default=100, help="fewest feedback rows to act on (default: 100)")
+    p.add_argument("--dry-run", action="store_true", help="fit and report, publish nothing")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(handler=cmd_recalibrate)
 
     p = sub.add_parser("models", help="list the model versions a server knows")
     _connection_args(p)

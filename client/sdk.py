@@ -112,14 +112,17 @@ class CalibrationReport:
 
     @classmethod
     def from_proto(cls, r: pb.GetCalibrationResponse) -> CalibrationReport:
-        from google.protobuf.json_format import MessageToDict
-
-        def plain(message) -> dict:
-            return MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
-
+        plain = _plain
         drift = plain(r.drift) if r.HasField("drift") else None
         observed = plain(r.observed) if r.HasField("observed") else None
         return cls(r.model, r.version, [round(t, 6) for t in r.temperature], plain(r.reference), drift, observed)
+
+
+def _plain(message) -> dict:
+    """A response as a plain dict with the proto's field names (int64 fields come as text)."""
+    from google.protobuf.json_format import MessageToDict
+
+    return MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
 
 
 def tensor_to_array(t: pb.Tensor) -> np.ndarray:
@@ -209,6 +212,15 @@ class _BaseClient:
         return pb.FeedbackRequest(model=model, version="" if version is None else str(version), items=items)
 
     @staticmethod
+    def _recalibrate_request(model: str, version, holdout_share: float, min_rows: int, dry_run: bool) -> pb.RecalibrateRequest:
+        if not model:
+            raise ValueError("model is required")
+        if not 0 < holdout_share < 1:
+            raise ValueError(f"holdout_share must lie in (0, 1), got {holdout_share}")
+        return pb.RecalibrateRequest(model=model, version="" if version is None else str(version), holdout_share=holdout_share,
+                                     min_rows=max(1, min_rows), dry_run=dry_run)  # fmt: skip
+
+    @staticmethod
     def _predict_request(rows, model: str, version: str | int | None, top_k: int, return_logits: bool) -> pb.PredictRequest:
         if not model:
             raise ValueError("model is required: the name of a model the server serves (see models())")
@@ -247,6 +259,12 @@ class Client(_BaseClient):
         """The live calibration report of a model version."""
         request = pb.GetCalibrationRequest(model=model, version="" if version is None else str(version))
         return CalibrationReport.from_proto(self._stub.GetCalibration(request, **self._call_args(timeout)))
+
+    def recalibrate(self, model: str, version: str | int | None = None, *, holdout_share: float = 0.3, min_rows: int = 100,
+                    dry_run: bool = False, timeout: float | None = None) -> dict:  # fmt: skip
+        """Refit the version's temperature on its feedback; publishes a new version if held-out NLL improves."""
+        request = self._recalibrate_request(model, version, holdout_share, min_rows, dry_run)
+        return _plain(self._stub.Recalibrate(request, **self._call_args(timeout)))
 
     def models(self, *, timeout: float | None = None) -> list[ModelDescription]:
         response = self._stub.ListModels(pb.ListModelsRequest(), **self._call_args(timeout))
@@ -298,6 +316,11 @@ class AsyncClient(_BaseClient):
     ) -> CalibrationReport:
         request = pb.GetCalibrationRequest(model=model, version="" if version is None else str(version))
         return CalibrationReport.from_proto(await self._stub.GetCalibration(request, **self._call_args(timeout)))
+
+    async def recalibrate(self, model: str, version: str | int | None = None, *, holdout_share: float = 0.3, min_rows: int = 100,
+                          dry_run: bool = False, timeout: float | None = None) -> dict:  # fmt: skip
+        request = self._recalibrate_request(model, version, holdout_share, min_rows, dry_run)
+        return _plain(await self._stub.Recalibrate(request, **self._call_args(timeout)))
 
     async def models(self, *, timeout: float | None = None) -> list[ModelDescription]:
         response = await self._stub.ListModels(pb.ListModelsRequest(), **self._call_args(timeout))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import grpc
@@ -15,6 +16,7 @@ from candor.server.metrics import ServerMetrics
 from candor.server.model import LoadedModel
 from candor.server.monitor import DriftThresholds
 from candor.server.observed import FeedbackWindow
+from candor.server.recalibrate import recalibrate
 from candor.server.repository import FAILED, LOADING, READY, VersionEntry
 from candor.server.status import status_code
 from candor.server.tensors import rows_from_parts, to_raw
@@ -176,6 +178,21 @@ class InferenceService(pb_grpc.InferenceServiceServicer):
             raise InvalidArgument("model is empty; name the model to report on")
         model = self.engine.model(request.model, request.version)
         return calibration_response(model, self.thresholds, self.feedback.windows.get((model.name, model.version)))
+
+    @unary("Recalibrate")
+    async def Recalibrate(self, request: pb.RecalibrateRequest, context) -> pb.RecalibrateResponse:
+        if not request.model:
+            raise InvalidArgument("model is empty; name the model to recalibrate")
+        model = self.engine.model(request.model, request.version)
+        rows = await asyncio.to_thread(self.feedback.store.rows_for, model.name, int(model.version))
+        result = await asyncio.to_thread(
+            recalibrate, self.engine.repository.root, model, rows, request.holdout_share or 0.3, request.min_rows or 100,
+            request.dry_run,
+        )  # fmt: skip
+        if result.published:
+            await self.engine.repository.refresh()  # serve it now rather than at the next poll
+        fields = {k: v for k, v in result.__dict__.items() if k != "new_version"}
+        return pb.RecalibrateResponse(new_version=str(result.new_version or ""), **fields)
 
     @unary("ListModels")
     async def ListModels(self, request: pb.ListModelsRequest, context) -> pb.ListModelsResponse:

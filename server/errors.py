@@ -23,3 +23,7 @@ class ResourceExhausted(CandorError):
 
 class DeadlineExceeded(CandorError):
     """The caller's deadline passed before the work was done."""
+
+
+class FailedPrecondition(CandorError):
+    """The system is not in a state where the call can act (e.g. too little feedback)."""

@@ -87,19 +87,20 @@ class FeedbackStore:
                 "FROM feedback WHERE received_at >= ?) WHERE n <= ? ORDER BY received_at",
                 (since, limit),
             ).fetchall()
-        return [
-            FeedbackRow(
-                r[0],
-                r[1],
-                r[2],
-                r[3],
-                np.frombuffer(r[4], "<f4"),
-                None if r[5] is None else np.frombuffer(r[5], "<f4"),
-                r[6],
-                r[7],
-            )  # fmt: skip
-            for r in rows
-        ]
+        return [self._row(r) for r in rows]
+
+    def rows_for(self, model: str, version: int) -> list[FeedbackRow]:
+        """Every stored row of one model version, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM feedback WHERE model = ? AND version = ? ORDER BY received_at", (model, version)
+            ).fetchall()
+        return [self._row(r) for r in rows]
+
+    @staticmethod
+    def _row(r) -> FeedbackRow:
+        logits = None if r[5] is None else np.frombuffer(r[5], "<f4")
+        return FeedbackRow(r[0], r[1], r[2], r[3], np.frombuffer(r[4], "<f4"), logits, r[6], r[7])
 
     def count(self) -> int:
         with self._lock:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import grpc
 
-from candor.server.errors import CandorError, DeadlineExceeded, InvalidArgument, NotFound, ResourceExhausted, Unavailable
+from candor.server.errors import (
+    CandorError,
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unavailable,
+)
 
 _CODES: dict[type[CandorError], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
@@ -12,6 +20,7 @@ _CODES: dict[type[CandorError], grpc.StatusCode] = {
     Unavailable: grpc.StatusCode.UNAVAILABLE,
     ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 

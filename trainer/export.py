@@ -4,7 +4,7 @@ Graph: ``input`` [N, F] float32 -> (standardise, network) -> ``logits`` [N, K]
 -> Div(``temperature``) -> Softmax (multiclass) or Sigmoid (multi-label) ->
 ``probabilities`` [N, K]. ``logits`` stay raw (before T) so that a server can
 refit T on stored logits; ``temperature`` is a scalar (or [K] per class)
-initializer, so :func:`set_temperature` changes it without re-exporting.
+initializer, so :func:`candor.graph.set_temperature` changes it without re-exporting.
 """
 
 from __future__ import annotations
@@ -16,27 +16,18 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 from torch import nn
 
 from candor.calibration import scale_logits
+from candor.graph import TEMPERATURE, temperature_tensor
 from candor.trainer.conventions import DEFAULT_OPSET
 
 PARITY_TOLERANCE = 1e-5
-TEMPERATURE = "temperature"
 
 
 class ExportError(RuntimeError):
     """The exported graph is invalid or disagrees with torch."""
-
-
-def _temperature_tensor(temperature: float | np.ndarray) -> onnx.TensorProto:
-    t = np.asarray(temperature, dtype=np.float32)
-    if t.size == 1:
-        t = t.reshape(())
-    if not np.all(np.isfinite(t)) or np.any(t <= 0):
-        raise ValueError(f"temperature must be finite and > 0, got {t.tolist()}")
-    return numpy_helper.from_array(t, TEMPERATURE)
 
 
 def to_onnx(
@@ -59,7 +50,7 @@ def to_onnx(
     proto = onnx.load_from_string(buffer.getvalue())
     graph = proto.graph
     k = graph.output[0].type.tensor_type.shape.dim[1].dim_value
-    graph.initializer.append(_temperature_tensor(temperature))
+    graph.initializer.append(temperature_tensor(temperature))
     graph.node.append(helper.make_node("Div", ["logits", TEMPERATURE], ["scaled_logits"], name="apply_temperature"))
     head = helper.make_node("Sigmoid", ["scaled_logits"], ["probabilities"], name="sigmoid") if multilabel else \
         helper.make_node("Softmax", ["scaled_logits"], ["probabilities"], name="softmax", axis=-1)  # fmt: skip
@@ -112,23 +103,3 @@ def export_model(
         raise ExportError(f"ONNX and torch disagree: max |probability difference| {gap:.3g} > {PARITY_TOLERANCE}")
     onnx.save(proto, str(path))
     return gap
-
-
-def read_temperature(path: str | Path) -> np.ndarray:
-    proto = onnx.load(str(path))
-    for init in proto.graph.initializer:
-        if init.name == TEMPERATURE:
-            return numpy_helper.to_array(init).astype(np.float64)
-    raise ValueError(f"{path}: no '{TEMPERATURE}' initializer; not a Candor model")
-
-
-def set_temperature(src: str | Path, dst: str | Path, temperature: float | np.ndarray) -> None:
-    """Copy the graph at ``src`` to ``dst`` with a new temperature; weights untouched."""
-    proto = onnx.load(str(src))
-    inits = proto.graph.initializer
-    index = next((i for i, t in enumerate(inits) if t.name == TEMPERATURE), None)
-    if index is None:
-        raise ValueError(f"{src}: no '{TEMPERATURE}' initializer; not a Candor model")
-    inits[index].CopyFrom(_temperature_tensor(temperature))
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(dst))

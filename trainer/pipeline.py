@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from candor import __version__
-from candor.calibration import TemperatureFit, fit_temperature
+from candor.calibration import TemperatureFit, fit_temperature, repository
 from candor.calibration.manifest import (
     MANIFEST_FILE,
     MODEL_FILE,
@@ -31,7 +31,6 @@ from candor.calibration.manifest import (
     write_manifest,
 )
 from candor.calibration.temperature import T_MAX, T_MIN
-from candor.trainer import repository
 from candor.trainer.data import Dataset
 from candor.trainer.distributed import DistContext
 from candor.trainer.export import DEFAULT_OPSET, export_model

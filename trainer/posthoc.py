@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from candor import __version__
-from candor.calibration import fit_temperature
+from candor.calibration import fit_temperature, repository
 from candor.calibration.manifest import MANIFEST_FILE, MODEL_FILE, Manifest, read_manifest, sha256_file, write_manifest
-from candor.trainer import repository
-from candor.trainer.export import DEFAULT_OPSET, export_model, read_temperature, run_onnx, set_temperature
+from candor.graph import read_temperature, set_temperature
+from candor.trainer.export import DEFAULT_OPSET, export_model, run_onnx
 from candor.trainer.measure import Measurement, measure
 from candor.trainer.options import DataOptions
 from candor.trainer.report import write_reports

@@ -8,7 +8,7 @@ import pytest
 
 from candor.calibration import ece, read_manifest, write_manifest
 from candor.calibration.manifest import sha256_file
-from candor.trainer.export import set_temperature
+from candor.graph import set_temperature
 from candor.trainer.options import DataOptions
 from candor.trainer.split import split_dataset
 from tests.server.conftest import start_server
@@ -109,6 +109,22 @@ def test_an_overconfident_version_shows_in_observed_ece(served_repo, held_out):
         sharp = server.metric("candor_observed_ece", model="digits", version="2")
         assert sharp > 2 * calibrated
         assert server.metric("candor_observed_accuracy_gap", model="digits", version="2") > 0.05  # promised more than delivered
+        # Recalibration on v2's feedback: a dry run first, then a real one that publishes v3.
+        with server.client() as c:
+            dry = c.recalibrate("digits", 2, dry_run=True)
+            assert not dry["published"] and "dry run" in dry["message"]
+            assert sorted(p.name for p in (served_repo / "digits").iterdir()) == ["1", "2"]
+            result = c.recalibrate("digits", 2)
+            assert result["published"] and result["new_version"] == "3"
+            assert result["new_temperature"] > 1.5 * result["old_temperature"]  # softened back
+            assert result["holdout_nll_after"] < result["holdout_nll_before"]
+            assert result["holdout_ece_after"] < result["holdout_ece_before"]
+            assert c.predict(X[:1], model="digits").version == "3"  # served at once
+            v3 = read_manifest(served_repo / "digits/3/candor.json")
+            assert v3.parent == "digits/2" and v3.temperature.value[0] == pytest.approx(result["new_temperature"], rel=1e-6)
+            with pytest.raises(grpc.RpcError) as e:
+                c.recalibrate("digits", 3)  # no feedback for v3 yet
+            assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "needs at least 100" in e.value.details()
     finally:
         server.stop()
 
@@ -139,6 +155,8 @@ def test_get_calibration_and_the_cli(served_repo, held_out, tmp_path):
         shown = run_candor("calibration", "--target", server.target, "--model", "digits", "--plot", str(tmp_path / "live.png"))
         assert shown.returncode == 0 and f"feedback over {len(y)} rows" in shown.stdout, shown.stderr
         assert (tmp_path / "live.png").read_bytes()[:4] == b"\x89PNG"
+        dry = run_candor("recalibrate", "--target", server.target, "--model", "digits", "--dry-run", "--min-rows", "50")
+        assert dry.returncode == 0 and "T " in dry.stdout and "nothing published" in dry.stdout, dry.stderr
         bad = run_candor("feedback", "--target", server.target, "--model", "digits", "--input", str(tmp_path / "live.png"))
         assert bad.returncode == 2 and "cannot read" in bad.stderr
         with server.client() as c:

@@ -8,7 +8,8 @@ import pytest
 
 from candor.calibration import read_manifest
 from candor.calibration.manifest import sha256_file
-from candor.trainer.export import read_temperature, run_onnx
+from candor.graph import read_temperature
+from candor.trainer.export import run_onnx
 from candor.trainer.loop import LoopOptions
 from candor.trainer.options import DataOptions, TrainOptions
 from candor.trainer.pipeline import fit

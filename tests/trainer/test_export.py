@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from candor.calibration import softmax
+from candor.graph import read_temperature, set_temperature
 from candor.trainer import export as export_mod
-from candor.trainer.export import ExportError, export_model, read_temperature, run_onnx, set_temperature, to_onnx
+from candor.trainer.export import ExportError, export_model, run_onnx, to_onnx
 from candor.trainer.models import ModelSpec, build_model
 
 

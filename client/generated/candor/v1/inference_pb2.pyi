@@ -310,3 +310,43 @@ class GetCalibrationResponse(_message.Message):
     drift: DriftSignals
     observed: ObservedSignals
     def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., temperature: _Optional[_Iterable[float]] = ..., reference: _Optional[_Union[ReferenceSignals, _Mapping]] = ..., drift: _Optional[_Union[DriftSignals, _Mapping]] = ..., observed: _Optional[_Union[ObservedSignals, _Mapping]] = ...) -> None: ...
+
+class RecalibrateRequest(_message.Message):
+    __slots__ = ("model", "version", "holdout_share", "min_rows", "dry_run")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    HOLDOUT_SHARE_FIELD_NUMBER: _ClassVar[int]
+    MIN_ROWS_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: str
+    holdout_share: float
+    min_rows: int
+    dry_run: bool
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., holdout_share: _Optional[float] = ..., min_rows: _Optional[int] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class RecalibrateResponse(_message.Message):
+    __slots__ = ("published", "new_version", "old_temperature", "new_temperature", "fit_rows", "holdout_rows", "holdout_nll_before", "holdout_nll_after", "holdout_ece_before", "holdout_ece_after", "message")
+    PUBLISHED_FIELD_NUMBER: _ClassVar[int]
+    NEW_VERSION_FIELD_NUMBER: _ClassVar[int]
+    OLD_TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    NEW_TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    FIT_ROWS_FIELD_NUMBER: _ClassVar[int]
+    HOLDOUT_ROWS_FIELD_NUMBER: _ClassVar[int]
+    HOLDOUT_NLL_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    HOLDOUT_NLL_AFTER_FIELD_NUMBER: _ClassVar[int]
+    HOLDOUT_ECE_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    HOLDOUT_ECE_AFTER_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    published: bool
+    new_version: str
+    old_temperature: float
+    new_temperature: float
+    fit_rows: int
+    holdout_rows: int
+    holdout_nll_before: float
+    holdout_nll_after: float
+    holdout_ece_before: float
+    holdout_ece_after: float
+    message: str
+    def __init__(self, published: _Optional[bool] = ..., new_version: _Optional[str] = ..., old_temperature: _Optional[float] = ..., new_temperature: _Optional[float] = ..., fit_rows: _Optional[int] = ..., holdout_rows: _Optional[int] = ..., holdout_nll_before: _Optional[float] = ..., holdout_nll_after: _Optional[float] = ..., holdout_ece_before: _Optional[float] = ..., holdout_ece_after: _Optional[float] = ..., message: _Optional[str] = ...) -> None: ...

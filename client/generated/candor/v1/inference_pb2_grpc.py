@@ -65,6 +65,11 @@ class InferenceServiceStub:
                 request_serializer=candor_dot_v1_dot_inference__pb2.GetCalibrationRequest.SerializeToString,
                 response_deserializer=candor_dot_v1_dot_inference__pb2.GetCalibrationResponse.FromString,
                 _registered_method=True)
+        self.Recalibrate = channel.unary_unary(
+                '/candor.v1.InferenceService/Recalibrate',
+                request_serializer=candor_dot_v1_dot_inference__pb2.RecalibrateRequest.SerializeToString,
+                response_deserializer=candor_dot_v1_dot_inference__pb2.RecalibrateResponse.FromString,
+                _registered_method=True)
 
 
 class InferenceServiceServicer:
@@ -115,6 +120,15 @@ class InferenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Recalibrate(self, request, context):
+        """Recalibrate refits the temperature of a version on its stored feedback and,
+        if held-out NLL improves, publishes the same graph with the new temperature
+        as the next version (an admin call).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InferenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -147,6 +161,11 @@ def add_InferenceServiceServicer_to_server(servicer, server):
                     servicer.GetCalibration,
                     request_deserializer=candor_dot_v1_dot_inference__pb2.GetCalibrationRequest.FromString,
                     response_serializer=candor_dot_v1_dot_inference__pb2.GetCalibrationResponse.SerializeToString,
+            ),
+            'Recalibrate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Recalibrate,
+                    request_deserializer=candor_dot_v1_dot_inference__pb2.RecalibrateRequest.FromString,
+                    response_serializer=candor_dot_v1_dot_inference__pb2.RecalibrateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -312,6 +331,33 @@ class InferenceService:
             '/candor.v1.InferenceService/GetCalibration',
             candor_dot_v1_dot_inference__pb2.GetCalibrationRequest.SerializeToString,
             candor_dot_v1_dot_inference__pb2.GetCalibrationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Recalibrate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/candor.v1.InferenceService/Recalibrate',
+            candor_dot_v1_dot_inference__pb2.RecalibrateRequest.SerializeToString,
+            candor_dot_v1_dot_inference__pb2.RecalibrateResponse.FromString,
             options,
             channel_credentials,
             insecure,

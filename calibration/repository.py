@@ -1,4 +1,4 @@
-"""Writing model versions into a model repository, ``<repo>/<name>/<version>/``.
+"""Writing model versions into a model repository, ``<repo>/<name>/<version>/`` (stdlib only).
 
 A version is staged in a hidden folder next to its final place and renamed
 into place when complete, so a watcher (the server) never sees half a version.
