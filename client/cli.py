@@ -244,11 +244,17 @@ def _connection_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--client-key", help="PEM private key of --client-cert")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="send rows to a server and print calibrated predictions")
+def _model_args(p: argparse.ArgumentParser, version: bool = True) -> None:
+    """Connection flags plus the model (and version) a verb acts on."""
     _connection_args(p)
     p.add_argument("--model", required=True, help="model name")
-    p.add_argument("--version", help="model version (default: the newest ready one)")
+    if version:
+        p.add_argument("--version", help="model version (default: the newest ready one)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="send rows to a server and print calibrated predictions")
+    _model_args(p)
     p.add_argument("--input", default="-", help="rows as .npy, .csv, or CSV on stdin with '-' (default: -)")
     p.add_argument("--top-k", type=int, default=3, help="top labels per row (default: 3)")
     p.add_argument("--logits", action="store_true", help="also return raw logits (with --json)")
@@ -256,23 +262,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_predict)
 
     p = sub.add_parser("feedback", help="send true labels for earlier predictions (CSV prediction_id,label)")
-    _connection_args(p)
-    p.add_argument("--model", required=True, help="model name")
+    _model_args(p, version=False)
     p.add_argument("--input", default="-", help="CSV of prediction_id,label lines, or '-' for stdin (default: -)")
     p.set_defaults(handler=cmd_feedback)
 
     p = sub.add_parser("calibration", help="print a model version's live calibration: drift and feedback signals")
-    _connection_args(p)
-    p.add_argument("--model", required=True, help="model name")
-    p.add_argument("--version", help="model version (default: the newest ready one)")
+    _model_args(p)
     p.add_argument("--plot", help="also draw the live reliability diagram next to the reference to this PNG")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(handler=cmd_calibration)
 
     p = sub.add_parser("recalibrate", help="refit a version's temperature on its feedback; publish it if held-out NLL improves")
-    _connection_args(p)
-    p.add_argument("--model", required=True, help="model name")
-    p.add_argument("--version", help="model version (default: the newest ready one)")
+    _model_args(p)
     p.add_argument("--holdout-share", type=float, default=0.3, help="feedback share held out to verify (default: 0.3)")
     p.add_argument("--min-rows", type=int, default=100, help="fewest feedback rows to act on (default: 100)")
     p.add_argument("--dry-run", action="store_true", help="fit and report, publish nothing")
