@@ -35,6 +35,17 @@ def id_time(prediction_id: str) -> float | None:
 
 
 @dataclass(frozen=True)
+class _Request:
+    """One Predict call's outputs, shared by its rows' entries (no per-row copies)."""
+
+    model: str
+    version: int
+    probabilities: np.ndarray  # [N, K]
+    logits: np.ndarray  # [N, K]
+    at: float
+
+
+@dataclass(frozen=True)
 class StoredPrediction:
     model: str
     version: int
@@ -47,7 +58,7 @@ class PredictionStore:
     def __init__(self, max_rows: int, ttl_s: float):
         self.max_rows = max_rows
         self.ttl_s = ttl_s
-        self._items: OrderedDict[str, StoredPrediction] = OrderedDict()
+        self._items: OrderedDict[str, tuple[_Request, int]] = OrderedDict()
         self._oldest_evicted = 0.0  # newest time of anything dropped for room
         self._lock = threading.Lock()
 
@@ -58,15 +69,15 @@ class PredictionStore:
         self, model: str, version: int, ids: list[str], logits: np.ndarray, probs: np.ndarray, now: float | None = None
     ) -> None:
         now = time.time() if now is None else now
+        request = _Request(model, version, probs, logits, now)
         with self._lock:
-            for i, pid in enumerate(ids):
-                self._items[pid] = StoredPrediction(model, version, probs[i].copy(), logits[i].copy(), now)
+            self._items.update(zip(ids, ((request, i) for i in range(len(ids))), strict=True))
             self._evict(now)
 
     def _evict(self, now: float) -> None:
         items = self._items
         while items:
-            oldest = next(iter(items.values()))
+            oldest, _ = next(iter(items.values()))
             if len(items) > self.max_rows or now - oldest.at > self.ttl_s:
                 items.popitem(last=False)
                 self._oldest_evicted = max(self._oldest_evicted, oldest.at)
@@ -75,7 +86,11 @@ class PredictionStore:
 
     def get(self, prediction_id: str) -> StoredPrediction | None:
         with self._lock:
-            return self._items.get(prediction_id)
+            found = self._items.get(prediction_id)
+        if found is None:
+            return None
+        r, i = found
+        return StoredPrediction(r.model, r.version, r.probabilities[i], r.logits[i], r.at)
 
     def remove(self, prediction_ids: list[str]) -> None:
         with self._lock:
