@@ -15,7 +15,6 @@ import json
 import os
 import platform
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -23,9 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from candor.server.launch import ServerProcess, serve_process
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-READY = re.compile(r"(?:gRPC on|echo on) 127\.0\.0\.1:(\d+)")
+ECHO_READY = re.compile(r"echo on 127\.0\.0\.1:(\d+)")
 BATCHES = (1, 8, 64, 256, 512)
 CONCURRENCY = (1, 8, 64)
 MODELS = {  # name: extra `candor train` flags
@@ -65,44 +66,14 @@ def raw_onnxruntime(model_path: Path, seconds: float) -> dict[int, float]:
     return out
 
 
-class Process:
-    """A server subprocess whose first line names its port."""
-
-    def __init__(self, cmd: list[str]):
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=os.environ.copy())
-        end = time.monotonic() + 90
-        for line in self.proc.stdout:
-            m = READY.search(line)
-            if m:
-                self.port = int(m.group(1))
-                return
-            if time.monotonic() > end:
-                break
-        self.proc.kill()
-        raise RuntimeError(f"{cmd[:4]} did not start")
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
 def load(target: str, model: str, rows: int, concurrency: int, seconds: float, features: int = 64) -> dict:
     cmd = [sys.executable, str(HERE / "load.py"), target, model, str(features), str(rows), str(concurrency), str(seconds)]
     result = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=seconds + 120)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def candor(repo: Path, *flags: str) -> Process:
-    return Process([sys.executable, "-m", "candor", "serve", "--model-repository", str(repo), "--grpc-host", "127.0.0.1",
-                    "--grpc-port", "0", "--metrics-host", "127.0.0.1", "--metrics-port", "0", "--poll-interval", "0",
-                    "--log-level", "WARNING", "--data-dir", str(repo.parent / "data"), *flags])  # fmt: skip
+def candor(repo: Path, *flags: str) -> ServerProcess:
+    return serve_process(repo, "--poll-interval", "0", "--log-level", "WARNING", *flags)
 
 
 def machine() -> str:
@@ -147,7 +118,7 @@ def main() -> int:
         model = sorted((repo / name).glob("[0-9]*/model.onnx"), key=lambda p: int(p.parent.name))[-1]
         results["raw"][name] = raw_onnxruntime(model, s)
 
-    echo = Process([sys.executable, str(HERE / "echo_server.py"), "0", "10"])
+    echo = ServerProcess([sys.executable, str(HERE / "echo_server.py"), "0", "10"], ECHO_READY)
     try:
         for c in CONCURRENCY:
             results["echo"][f"1 row x {c}"] = load(echo.target, "digits", 1, c, s)

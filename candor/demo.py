@@ -8,16 +8,13 @@ probabilities and the metrics that moved, and stops the server gracefully.
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
-_READY = re.compile(r"gRPC on 127\.0\.0\.1:(\d+), metrics on 127\.0\.0\.1:(\d+)")
+from candor.server.launch import serve_process
+
 WATCHED = ("candor_requests_total", "candor_predicted_rows_total", "candor_batch_size_rows_count", "candor_confidence_count",
            "candor_predictions_total")  # fmt: skip
 
@@ -31,22 +28,6 @@ def _scrape(port: int) -> dict[str, float]:
             key, value = line.rsplit(" ", 1)
             samples[key] = float(value)
     return samples
-
-
-def _start_server(repo: Path) -> tuple[subprocess.Popen, int, int]:
-    cmd = [sys.executable, "-m", "candor", "serve", "--model-repository", str(repo), "--grpc-host", "127.0.0.1",
-           "--grpc-port", "0", "--metrics-host", "127.0.0.1", "--metrics-port", "0", "--poll-interval", "0",
-           "--log-level", "WARNING", "--data-dir", str(repo.parent / "data")]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=os.environ.copy())
-    end = time.monotonic() + 60
-    for line in proc.stdout:
-        m = _READY.search(line)
-        if m:
-            return proc, int(m.group(1)), int(m.group(2))
-        if time.monotonic() > end:
-            break
-    proc.kill()
-    raise RuntimeError("the server did not start; run `candor serve` by hand to see why")
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
@@ -63,10 +44,11 @@ def cmd_demo(a: argparse.Namespace) -> int:
             return result.returncode
     data = DataOptions()
     ds = data.load()
-    rows = ds.X[split_dataset(ds, seed=data.split_seed).test[: a.rows]]
-    labels = ds.y[split_dataset(ds, seed=data.split_seed).test[: a.rows]]
+    held_out = split_dataset(ds, seed=data.split_seed).test[: a.rows]
+    rows, labels = ds.X[held_out], ds.y[held_out]
 
-    proc, grpc_port, metrics_port = _start_server(repo)
+    server = serve_process(repo, "--poll-interval", "0", "--log-level", "WARNING")
+    grpc_port, metrics_port = server.ports
     try:
         before = _scrape(metrics_port)
         with Client(f"127.0.0.1:{grpc_port}") as client:
@@ -74,8 +56,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
             result = client.predict(rows, model=a.name, top_k=3)
         after = _scrape(metrics_port)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(30)
+        code = server.stop()
     t = ", ".join(f"{v:.3f}" for v in described.temperature)
     print(f"\nServed {described.name} v{described.version} on {described.provider}, temperature {t}, "
           f"test ECE {described.test_ece:.4f} (smoothing {described.smoothing} {described.epsilon:g})\n")  # fmt: skip

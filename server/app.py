@@ -21,6 +21,7 @@ from candor.server.candor_service import InferenceService
 from candor.server.engine import Engine
 from candor.server.feedback import FeedbackService
 from candor.server.kserve_service import KServeService
+from candor.server.launch import ready_line
 from candor.server.metrics import ServerMetrics
 from candor.server.monitor import DriftCollector, DriftThresholds, DriftWindow
 from candor.server.observed import ObservedCollector
@@ -143,10 +144,7 @@ async def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then stop gracefully."""
     server = CandorServer(settings)
     await server.start()
-    s = settings
-    print(
-        f"candor serve: gRPC on {s.grpc_host}:{server.grpc_port}, metrics on {s.metrics_host}:{server.metrics_port}", flush=True
-    )
+    print(ready_line(settings.grpc_host, server.grpc_port, settings.metrics_host, server.metrics_port), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
 import signal
-import subprocess
-import sys
-import threading
-import time
 import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,21 +12,21 @@ import pytest
 from sklearn.datasets import load_digits
 
 from candor.client import Client
+from candor.server.launch import ServerProcess, serve_process
 
-_READY = re.compile(r"gRPC on 127\.0\.0\.1:(\d+), metrics on 127\.0\.0\.1:(\d+)")
 
-
-@dataclass
 class RunningServer:
-    proc: subprocess.Popen
-    grpc_port: int
-    metrics_port: int
-    repo: Path
-    output: list[str] = field(default_factory=list)
+    """A real `candor serve` process, with helpers to call it and read its metrics."""
+
+    def __init__(self, process: ServerProcess, repo: Path):
+        self.process = process
+        self.proc = process.proc
+        self.grpc_port, self.metrics_port = process.ports
+        self.repo = repo
 
     @property
     def target(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
+        return self.process.target
 
     def client(self, **options) -> Client:
         return Client(self.target, **options)
@@ -54,39 +47,11 @@ class RunningServer:
         return total if found else 0.0
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return self.process.stop(sig, timeout)
 
 
-def start_server(repo: Path, *flags: str, env: dict | None = None, wait: float = 60) -> RunningServer:
-    cmd = [sys.executable, "-m", "candor", "serve", "--model-repository", str(repo), "--grpc-host", "127.0.0.1",
-           "--grpc-port", "0", "--metrics-host", "127.0.0.1", "--metrics-port", "0", "--data-dir", str(repo.parent / "data"),
-           *flags]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})})
-    output: list[str] = []
-    ports: list[tuple[int, int]] = []
-
-    def pump() -> None:  # keep reading so the pipe never fills and blocks the server
-        for line in proc.stdout:
-            output.append(line)
-            m = _READY.search(line)
-            if m and not ports:
-                ports.append((int(m.group(1)), int(m.group(2))))
-
-    threading.Thread(target=pump, daemon=True).start()
-    end = time.monotonic() + wait
-    while not ports:
-        if proc.poll() is not None or time.monotonic() > end:
-            proc.kill()
-            raise RuntimeError("server did not start:\n" + "".join(output))
-        time.sleep(0.05)
-    return RunningServer(proc, ports[0][0], ports[0][1], repo, output)
+def start_server(repo: Path, *flags: str, env: dict | None = None) -> RunningServer:
+    return RunningServer(serve_process(repo, *flags, env=env), repo)
 
 
 @pytest.fixture

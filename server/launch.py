@@ -1,0 +1,85 @@
+"""Start ``candor serve`` (or any server that announces its ports) as a child
+process on loopback and learn its ports from its announcement line.
+
+Used by ``candor demo``, the benchmark harness and the tests; stdlib only, so
+importing it loads neither grpc nor onnxruntime.
+
+>>> with serve_process(Path("models"), "--poll-interval", "0") as server:  # doctest: +SKIP
+...     server.target
+'127.0.0.1:41233'
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+
+def ready_line(grpc_host: str, grpc_port: int, metrics_host: str, metrics_port: int) -> str:
+    """What ``candor serve`` prints once it is listening (``SERVE_READY`` parses it)."""
+    return f"candor serve: gRPC on {grpc_host}:{grpc_port}, metrics on {metrics_host}:{metrics_port}"
+
+
+SERVE_READY = re.compile(r"gRPC on [^\s:]+:(\d+), metrics on [^\s:]+:(\d+)")
+
+
+class ServerProcess:
+    """A child process whose output is read continuously (so its pipe never fills)
+    until ``ready`` matches a line; the match's groups are the ports, as ints."""
+
+    def __init__(self, cmd: list[str], ready: re.Pattern = SERVE_READY, env: dict | None = None, wait: float = 90):
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     env={**os.environ, **(env or {})})  # fmt: skip
+        self.output: list[str] = []
+        found: list[tuple[int, ...]] = []
+
+        def pump() -> None:
+            for line in self.proc.stdout:
+                self.output.append(line)
+                m = ready.search(line)
+                if m and not found:
+                    found.append(tuple(int(g) for g in m.groups()))
+
+        threading.Thread(target=pump, daemon=True).start()
+        end = time.monotonic() + wait
+        while not found:
+            if self.proc.poll() is not None or time.monotonic() > end:
+                self.proc.kill()
+                raise RuntimeError(f"{' '.join(cmd[:4])} did not start:\n" + "".join(self.output[-30:]))
+            time.sleep(0.05)
+        self.ports = found[0]
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.ports[0]}"
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        """Signal the process (graceful stop for SIGTERM) and return its exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def serve_process(repo: Path, *flags: str, env: dict | None = None) -> ServerProcess:
+    """``candor serve`` on 127.0.0.1 with free ports, feedback stored beside the repository."""
+    cmd = [sys.executable, "-m", "candor", "serve", "--model-repository", str(repo), "--grpc-host", "127.0.0.1",
+           "--grpc-port", "0", "--metrics-host", "127.0.0.1", "--metrics-port", "0", "--data-dir", str(repo.parent / "data"),
+           *flags]  # fmt: skip
+    return ServerProcess(cmd, env=env)
