@@ -93,27 +93,25 @@ class FeedbackService:
         rows: list[tuple[int, FeedbackRow]] = []
         missing: list[tuple[int, str]] = []
         for i, item in enumerate(items):
+            row = None
             if item.self_recorded:
                 row = self._self_recorded_row(model_name, version, item, now)
             elif not item.prediction_id:
                 raise InvalidArgument(f"item {i} has neither a prediction_id nor probabilities/logits")
             else:
                 stored = self.predictions.get(item.prediction_id)
-                if stored is None or stored.model != model_name:
-                    k = newest.manifest.num_classes if newest is not None else None
-                    if k is not None and not 0 <= item.label < k:
-                        raise InvalidArgument(
-                            f"item {i}: label {item.label} is out of range; model {model_name!r} has classes 0..{k - 1}"
-                        )
-                    missing.append((i, item.prediction_id))
-                    continue
-                row = FeedbackRow(item.prediction_id, model_name, stored.version, item.label, stored.probabilities, stored.logits,
-                                  stored.at, now)  # fmt: skip
-            k = len(row.probabilities)
-            if not 0 <= item.label < k:
+                if stored is not None and stored.model == model_name:
+                    row = FeedbackRow(item.prediction_id, model_name, stored.version, item.label, stored.probabilities,
+                                      stored.logits, stored.at, now)  # fmt: skip
+            # The joined row knows its class count; an id no longer held is checked against the newest version.
+            k = len(row.probabilities) if row is not None else newest.manifest.num_classes if newest is not None else None
+            if k is not None and not 0 <= item.label < k:
                 raise InvalidArgument(
                     f"item {i}: label {item.label} is out of range; model {model_name!r} has classes 0..{k - 1}"
                 )
+            if row is None:
+                missing.append((i, item.prediction_id))
+                continue
             rows.append((i, row))
 
         loop = asyncio.get_running_loop()

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,6 @@ class LoadedModel:
     provider: str
     batcher: DynamicBatcher | None = None
     monitor: DriftWindow | None = None
-    loaded_at: float = field(default_factory=time.time)
 
     @property
     def name(self) -> str:

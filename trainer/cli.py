@@ -167,14 +167,13 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(a: argparse.Namespace) -> int:
+    from candor.calibration.manifest import MANIFEST_FILE, read_manifest
     from candor.trainer.posthoc import labelled_rows, open_version, recalibrate
     from candor.trainer.report import metrics_table
 
     v = open_version(a.model_repository, a.name, a.version)
     data = data_options(a) if a.dataset else None
     folder, m = recalibrate(a.model_repository, v, labelled_rows(v, data, a.fit_split), labelled_rows(v, data, a.eval_split))
-    from candor.calibration.manifest import MANIFEST_FILE, read_manifest
-
     new = read_manifest(folder / MANIFEST_FILE)
     print(f"T {v.manifest.temperature.value} -> {new.temperature.value} (fitted on {new.temperature.fitted_on})\n")
     print(metrics_table({f"v{v.manifest.version} T": m.before, f"v{new.version} T": m.after}))
