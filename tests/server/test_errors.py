@@ -86,3 +86,31 @@ def test_sdk_refuses_bad_arguments_before_sending(server):
             c.predict(ROW, model="digits", top_k=0)
         with pytest.raises(ValueError, match="2-D"):
             c.predict(np.zeros((1, 2, 3)), model="digits")
+
+
+BOTH_FORMS = pb.FeedbackItem(label=1, probabilities=[0.1] * 10, logits=[0.0] * 10)
+
+
+@pytest.mark.parametrize(
+    "method, request_, code, message",
+    [
+        ("GetCalibration", pb.GetCalibrationRequest(), INVALID, "model is empty"),
+        ("GetCalibration", pb.GetCalibrationRequest(model="nope"), NOT_FOUND, "model 'nope' not found"),
+        ("Recalibrate", pb.RecalibrateRequest(), INVALID, "model is empty"),
+        ("Recalibrate", pb.RecalibrateRequest(model="digits", holdout_share=1.5), INVALID, "holdout_share must lie in (0, 1)"),
+        ("Recalibrate", pb.RecalibrateRequest(model="digits", min_rows=10**6), grpc.StatusCode.FAILED_PRECONDITION,
+         "recalibration needs at least 1000000"),
+        ("Feedback", pb.FeedbackRequest(items=[pb.FeedbackItem(prediction_id="x")]), INVALID, "model is empty"),
+        ("Feedback", pb.FeedbackRequest(model="digits", items=[BOTH_FORMS]), INVALID, "not both"),
+        ("Feedback", pb.FeedbackRequest(model="digits", items=[pb.FeedbackItem(prediction_id="x")] * 4097), INVALID,
+         "too many feedback items: 4097"),
+    ],
+    ids=["calibration-no-model", "calibration-unknown", "recalibrate-no-model", "recalibrate-share", "recalibrate-rows",
+         "feedback-no-model", "feedback-both-forms", "feedback-too-many"],
+)  # fmt: skip
+def test_bad_monitoring_calls(server, method, request_, code, message):
+    with grpc.insecure_channel(server.target) as channel:
+        with pytest.raises(grpc.RpcError) as e:
+            getattr(pb_grpc.InferenceServiceStub(channel), method)(request_, timeout=10)
+    assert e.value.code() == code, e.value.details()
+    assert message in e.value.details()
