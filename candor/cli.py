@@ -30,7 +30,7 @@ def _missing_module(*names: str) -> str | None:
 def _add_trainer_verbs(sub: argparse._SubParsersAction) -> None:
     missing = _missing_module("torch", "onnx", "onnxruntime", "sklearn", "matplotlib", "tqdm")
     if missing:  # these come with the [train] extra
-        for verb in ("train", "calibrate", "evaluate", "export", "sweep"):
+        for verb in ("train", "calibrate", "evaluate", "split", "export", "sweep"):
             p = sub.add_parser(verb, help=f"(needs `pip install candor[train]`: {missing} is missing)")
             p.set_defaults(handler=lambda _args, m=missing: _missing_extra("train", m))
         return

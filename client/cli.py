@@ -1,4 +1,4 @@
-"""Client verbs of the ``candor`` command: predict, models, health."""
+"""Client verbs of the ``candor`` command: predict, feedback, calibration, recalibrate, simulate, models, health."""
 
 from __future__ import annotations
 
@@ -106,6 +106,32 @@ def cmd_health(a: argparse.Namespace) -> int:
         status = _remote(lambda: client.health(a.model or ""))
     print(f"{a.model or 'server'}: {status}")
     return 0 if status == "SERVING" else 1
+
+
+def cmd_simulate(a: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from candor.cli import RemoteError
+    from candor.client.simulate import SimulationPlan, load_labelled_rows, simulate, wait_until_serving
+
+    plan = SimulationPlan(rate=a.rate, rows_per_request=a.rows_per_request, feedback_share=a.feedback_share,
+                          feedback_delay_s=a.feedback_delay, drift_after_s=None if a.drift_after < 0 else a.drift_after,
+                          drift_noise=a.drift_noise, duration_s=a.duration, report_every_s=a.report_every,
+                          seed=a.seed).check()  # fmt: skip
+    X, y = load_labelled_rows(a.data)
+    stop = threading.Event()
+    # In a container the simulator is PID 1, where SIGTERM has no default action: stop cleanly instead.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    log = lambda line: print(line, flush=True)  # noqa: E731
+    with _client(a) as client:
+        try:
+            wait_until_serving(client, a.model, a.wait)
+        except TimeoutError as e:
+            raise RemoteError(str(e)) from None
+        log(f"simulating traffic for {a.model} at {a.target} from {len(X)} rows of {a.data}")
+        simulate(client, a.model, X, y, plan, stop=stop, log=log)
+    return 0
 
 
 def read_feedback(source: str) -> tuple[list[str], list[int]]:
@@ -279,6 +305,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true", help="fit and report, publish nothing")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(handler=cmd_recalibrate)
+
+    p = sub.add_parser("simulate", help="send Predict and Feedback traffic from labelled rows, drifting after a while",
+                       description="Predict rows drawn from a labelled .npz (X, y; `candor split` writes one), send their "
+                                   "true labels back as feedback after a delay, and after --drift-after seconds add "
+                                   "noise to the inputs, so that drift and calibration alerts have a cause.")  # fmt: skip
+    _model_args(p, version=False)
+    p.add_argument("--data", required=True, help=".npz file with X [N, F] rows and y [N] class indices")
+    p.add_argument("--rate", type=float, default=20.0, help="requests per second; 0 means back to back (default: 20)")
+    p.add_argument("--rows-per-request", type=int, default=8, help="rows in each Predict (default: 8)")
+    p.add_argument("--feedback-share", type=float, default=1.0, help="share of rows whose label is sent back (default: 1)")
+    p.add_argument("--feedback-delay", type=float, default=5.0, help="seconds before a row's label is sent (default: 5)")
+    p.add_argument("--drift-after", type=float, default=300.0, help="seconds before drift starts; negative: never (default: 300)")
+    p.add_argument("--drift-noise", type=float, default=1.0,
+                   help="drift noise standard deviation in units of the data's standard deviation (default: 1)")  # fmt: skip
+    p.add_argument("--duration", type=float, default=0.0, help="seconds to run; 0 runs until stopped (default: 0)")
+    p.add_argument("--report-every", type=float, default=30.0, help="seconds between progress lines (default: 30)")
+    p.add_argument("--wait", type=float, default=300.0, help="seconds to wait for the model to be SERVING (default: 300)")
+    p.add_argument("--seed", type=int, default=0, help="seed of row choice, feedback and noise (default: 0)")
+    p.set_defaults(handler=cmd_simulate)
 
     p = sub.add_parser("models", help="list the model versions a server knows")
     _connection_args(p)

@@ -1,4 +1,4 @@
-"""Trainer verbs of the ``candor`` command: train, calibrate, evaluate, export, sweep."""
+"""Trainer verbs of the ``candor`` command: train, calibrate, evaluate, split, export, sweep."""
 
 from __future__ import annotations
 
@@ -181,6 +181,26 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_split(a: argparse.Namespace) -> int:
+    import os
+
+    import numpy as np
+
+    from candor.trainer.posthoc import labelled_rows, open_version
+
+    v = open_version(a.model_repository, a.name, a.version)
+    X, y, desc = labelled_rows(v, data_options(a) if a.dataset else None, a.split)
+    out = Path(a.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Written beside the target and renamed, so a reader never sees half a file.
+    tmp = out.with_name(f".{out.name}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, X=X.astype(np.float32), y=y, class_names=np.array(v.manifest.class_names))
+    os.replace(tmp, out)
+    print(f"Wrote {out} ({len(X)} rows of {desc}, for {v.manifest.name} v{v.manifest.version})")
+    return 0
+
+
 def cmd_export(a: argparse.Namespace) -> int:
     from candor.trainer.posthoc import open_version, reexport
 
@@ -234,6 +254,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     _split_arg(p, "--fit-split", "val", "data T is fitted on")
     _split_arg(p, "--eval-split", "test", "data the result is measured on")
     p.set_defaults(handler=cmd_calibrate)
+
+    p = sub.add_parser("split", help="write one split of a version's data set to .npz (X, y, class_names)",
+                       description="Rebuild the data set and split a version was trained on (or --dataset) and write "
+                                   "the chosen split's rows and labels, e.g. held-out rows for `candor simulate`.")  # fmt: skip
+    _version_args(p)
+    _data_args(p, None)
+    _split_arg(p, "--split", "test", "which split of the data")
+    p.add_argument("--output", required=True, help="the .npz file to write")
+    p.set_defaults(handler=cmd_split)
 
     p = sub.add_parser("export", help="export a version's saved weights again as a new version")
     _version_args(p)
