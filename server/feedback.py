@@ -14,13 +14,13 @@ import numpy as np
 from candor.calibration import scale_logits
 from candor.server.errors import InvalidArgument
 from candor.server.feedback_store import FeedbackRow, FeedbackStore
-from candor.server.metrics import ServerMetrics
+from candor.server.metrics import FEEDBACK_OUTCOMES, ServerMetrics
 from candor.server.observed import FeedbackWindow
 from candor.server.predictions import PredictionStore, new_prediction_ids
 from candor.server.repository import ModelRepository
 from candor.server.settings import Settings
 
-ACCEPTED, UNKNOWN_ID, DUPLICATE, EXPIRED = "ACCEPTED", "UNKNOWN_ID", "DUPLICATE", "EXPIRED"
+ACCEPTED, DUPLICATE, EXPIRED, UNKNOWN_ID = FEEDBACK_OUTCOMES
 
 
 @dataclass(frozen=True)

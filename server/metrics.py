@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 CONFIDENCE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
+FEEDBACK_OUTCOMES = ("ACCEPTED", "DUPLICATE", "EXPIRED", "UNKNOWN_ID")  # what Feedback answers per item
 
 
 class ServerMetrics:
@@ -56,6 +57,15 @@ class ServerMetrics:
         self.model_ready = Gauge("candor_model_ready", "1 when the model version serves, else 0", mv, registry=r)
         self.prediction_stats = PredictionStats()
         r.register(self.prediction_stats)
+
+    def start_series(self, model: str, version: str) -> None:
+        """Create a loaded version's counters at 0, so that rates and dashboards read 0 rather than no data."""
+        self.rejected.labels(model, version)
+        for reason in ("deadline", "cancelled"):
+            self.dropped.labels(model, version, reason)
+        for outcome in FEEDBACK_OUTCOMES:
+            self.feedback.labels(model, outcome)
+        self.load_failures.labels(model)
 
     def observe_predictions(self, model: str, version: str, probs: np.ndarray, class_names: list[str], multilabel: bool) -> None:
         self.prediction_stats.observe(model, version, probs, class_names, multilabel)

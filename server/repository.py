@@ -121,6 +121,7 @@ class ModelRepository:
         self._entries.setdefault(name, {})[version] = VersionEntry(name, version, READY, "", model, identity)
         self.metrics.model_info.labels(name, str(version), model.provider, model.manifest.task).set(1)
         self.metrics.model_ready.labels(name, str(version)).set(1)
+        self.metrics.start_series(name, str(version))
         log.info("model %s version %s ready on %s", name, version, model.provider)
         if previous is not None:
             self._retire(previous)

@@ -40,3 +40,17 @@ def test_forgetting_a_version_removes_its_series():
     m.observe_predictions("demo", "1", np.array([[0.6, 0.4]]), ["a", "b"], multilabel=False)
     m.prediction_stats.forget("demo", "1")
     assert m.registry.get_sample_value("candor_predicted_rows_total", {"model": "demo", "version": "1"}) is None
+
+
+def test_a_loaded_version_starts_its_counters_at_zero(server):
+    """Rates of refusals, drops, feedback and load failures read 0 from the start, not "no data"."""
+    text = server.metrics_text()
+    for series in (
+        'candor_rejected_requests_total{model="digits",version="1"} 0.0',
+        'candor_dropped_requests_total{model="digits",reason="deadline",version="1"} 0.0',
+        'candor_dropped_requests_total{model="digits",reason="cancelled",version="1"} 0.0',
+        'candor_model_load_failures_total{model="digits"} 0.0',
+    ):
+        assert series in text
+    for outcome in ("ACCEPTED", "DUPLICATE", "EXPIRED", "UNKNOWN_ID"):
+        assert f'candor_feedback_total{{model="digits",outcome="{outcome}"}}' in text
