@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test protos bench sweep clean
+.PHONY: install demo test protos deploy-files bench sweep clean
 
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
@@ -25,6 +25,11 @@ install: $(STAMP) $(BUF)
 # Regenerate client/generated/ from protos/ (a test fails when they disagree).
 protos: $(STAMP)
 	$(BIN)/python -m candor.client.codegen
+
+# Regenerate the dashboard JSON and the Kubernetes ConfigMap/PrometheusRule derived
+# from it and from deploy/prometheus/alerts.yml (a test fails when they are stale).
+deploy-files: $(STAMP)
+	$(BIN)/python deploy/render.py
 
 # The main job: train the digits model if models/ has none (label smoothing,
 # temperature scaling, ONNX export, report), serve it, predict through the

@@ -33,3 +33,9 @@ def test_a_wrong_expectation_is_caught(tmp_path):
     (tmp_path / "alerts.test.yml").write_text(text)
     result = promtool("test", "rules", "alerts.test.yml", cwd=tmp_path)
     assert result.returncode != 0 and "CandorConfidenceDrift" in result.stdout + result.stderr
+
+
+def test_scrape_config_is_valid():
+    """The compose stack's Prometheus configuration, which loads the same rules file."""
+    result = promtool("check", "config", "prometheus.yml")
+    assert result.returncode == 0 and "1 rule files found" in result.stdout, result.stdout + result.stderr

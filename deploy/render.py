@@ -1,0 +1,239 @@
+"""Render the deployment files that are derived from one source each.
+
+- ``deploy/grafana/dashboards/candor.json``: the Grafana dashboard, described below
+  in a few lines per panel (ids, grid positions and datasource references are
+  filled in here so that they cannot disagree);
+- ``deploy/k8s/generated/grafana-dashboard.yaml``: the same dashboard as a
+  ConfigMap for the Grafana sidecar;
+- ``deploy/k8s/generated/prometheusrule.yaml``: ``deploy/prometheus/alerts.yml``
+  as a PrometheusRule for the Prometheus Operator.
+
+``python deploy/render.py`` writes them (``make deploy-files``);
+``python deploy/render.py --check`` exits 1 naming any that is stale (a test runs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DASHBOARD_UID = "candor-calibration"
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+MV = 'model=~"$model", version=~"$version"'  # the dashboard's model and version variables
+RATE = "[$__rate_interval]"
+PSI_STEPS = [(None, "green"), (0.1, "orange"), (0.25, "red")]  # the server's --psi-warn / --psi-drift defaults
+
+
+@dataclass
+class Panel:
+    title: str
+    targets: list[tuple[str, str]]  # (PromQL, legend)
+    kind: str = "timeseries"
+    unit: str = "none"
+    description: str = ""
+    width: int = 12
+    height: int = 8
+    steps: list[tuple[float | None, str]] = field(default_factory=list)  # threshold lines drawn on the panel
+    instant: bool = False
+    fmt: str = "time_series"
+    extra: dict = field(default_factory=dict)  # panel options and field config beyond the defaults
+
+
+def traffic() -> list[Panel]:
+    q = "histogram_quantile({q}, sum by (le, rpc) (rate(candor_request_duration_seconds_bucket" + RATE + ")))"
+    stage = "histogram_quantile(0.99, sum by (le, version) (rate(candor_{name}_duration_seconds_bucket{{" + MV + "}}" + RATE + ")))"
+    return [
+        Panel("Requests per second by status code", [("sum by (code) (rate(candor_requests_total" + RATE + "))", "{{code}}")],
+              unit="reqps", description="Every RPC the server answered (both services), by gRPC status code."),
+        # "or vector(0)": with no errors at all the numerator has no series, and the ratio should read 0, not "no data".
+        Panel("Error ratio", [('(sum(rate(candor_requests_total{code!="OK"}' + RATE + ")) or vector(0)) / "
+                               "sum(rate(candor_requests_total" + RATE + "))", "errors / requests")],
+              unit="percentunit", steps=[(None, "green"), (0.01, "red")]),
+        Panel("Request latency", [(q.format(q=p), f"p{round(p * 100)} {{{{rpc}}}}") for p in (0.5, 0.95, 0.99)], unit="s",
+              description="From receiving an RPC to answering it, from the candor_request_duration_seconds histogram."),
+        Panel("Queue wait and inference time (p99)", [(stage.format(name="queue"), "queue v{{version}}"),
+                                                       (stage.format(name="inference"), "onnxruntime v{{version}}")], unit="s"),
+        Panel("Rows per batch", [
+            (f"sum by (version) (rate(candor_batch_size_rows_sum{{{MV}}}{RATE})) / "
+             f"sum by (version) (rate(candor_batch_size_rows_count{{{MV}}}{RATE}))", "mean v{{version}}"),
+            (f"histogram_quantile(0.95, sum by (le, version) (rate(candor_batch_size_rows_bucket{{{MV}}}{RATE})))", "p95 v{{version}}"),
+        ], description="Rows the dynamic batcher put into one onnxruntime run."),
+        Panel("Queue depth and requests in flight", [(f"sum by (version) (candor_queue_rows{{{MV}}})", "rows queued v{{version}}"),
+                                                     ("candor_inflight_requests", "RPCs in flight")]),
+        Panel("Refused and dropped requests", [
+            (f"sum by (reason) (rate(candor_dropped_requests_total{{{MV}}}{RATE}))", "dropped: {{reason}}"),
+            (f"sum(rate(candor_rejected_requests_total{{{MV}}}{RATE}))", "refused: queue full"),
+        ], unit="reqps", description="Dropped: the deadline passed or the caller left while queued (never run). "
+                                     "Refused: RESOURCE_EXHAUSTED because the queue was full."),
+    ]  # fmt: skip
+
+
+def drift() -> list[Panel]:
+    return [
+        Panel("Confidence distribution over time", [(f"sum by (le) (increase(candor_confidence_bucket{{{MV}}}{RATE}))", "{{le}}")],
+              kind="heatmap", fmt="heatmap", width=24,
+              description="Top-label confidence of every predicted row: a shift to the left is the model growing unsure.",
+              extra={"options": {"calculate": False, "yAxis": {"unit": "percentunit"}, "color": {"scheme": "Oranges"},
+                                 "cellGap": 1, "tooltip": {"mode": "single", "yHistogram": True}}}),
+        Panel("Confidence drift (PSI vs training reference)",
+              [(f"candor_confidence_psi{{{MV}}}", "PSI v{{version}}"), (f"candor_confidence_js_distance{{{MV}}}", "JS distance v{{version}}")],
+              steps=PSI_STEPS, description="Population stability index of live top-label confidence against the histogram "
+                                           "recorded on the test split at training time. Lines: warn 0.1, drift 0.25."),
+        Panel("Prediction drift (PSI of predicted-class mix)", [(f"candor_prediction_psi{{{MV}}}", "PSI v{{version}}")],
+              steps=PSI_STEPS),
+        Panel("Predicted class mix", [(f"sum by (class_name) (rate(candor_predictions_total{{{MV}}}{RATE}))", "{{class_name}}")],
+              unit="percentunit", extra={"fieldConfig": {"custom": {"stacking": {"mode": "percent"}, "fillOpacity": 60}}}),
+        Panel("Drift state", [(f"candor_drift_state{{{MV}}}", "{{signal}} v{{version}}")], kind="state-timeline",
+              steps=[(None, "green"), (1, "orange"), (2, "red")],
+              extra={"fieldConfig": {"mappings": [{"type": "value", "options": {"0": {"text": "ok"}, "1": {"text": "warn"},
+                                                                                 "2": {"text": "drift"}}}]}}),
+        Panel("Rows behind the signals", [(f"candor_drift_window_rows{{{MV}}}", "drift window v{{version}}"),
+                                          (f"candor_feedback_window_rows{{{MV}}}", "feedback window v{{version}}")],
+              description="Alerts wait for 200 rows (drift) and 100 labelled rows (calibration)."),
+    ]  # fmt: skip
+
+
+def calibration() -> list[Panel]:
+    return [
+        Panel("Expected vs observed accuracy", [
+            (f"candor_expected_accuracy{{{MV}}}", "expected (mean confidence) v{{version}}"),
+            (f"candor_observed_accuracy{{{MV}}}", "observed (feedback) v{{version}}"),
+            (f"candor_reference_accuracy{{{MV}}}", "at training (test split) v{{version}}"),
+        ], unit="percentunit", description="A calibrated model's mean confidence equals its accuracy."),
+        Panel("Live ECE", [(f"candor_observed_ece{{{MV}}}", "ECE v{{version}}")], steps=[(None, "green"), (0.1, "red")],
+              description="15 equal-width bins on top-label confidence over the feedback window; alert above 0.1."),
+        Panel("Expected minus observed accuracy", [(f"candor_observed_accuracy_gap{{{MV}}}", "gap v{{version}}")],
+              unit="percentunit", steps=[(None, "green"), (0.05, "red")],
+              description="Positive: overconfident. Alert when the gap exceeds 0.05 either way."),
+        Panel("NLL and Brier on feedback", [(f"candor_observed_nll{{{MV}}}", "NLL v{{version}}"),
+                                            (f"candor_observed_brier{{{MV}}}", "Brier v{{version}}")]),
+        Panel("Live reliability diagram", [(f"candor_live_reliability_accuracy{{{MV}}}", "accuracy, confidence <= {{le}} v{{version}}")],
+              kind="bargauge", instant=True, unit="percentunit",
+              description="Observed accuracy per confidence bin over the feedback window; calibrated bins sit at their upper edge.",
+              extra={"options": {"displayMode": "gradient", "orientation": "horizontal"},
+                     "fieldConfig": {"min": 0, "max": 1}}),
+        Panel("Feedback received", [('sum by (outcome) (rate(candor_feedback_total{model=~"$model"}' + RATE + "))", "{{outcome}}")],
+              unit="reqps", description="Feedback items per second: ACCEPTED joins a stored prediction."),
+    ]  # fmt: skip
+
+
+def models() -> list[Panel]:
+    return [
+        Panel("Model versions and provider", [(f"candor_model_info{{{MV}}}", "")], kind="table", instant=True, fmt="table",
+              extra={"transformations": [{"id": "organize", "options": {"excludeByName": {"Time": True, "Value": True,
+                                                                                         "__name__": True}}}]}),
+        Panel("Ready", [(f"candor_model_ready{{{MV}}}", "v{{version}}")], kind="stat", width=6,
+              steps=[(None, "red"), (1, "green")]),
+        Panel("Load failures (last hour)", [('sum by (model) (increase(candor_model_load_failures_total{model=~"$model"}[1h]))',
+                                             "{{model}}")], kind="stat", width=6, steps=[(None, "green"), (1, "red")]),
+        Panel("Alerts (pending and firing)", [('ALERTS{alertname=~"Candor.*"}', "")], kind="table", instant=True, fmt="table",
+              width=24, extra={"transformations": [{"id": "organize", "options": {"excludeByName": {"Time": True, "Value": True,
+                                                                                                    "__name__": True}}}]}),
+    ]  # fmt: skip
+
+
+SECTIONS = [("Traffic", traffic), ("Confidence and drift", drift), ("Calibration from feedback", calibration),
+            ("Models and alerts", models)]  # fmt: skip
+
+
+def _panel_json(p: Panel, pid: int, x: int, y: int) -> dict:
+    defaults: dict = {"unit": p.unit}
+    if p.steps:
+        defaults["thresholds"] = {"mode": "absolute", "steps": [{"value": v, "color": c} for v, c in p.steps]}
+        if p.kind == "timeseries":
+            defaults["custom"] = {"thresholdsStyle": {"mode": "line"}}
+    extra = dict(p.extra)
+    for key, value in extra.pop("fieldConfig", {}).items():
+        defaults[key] = {**defaults.get(key, {}), **value} if isinstance(value, dict) else value
+    targets = [
+        {"refId": chr(ord("A") + i), "datasource": DATASOURCE, "expr": expr, "legendFormat": legend or "__auto",
+         "instant": p.instant, "range": not p.instant, "format": p.fmt}
+        for i, (expr, legend) in enumerate(p.targets)
+    ]  # fmt: skip
+    return {"id": pid, "type": p.kind, "title": p.title, "description": p.description, "datasource": DATASOURCE,
+            "gridPos": {"h": p.height, "w": p.width, "x": x, "y": y}, "targets": targets,
+            "fieldConfig": {"defaults": defaults, "overrides": []}, "options": extra.pop("options", {}), **extra}  # fmt: skip
+
+
+def _variable(name: str, label: str, query: str) -> dict:
+    return {"name": name, "label": label, "type": "query", "datasource": DATASOURCE, "definition": query,
+            "query": {"query": query, "refId": name}, "refresh": 2, "includeAll": True, "multi": True, "allValue": ".*",
+            "current": {"selected": True, "text": ["All"], "value": ["$__all"]}, "sort": 3, "hide": 0}  # fmt: skip
+
+
+def dashboard() -> dict:
+    panels, pid, y = [], 1, 0
+    for title, section in SECTIONS:
+        panels.append({"id": pid, "type": "row", "title": title, "collapsed": False, "panels": [],
+                       "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}})  # fmt: skip
+        pid, y, x, row_height = pid + 1, y + 1, 0, 0
+        for p in section():
+            if x + p.width > 24:
+                x, y, row_height = 0, y + row_height, 0
+            panels.append(_panel_json(p, pid, x, y))
+            pid, x, row_height = pid + 1, x + p.width, max(row_height, p.height)
+        y += row_height
+    datasource = {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus", "hide": 0,
+                  "current": {"selected": False, "text": "Prometheus", "value": "prometheus"}}  # fmt: skip
+    return {
+        "uid": DASHBOARD_UID, "title": "Candor: calibration and serving", "tags": ["candor", "calibration"],
+        "description": "Traffic, latency, batching, confidence drift and live calibration of Candor model versions.",
+        "editable": True, "graphTooltip": 1, "refresh": "10s", "schemaVersion": 39, "version": 1, "timezone": "browser",
+        "time": {"from": "now-30m", "to": "now"},
+        "templating": {"list": [datasource, _variable("model", "Model", "label_values(candor_model_ready, model)"),
+                                _variable("version", "Version", 'label_values(candor_model_ready{model=~"$model"}, version)')]},
+        "annotations": {"list": [{"builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"}, "enable": True,
+                                  "hide": True, "iconColor": "rgba(0, 211, 255, 1)", "name": "Annotations & Alerts",
+                                  "type": "dashboard"}]},
+        "panels": panels,
+    }  # fmt: skip
+
+
+def _yaml(doc: dict, source: str) -> str:
+    header = f"# Generated by deploy/render.py from {source}; edit the source and run `make deploy-files`.\n"
+    return header + yaml.safe_dump(doc, sort_keys=False, width=120)
+
+
+def outputs(root: Path = ROOT) -> dict[Path, str]:
+    board = json.dumps(dashboard(), indent=2) + "\n"
+    rules = yaml.safe_load((root / "deploy/prometheus/alerts.yml").read_text(encoding="utf-8"))
+    labels = {"app.kubernetes.io/name": "candor", "app.kubernetes.io/part-of": "candor"}
+    configmap = {"apiVersion": "v1", "kind": "ConfigMap",
+                 "metadata": {"name": "candor-grafana-dashboard", "labels": {**labels, "grafana_dashboard": "1"}},
+                 "data": {"candor.json": board}}  # fmt: skip
+    rule = {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+            "metadata": {"name": "candor-calibration", "labels": {**labels, "release": "prometheus"}},
+            "spec": {"groups": rules["groups"]}}  # fmt: skip
+    return {
+        root / "deploy/grafana/dashboards/candor.json": board,
+        root / "deploy/k8s/generated/grafana-dashboard.yaml": _yaml(configmap, "deploy/render.py (the dashboard)"),
+        root / "deploy/k8s/generated/prometheusrule.yaml": _yaml(rule, "deploy/prometheus/alerts.yml"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a rendered file differs")
+    parser.add_argument("--root", type=Path, default=ROOT, help="repository root (default: this checkout)")
+    a = parser.parse_args(argv)
+    stale = []
+    for path, text in outputs(a.root).items():
+        if path.exists() and path.read_text(encoding="utf-8") == text:
+            continue
+        stale.append(path)
+        if not a.check:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+    for path in stale:
+        print(f"{'stale' if a.check else 'wrote'}: {path.relative_to(a.root)}")
+    return 1 if a.check and stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

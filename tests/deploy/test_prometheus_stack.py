@@ -1,0 +1,172 @@
+"""A real Prometheus, loading the repo's own scrape config and alert rules, scrapes a live
+Candor server under simulated traffic with feedback and drift; then every PromQL
+expression of the Grafana dashboard and of the alert rules must be valid and return series."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+import yaml
+
+from candor.client.simulate import SimulationPlan, load_labelled_rows, simulate
+from tests.conftest import REPO_ROOT, run_candor
+from tests.server.conftest import start_server
+
+DASHBOARD = REPO_ROOT / "deploy/grafana/dashboards/candor.json"
+PROMETHEUS = REPO_ROOT / "deploy/prometheus"
+# What Grafana would put in place of its variables with model "digits", version "1" selected.
+GRAFANA_VARIABLES = {"$__rate_interval": "30s", "$__interval": "5s", "$model": "digits", "$version": "1"}
+ALERTS = ("CandorConfidenceDrift", "CandorPredictionDrift", "CandorCalibrationErrorHigh", "CandorAccuracyGap")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def substitute(expr: str) -> str:
+    for name in sorted(GRAFANA_VARIABLES, key=len, reverse=True):
+        expr = expr.replace(name, GRAFANA_VARIABLES[name])
+    assert "$" not in expr, f"an unknown Grafana variable is left in {expr!r}"
+    return expr
+
+
+def label_values_to_promql(query: str) -> str:
+    """Grafana's label_values(selector, label) as the PromQL that has the same answer."""
+    m = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", query)
+    assert m, f"unexpected variable query {query!r}"
+    return f"count by ({m.group(2)}) ({m.group(1)})"
+
+
+def dashboard_expressions() -> list[tuple[str, str]]:
+    board = json.loads(DASHBOARD.read_text())
+    found = [(f"panel {p['title']!r}", t["expr"]) for p in board["panels"] for t in p.get("targets", [])]
+    for v in board["templating"]["list"]:
+        if v["type"] == "query":
+            found.append((f"variable ${v['name']}", label_values_to_promql(v["query"]["query"])))
+    return found
+
+
+def rule_expressions() -> list[tuple[str, str]]:
+    rules = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())
+    return [(f"alert {r['alert']}", r["expr"]) for g in rules["groups"] for r in g["rules"]]
+
+
+class Prometheus:
+    def __init__(self, port: int, proc: subprocess.Popen):
+        self.port, self.proc = port, proc
+
+    def query(self, expr: str) -> dict:
+        url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                return json.load(r)
+        except urllib.error.HTTPError as e:  # 400/422 carry the parse or evaluation error
+            return json.load(e)
+
+    def wait_for(self, expr: str, timeout: float, count: int = 1) -> list:
+        deadline = time.monotonic() + timeout
+        while True:
+            answer = self.query(expr)
+            result = answer.get("data", {}).get("result", [])
+            if len(result) >= count:
+                return result
+            if time.monotonic() > deadline:
+                pytest.fail(f"{expr} gave {len(result)} series after {timeout}s: {answer}")
+            time.sleep(0.5)
+
+
+def start_prometheus(tmp_path, metrics_port: int) -> Prometheus:
+    exe = shutil.which("prometheus")
+    if exe is None:
+        pytest.fail("prometheus is not installed; .ci/run installs Debian's prometheus package (apt-get install prometheus)")
+    port = free_port()
+    config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
+    # The repo's own file with two changes: targets on loopback, and one-second intervals so the test is short.
+    config["global"] |= {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    targets = {"candor": f"127.0.0.1:{metrics_port}", "prometheus": f"127.0.0.1:{port}"}
+    for job in config["scrape_configs"]:
+        job["static_configs"] = [{"targets": [targets[job["job_name"]]]}]
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    shutil.copy(PROMETHEUS / "alerts.yml", tmp_path / "alerts.yml")
+    log = open(tmp_path / "prometheus.log", "w")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen([exe, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                             f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    prom = Prometheus(port, proc)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=2) as r:
+                if r.status == 200:
+                    return prom
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"prometheus did not start: {(tmp_path / 'prometheus.log').read_text()[-2000:]}")
+        time.sleep(0.3)
+
+
+@pytest.fixture(scope="module")
+def stack(digits_repo, tmp_path_factory):
+    """Candor + Prometheus, after clean traffic and then drifted traffic with feedback, with every alert active."""
+    tmp = tmp_path_factory.mktemp("stack")
+    repo = tmp / "models"
+    shutil.copytree(digits_repo, repo)
+    rows = tmp / "digits-test.npz"
+    assert run_candor("split", "--model-repository", str(repo), "--name", "digits", "--output", str(rows)).returncode == 0
+    server = start_server(repo, "--poll-interval", "0", "--drift-window-rows", "1000", "--feedback-window-rows", "1000")
+    prom = start_prometheus(tmp, server.metrics_port)
+    try:
+        prom.wait_for('up{job="candor"} == 1', timeout=30)
+        X, y = load_labelled_rows(rows)
+        with server.client() as client:
+            for plan in (SimulationPlan(rate=0, drift_after_s=None, feedback_delay_s=0.2, duration_s=4, report_every_s=0),
+                         SimulationPlan(rate=0, drift_after_s=0, feedback_delay_s=0.2, duration_s=6, report_every_s=0)):
+                stats = simulate(client, "digits", X, y, plan, log=lambda _: None)
+                assert stats.errors == {} and stats.feedback_accepted == stats.rows
+        # Alerts go pending at the first evaluation that finds their condition true (`for:` then delays firing).
+        prom.wait_for('ALERTS{alertname=~"Candor.*"}', timeout=30, count=len(ALERTS))
+        yield prom
+    finally:
+        prom.proc.terminate()
+        prom.proc.wait(timeout=30)
+        assert server.stop() == 0
+
+
+@pytest.mark.parametrize(("where", "expr"), dashboard_expressions() + rule_expressions(), ids=lambda v: v if " " in v else "")
+def test_expression_is_valid_and_returns_series(stack, where, expr):
+    answer = stack.query(substitute(expr))
+    assert answer["status"] == "success", f"{where}: {answer.get('error')}"
+    assert answer["data"]["result"], f"{where}: no series for {expr}"
+
+
+def test_every_alert_is_active_under_drift(stack):
+    active = {s["metric"]["alertname"]: s["metric"]["alertstate"] for s in stack.query('ALERTS{alertname=~"Candor.*"}')["data"]["result"]}
+    assert set(active) == set(ALERTS)
+    assert set(active.values()) <= {"pending", "firing"}
+
+
+def test_a_broken_expression_is_reported(stack):
+    """The check above can fail: a typo is a Prometheus error, a wrong name an empty answer."""
+    assert stack.query("sum by (le (candor_confidence_bucket)")["status"] == "error"
+    assert stack.query(substitute('candor_confidense_psi{model=~"$model"}'))["data"]["result"] == []
+
+
+def test_the_dashboard_covers_every_metric_family_it_should(stack):
+    """Each signal the server exports for watching (DESIGN.md's list) appears in some panel."""
+    exprs = " ".join(e for _, e in dashboard_expressions())
+    wanted = ["candor_requests_total", "candor_request_duration_seconds_bucket", "candor_queue_duration_seconds_bucket",
+              "candor_inference_duration_seconds_bucket", "candor_batch_size_rows", "candor_queue_rows", "candor_confidence_bucket",
+              "candor_predictions_total", "candor_confidence_psi", "candor_prediction_psi", "candor_expected_accuracy",
+              "candor_observed_accuracy", "candor_observed_ece", "candor_feedback_total", "candor_model_info", "ALERTS"]  # fmt: skip
+    assert [w for w in wanted if w not in exprs] == []
