@@ -27,6 +27,18 @@ DASHBOARD_UID = "candor-calibration"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 MV = 'model=~"$model", version=~"$version"'  # the dashboard's model and version variables
 RATE = "[$__rate_interval]"
+
+
+def sel(metric: str) -> str:
+    """``metric`` restricted to the dashboard's chosen model and version."""
+    return f"{metric}{{{MV}}}"
+
+
+def rate(metric: str, by: str = "version") -> str:
+    """Per-second rate of a counter of the chosen versions, summed by ``by`` (all together when empty)."""
+    return f"sum{f' by ({by})' if by else ''} (rate({sel(metric)}{RATE}))"
+
+
 PSI_STEPS = [(None, "green"), (0.1, "orange"), (0.25, "red")]  # the server's --psi-warn / --psi-drift defaults
 
 
@@ -47,7 +59,9 @@ class Panel:
 
 def traffic() -> list[Panel]:
     q = "histogram_quantile({q}, sum by (le, rpc) (rate(candor_request_duration_seconds_bucket" + RATE + ")))"
-    stage = "histogram_quantile(0.99, sum by (le, version) (rate(candor_{name}_duration_seconds_bucket{{" + MV + "}}" + RATE + ")))"
+    def p99(name: str) -> str:
+        return f"histogram_quantile(0.99, {rate(f'candor_{name}_duration_seconds_bucket', 'le, version')})"
+
     return [
         Panel("Requests per second by status code", [("sum by (code) (rate(candor_requests_total" + RATE + "))", "{{code}}")],
               unit="reqps", description="Every RPC the server answered (both services), by gRPC status code."),
@@ -57,18 +71,17 @@ def traffic() -> list[Panel]:
               unit="percentunit", steps=[(None, "green"), (0.01, "red")]),
         Panel("Request latency", [(q.format(q=p), f"p{round(p * 100)} {{{{rpc}}}}") for p in (0.5, 0.95, 0.99)], unit="s",
               description="From receiving an RPC to answering it, from the candor_request_duration_seconds histogram."),
-        Panel("Queue wait and inference time (p99)", [(stage.format(name="queue"), "queue v{{version}}"),
-                                                       (stage.format(name="inference"), "onnxruntime v{{version}}")], unit="s"),
+        Panel("Queue wait and inference time (p99)",
+              [(p99("queue"), "queue v{{version}}"), (p99("inference"), "onnxruntime v{{version}}")], unit="s"),
         Panel("Rows per batch", [
-            (f"sum by (version) (rate(candor_batch_size_rows_sum{{{MV}}}{RATE})) / "
-             f"sum by (version) (rate(candor_batch_size_rows_count{{{MV}}}{RATE}))", "mean v{{version}}"),
-            (f"histogram_quantile(0.95, sum by (le, version) (rate(candor_batch_size_rows_bucket{{{MV}}}{RATE})))", "p95 v{{version}}"),
+            (f"{rate('candor_batch_size_rows_sum')} / {rate('candor_batch_size_rows_count')}", "mean v{{version}}"),
+            (f"histogram_quantile(0.95, {rate('candor_batch_size_rows_bucket', 'le, version')})", "p95 v{{version}}"),
         ], description="Rows the dynamic batcher put into one onnxruntime run."),
-        Panel("Queue depth and requests in flight", [(f"sum by (version) (candor_queue_rows{{{MV}}})", "rows queued v{{version}}"),
+        Panel("Queue depth and requests in flight", [(f"sum by (version) ({sel('candor_queue_rows')})", "queued v{{version}}"),
                                                      ("candor_inflight_requests", "RPCs in flight")]),
         Panel("Refused and dropped requests", [
-            (f"sum by (reason) (rate(candor_dropped_requests_total{{{MV}}}{RATE}))", "dropped: {{reason}}"),
-            (f"sum(rate(candor_rejected_requests_total{{{MV}}}{RATE}))", "refused: queue full"),
+            (rate("candor_dropped_requests_total", "reason"), "dropped: {{reason}}"),
+            (rate("candor_rejected_requests_total", ""), "refused: queue full"),
         ], unit="reqps", description="Dropped: the deadline passed or the caller left while queued (never run). "
                                      "Refused: RESOURCE_EXHAUSTED because the queue was full."),
     ]  # fmt: skip
@@ -76,25 +89,25 @@ def traffic() -> list[Panel]:
 
 def drift() -> list[Panel]:
     return [
-        Panel("Confidence distribution over time", [(f"sum by (le) (increase(candor_confidence_bucket{{{MV}}}{RATE}))", "{{le}}")],
+        Panel("Confidence over time", [(f"sum by (le) (increase({sel('candor_confidence_bucket')}{RATE}))", "{{le}}")],
               kind="heatmap", fmt="heatmap", width=24,
               description="Top-label confidence of every predicted row: a shift to the left is the model growing unsure.",
               extra={"options": {"calculate": False, "yAxis": {"unit": "percentunit"}, "color": {"scheme": "Oranges"},
                                  "cellGap": 1, "tooltip": {"mode": "single", "yHistogram": True}}}),
         Panel("Confidence drift (PSI vs training reference)",
-              [(f"candor_confidence_psi{{{MV}}}", "PSI v{{version}}"), (f"candor_confidence_js_distance{{{MV}}}", "JS distance v{{version}}")],
+              [(sel("candor_confidence_psi"), "PSI v{{version}}"), (sel("candor_confidence_js_distance"), "JS v{{version}}")],
               steps=PSI_STEPS, description="Population stability index of live top-label confidence against the histogram "
                                            "recorded on the test split at training time. Lines: warn 0.1, drift 0.25."),
-        Panel("Prediction drift (PSI of predicted-class mix)", [(f"candor_prediction_psi{{{MV}}}", "PSI v{{version}}")],
+        Panel("Prediction drift (PSI of predicted-class mix)", [(sel("candor_prediction_psi"), "PSI v{{version}}")],
               steps=PSI_STEPS),
-        Panel("Predicted class mix", [(f"sum by (class_name) (rate(candor_predictions_total{{{MV}}}{RATE}))", "{{class_name}}")],
+        Panel("Predicted class mix", [(rate("candor_predictions_total", "class_name"), "{{class_name}}")],
               unit="percentunit", extra={"fieldConfig": {"custom": {"stacking": {"mode": "percent"}, "fillOpacity": 60}}}),
-        Panel("Drift state", [(f"candor_drift_state{{{MV}}}", "{{signal}} v{{version}}")], kind="state-timeline",
+        Panel("Drift state", [(sel("candor_drift_state"), "{{signal}} v{{version}}")], kind="state-timeline",
               steps=[(None, "green"), (1, "orange"), (2, "red")],
               extra={"fieldConfig": {"mappings": [{"type": "value", "options": {"0": {"text": "ok"}, "1": {"text": "warn"},
                                                                                  "2": {"text": "drift"}}}]}}),
-        Panel("Rows behind the signals", [(f"candor_drift_window_rows{{{MV}}}", "drift window v{{version}}"),
-                                          (f"candor_feedback_window_rows{{{MV}}}", "feedback window v{{version}}")],
+        Panel("Rows behind the signals", [(sel("candor_drift_window_rows"), "drift window v{{version}}"),
+                                          (sel("candor_feedback_window_rows"), "feedback window v{{version}}")],
               description="Alerts wait for 200 rows (drift) and 100 labelled rows (calibration)."),
     ]  # fmt: skip
 
@@ -102,33 +115,33 @@ def drift() -> list[Panel]:
 def calibration() -> list[Panel]:
     return [
         Panel("Expected vs observed accuracy", [
-            (f"candor_expected_accuracy{{{MV}}}", "expected (mean confidence) v{{version}}"),
-            (f"candor_observed_accuracy{{{MV}}}", "observed (feedback) v{{version}}"),
-            (f"candor_reference_accuracy{{{MV}}}", "at training (test split) v{{version}}"),
+            (sel("candor_expected_accuracy"), "expected (mean confidence) v{{version}}"),
+            (sel("candor_observed_accuracy"), "observed (feedback) v{{version}}"),
+            (sel("candor_reference_accuracy"), "at training (test split) v{{version}}"),
         ], unit="percentunit", description="A calibrated model's mean confidence equals its accuracy."),
-        Panel("Live ECE", [(f"candor_observed_ece{{{MV}}}", "ECE v{{version}}")], steps=[(None, "green"), (0.1, "red")],
+        Panel("Live ECE", [(sel("candor_observed_ece"), "ECE v{{version}}")], steps=[(None, "green"), (0.1, "red")],
               description="15 equal-width bins on top-label confidence over the feedback window; alert above 0.1."),
-        Panel("Expected minus observed accuracy", [(f"candor_observed_accuracy_gap{{{MV}}}", "gap v{{version}}")],
+        Panel("Expected minus observed accuracy", [(sel("candor_observed_accuracy_gap"), "gap v{{version}}")],
               unit="percentunit", steps=[(None, "green"), (0.05, "red")],
               description="Positive: overconfident. Alert when the gap exceeds 0.05 either way."),
-        Panel("NLL and Brier on feedback", [(f"candor_observed_nll{{{MV}}}", "NLL v{{version}}"),
-                                            (f"candor_observed_brier{{{MV}}}", "Brier v{{version}}")]),
-        Panel("Live reliability diagram", [(f"candor_live_reliability_accuracy{{{MV}}}", "accuracy, confidence <= {{le}} v{{version}}")],
+        Panel("NLL and Brier on feedback", [(sel("candor_observed_nll"), "NLL v{{version}}"),
+                                            (sel("candor_observed_brier"), "Brier v{{version}}")]),
+        Panel("Live reliability diagram", [(sel("candor_live_reliability_accuracy"), "accuracy at confidence <= {{le}}")],
               kind="bargauge", instant=True, unit="percentunit",
-              description="Observed accuracy per confidence bin over the feedback window; calibrated bins sit at their upper edge.",
+              description="Observed accuracy per confidence bin over the feedback window; calibrated bins sit near their edge.",
               extra={"options": {"displayMode": "gradient", "orientation": "horizontal"},
                      "fieldConfig": {"min": 0, "max": 1}}),
-        Panel("Feedback received", [('sum by (outcome) (rate(candor_feedback_total{model=~"$model"}' + RATE + "))", "{{outcome}}")],
+        Panel("Feedback received", [(f'sum by (outcome) (rate(candor_feedback_total{{model=~"$model"}}{RATE}))', "{{outcome}}")],
               unit="reqps", description="Feedback items per second: ACCEPTED joins a stored prediction."),
     ]  # fmt: skip
 
 
 def models() -> list[Panel]:
     return [
-        Panel("Model versions and provider", [(f"candor_model_info{{{MV}}}", "")], kind="table", instant=True, fmt="table",
+        Panel("Model versions and provider", [(sel("candor_model_info"), "")], kind="table", instant=True, fmt="table",
               extra={"transformations": [{"id": "organize", "options": {"excludeByName": {"Time": True, "Value": True,
                                                                                          "__name__": True}}}]}),
-        Panel("Ready", [(f"candor_model_ready{{{MV}}}", "v{{version}}")], kind="stat", width=6,
+        Panel("Ready", [(sel("candor_model_ready"), "v{{version}}")], kind="stat", width=6,
               steps=[(None, "red"), (1, "green")]),
         Panel("Load failures (last hour)", [('sum by (model) (increase(candor_model_load_failures_total{model=~"$model"}[1h]))',
                                              "{{model}}")], kind="stat", width=6, steps=[(None, "green"), (1, "red")]),

@@ -151,7 +151,8 @@ def test_expression_is_valid_and_returns_series(stack, where, expr):
 
 
 def test_every_alert_is_active_under_drift(stack):
-    active = {s["metric"]["alertname"]: s["metric"]["alertstate"] for s in stack.query('ALERTS{alertname=~"Candor.*"}')["data"]["result"]}
+    series = stack.query('ALERTS{alertname=~"Candor.*"}')["data"]["result"]
+    active = {s["metric"]["alertname"]: s["metric"]["alertstate"] for s in series}
     assert set(active) == set(ALERTS)
     assert set(active.values()) <= {"pending", "firing"}
 
@@ -166,7 +167,8 @@ def test_the_dashboard_covers_every_metric_family_it_should(stack):
     """Each signal the server exports for watching (DESIGN.md's list) appears in some panel."""
     exprs = " ".join(e for _, e in dashboard_expressions())
     wanted = ["candor_requests_total", "candor_request_duration_seconds_bucket", "candor_queue_duration_seconds_bucket",
-              "candor_inference_duration_seconds_bucket", "candor_batch_size_rows", "candor_queue_rows", "candor_confidence_bucket",
-              "candor_predictions_total", "candor_confidence_psi", "candor_prediction_psi", "candor_expected_accuracy",
-              "candor_observed_accuracy", "candor_observed_ece", "candor_feedback_total", "candor_model_info", "ALERTS"]  # fmt: skip
+              "candor_inference_duration_seconds_bucket", "candor_batch_size_rows", "candor_queue_rows",
+              "candor_confidence_bucket", "candor_predictions_total", "candor_confidence_psi", "candor_prediction_psi",
+              "candor_expected_accuracy", "candor_observed_accuracy", "candor_observed_ece", "candor_feedback_total",
+              "candor_model_info", "ALERTS"]  # fmt: skip
     assert [w for w in wanted if w not in exprs] == []
