@@ -17,6 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import start_http_server
 
 from candor.kserve.v2 import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
+from candor.server.auth import AuthInterceptor, load_tokens, warn_if_open
 from candor.server.candor_service import InferenceService
 from candor.server.engine import Engine
 from candor.server.feedback import FeedbackService
@@ -70,8 +71,22 @@ class CandorServer:
         overall = SERVING if self._ready and not self._stopping else NOT_SERVING
         loop.create_task(self.health.set("", overall))
 
+    def _interceptors(self) -> list[grpc.aio.ServerInterceptor]:
+        s = self.settings
+        warn_if_open(s.auth_tokens_file)
+        if not s.auth_tokens_file:
+            return []
+        table = load_tokens(s.auth_tokens_file)
+        log.info("authentication on: %d token(s); health %s, reflection %s without a token", len(table.roles),
+                 "open" if s.auth_open_health else "closed", "open" if s.auth_open_reflection else "closed")  # fmt: skip
+        for reason in ("unauthenticated", "permission_denied"):
+            self.metrics.auth_refusals.labels(reason)
+        return [AuthInterceptor(table, s.auth_open_health, s.auth_open_reflection,
+                                lambda reason: self.metrics.auth_refusals.labels(reason).inc())]  # fmt: skip
+
     async def start(self) -> None:
         s = self.settings
+        interceptors = self._interceptors()  # a bad tokens file stops the start before anything loads
         self._metrics_http, _ = start_http_server(s.metrics_port, addr=s.metrics_host, registry=self.metrics.registry)
         self.metrics_port = self._metrics_http.server_port
         await self.repository.refresh()
@@ -85,7 +100,7 @@ class CandorServer:
             ("grpc.max_send_message_length", s.max_message_bytes),
             ("grpc.so_reuseport", 0),
         ]
-        server = grpc.aio.server(options=options)
+        server = grpc.aio.server(options=options, interceptors=interceptors)
         inference_pb2_grpc.add_InferenceServiceServicer_to_server(
             InferenceService(self.engine, self.metrics, s.max_rows_per_request, s.max_batch_size, self.feedback, self.thresholds),
             server,

@@ -35,6 +35,7 @@ FLAGS = {
     "drift_window_s": ("--drift-window-seconds", float, "oldest age of a row in the drift window"),
     "psi_warn": ("--psi-warn", float, "PSI at which a drift signal warns"),
     "psi_drift": ("--psi-drift", float, "PSI at which a drift signal reports drift"),
+    "auth_tokens_file": ("--auth-tokens-file", str, "bearer tokens, a line 'TOKEN [infer|admin]' each; empty: no auth"),
 }
 
 
@@ -46,6 +47,10 @@ def cmd_serve(a: argparse.Namespace) -> int:
         cli["reflection"] = False
     if a.allow_spinning:
         cli["allow_spinning"] = True
+    if a.auth_lock_health:
+        cli["auth_open_health"] = False
+    if a.auth_open_reflection:
+        cli["auth_open_reflection"] = True
     settings = Settings.load(cli=cli, file=a.settings)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("candor.server").debug("settings: %s", as_dict(settings))
@@ -67,4 +72,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--allow-spinning", action="store_true", help="let onnxruntime threads busy-wait between runs (many-core hosts)"
     )
+    p.add_argument("--auth-lock-health", action="store_true", help="with auth on, health checks need a token too")
+    p.add_argument("--auth-open-reflection", action="store_true", help="with auth on, reflection answers without a token")
     p.set_defaults(handler=cmd_serve)

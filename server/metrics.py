@@ -49,6 +49,12 @@ class ServerMetrics:
             registry=r,
         )
         self.rejected = Counter("candor_rejected_requests", "Requests refused because the queue was full", mv, registry=r)
+        self.auth_refusals = Counter(
+            "candor_auth_refusals",
+            "Calls refused before any handler ran: reason=unauthenticated (no or unknown token) or permission_denied",
+            ("reason",),
+            registry=r,
+        )
         self.feedback = Counter("candor_feedback", "Feedback items by outcome", ("model", "outcome"), registry=r)
         self.load_failures = Counter("candor_model_load_failures", "Model versions that failed to load", ("model",), registry=r)
         self.model_info = Gauge(

@@ -50,6 +50,9 @@ class Settings:
     psi_warn: float = 0.1
     psi_drift: float = 0.25
     log_level: str = "INFO"
+    auth_tokens_file: str = ""  # one bearer token per line with an optional role; empty: no authentication (warned)
+    auth_open_health: bool = True  # health answers without a token (Kubernetes' gRPC probes cannot send one)
+    auth_open_reflection: bool = False  # reflection answers without a token
 
     def check(self) -> Settings:
         problems = []
