@@ -28,6 +28,7 @@ from candor.server.monitor import DriftCollector, DriftThresholds, DriftWindow
 from candor.server.observed import ObservedCollector
 from candor.server.repository import ModelRepository
 from candor.server.settings import Settings
+from candor.server.tls import describe, server_credentials
 from candor.v1 import inference_pb2, inference_pb2_grpc
 
 log = logging.getLogger("candor.server")
@@ -86,7 +87,9 @@ class CandorServer:
 
     async def start(self) -> None:
         s = self.settings
-        interceptors = self._interceptors()  # a bad tokens file stops the start before anything loads
+        # Bad tokens or certificate files stop the start before anything loads.
+        interceptors = self._interceptors()
+        credentials = server_credentials(s.tls_cert_file, s.tls_key_file, s.tls_client_ca_file) if s.tls_cert_file else None
         self._metrics_http, _ = start_http_server(s.metrics_port, addr=s.metrics_host, registry=self.metrics.registry)
         self.metrics_port = self._metrics_http.server_port
         await self.repository.refresh()
@@ -119,7 +122,11 @@ class CandorServer:
                 reflection.SERVICE_NAME,
             )
             reflection.enable_server_reflection(names, server)
-        self.grpc_port = server.add_insecure_port(f"{s.grpc_host}:{s.grpc_port}")
+        address = f"{s.grpc_host}:{s.grpc_port}"
+        if s.tls_cert_file:
+            self.grpc_port = server.add_secure_port(address, credentials)
+        else:
+            self.grpc_port = server.add_insecure_port(address)
         if self.grpc_port == 0:
             raise OSError(f"cannot listen on {s.grpc_host}:{s.grpc_port} (in use or not permitted)")
         await server.start()
@@ -130,8 +137,8 @@ class CandorServer:
             self._watch = asyncio.create_task(self.repository.watch())
         entries = self.repository.entries()
         ready = sum(e.state == "READY" for e in entries)
-        log.info("candor serving %d model version(s) on %s:%d (gRPC), metrics on %s:%d", ready, s.grpc_host, self.grpc_port,
-                 s.metrics_host, self.metrics_port)  # fmt: skip
+        log.info("candor serving %d model version(s) on %s:%d (gRPC, %s), metrics on %s:%d", ready, s.grpc_host, self.grpc_port,
+                 describe(s.tls_client_ca_file, s.tls_cert_file), s.metrics_host, self.metrics_port)  # fmt: skip
 
     async def stop(self) -> None:
         """Graceful stop: health NOT_SERVING, refuse new calls, let calls in flight finish."""

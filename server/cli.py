@@ -35,6 +35,9 @@ FLAGS = {
     "drift_window_s": ("--drift-window-seconds", float, "oldest age of a row in the drift window"),
     "psi_warn": ("--psi-warn", float, "PSI at which a drift signal warns"),
     "psi_drift": ("--psi-drift", float, "PSI at which a drift signal reports drift"),
+    "tls_cert_file": ("--tls-cert", str, "PEM certificate chain: serve gRPC over TLS"),
+    "tls_key_file": ("--tls-key", str, "PEM private key of --tls-cert"),
+    "tls_client_ca_file": ("--tls-client-ca", str, "PEM CA: require client certificates it signed (mutual TLS)"),
     "auth_tokens_file": ("--auth-tokens-file", str, "bearer tokens, a line 'TOKEN [infer|admin]' each; empty: no auth"),
 }
 

@@ -50,6 +50,9 @@ class Settings:
     psi_warn: float = 0.1
     psi_drift: float = 0.25
     log_level: str = "INFO"
+    tls_cert_file: str = ""  # PEM certificate chain of the gRPC port; empty: plaintext
+    tls_key_file: str = ""  # PEM private key of that certificate
+    tls_client_ca_file: str = ""  # PEM CA bundle; set, clients must present a certificate it signed (mutual TLS)
     auth_tokens_file: str = ""  # one bearer token per line with an optional role; empty: no authentication (warned)
     auth_open_health: bool = True  # health answers without a token (Kubernetes' gRPC probes cannot send one)
     auth_open_reflection: bool = False  # reflection answers without a token
@@ -89,6 +92,10 @@ class Settings:
             problems.append(f"need 0 < psi_warn < psi_drift, got {self.psi_warn} and {self.psi_drift}")
         if self.max_queue_rows < self.max_rows_per_request:
             problems.append("max_queue_rows must be >= max_rows_per_request, or a full-size request could never queue")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            problems.append("tls_cert_file and tls_key_file go together: set both for TLS, or neither")
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            problems.append("tls_client_ca_file (mutual TLS) needs tls_cert_file and tls_key_file too")
         if problems:
             raise ValueError("invalid settings: " + "; ".join(problems))
         return self
