@@ -23,6 +23,7 @@ from candor.server.engine import Engine
 from candor.server.feedback import FeedbackService
 from candor.server.kserve_service import KServeService
 from candor.server.launch import ready_line
+from candor.server.limits import LimitsInterceptor
 from candor.server.metrics import ServerMetrics
 from candor.server.monitor import DriftCollector, DriftThresholds, DriftWindow
 from candor.server.observed import ObservedCollector
@@ -73,17 +74,23 @@ class CandorServer:
         loop.create_task(self.health.set("", overall))
 
     def _interceptors(self) -> list[grpc.aio.ServerInterceptor]:
+        """Auth first (an unauthenticated call costs nothing further), then the limits."""
         s = self.settings
+        for limit in ("inflight", "deadline"):
+            self.metrics.limit_refusals.labels(limit)
+        limits = LimitsInterceptor(s.max_inflight_requests, s.default_deadline_s, s.max_deadline_s,
+                                   lambda limit: self.metrics.limit_refusals.labels(limit).inc())  # fmt: skip
         warn_if_open(s.auth_tokens_file)
         if not s.auth_tokens_file:
-            return []
+            return [limits]
         table = load_tokens(s.auth_tokens_file)
         log.info("authentication on: %d token(s); health %s, reflection %s without a token", len(table.roles),
                  "open" if s.auth_open_health else "closed", "open" if s.auth_open_reflection else "closed")  # fmt: skip
         for reason in ("unauthenticated", "permission_denied"):
             self.metrics.auth_refusals.labels(reason)
-        return [AuthInterceptor(table, s.auth_open_health, s.auth_open_reflection,
-                                lambda reason: self.metrics.auth_refusals.labels(reason).inc())]  # fmt: skip
+        auth = AuthInterceptor(table, s.auth_open_health, s.auth_open_reflection,
+                               lambda reason: self.metrics.auth_refusals.labels(reason).inc())  # fmt: skip
+        return [auth, limits]
 
     async def start(self) -> None:
         s = self.settings
@@ -102,6 +109,7 @@ class CandorServer:
             ("grpc.max_receive_message_length", s.max_message_bytes),
             ("grpc.max_send_message_length", s.max_message_bytes),
             ("grpc.so_reuseport", 0),
+            ("grpc.max_concurrent_streams", s.max_concurrent_streams),
         ]
         server = grpc.aio.server(options=options, interceptors=interceptors)
         inference_pb2_grpc.add_InferenceServiceServicer_to_server(

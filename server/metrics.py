@@ -55,6 +55,12 @@ class ServerMetrics:
             ("reason",),
             registry=r,
         )
+        self.limit_refusals = Counter(
+            "candor_limit_refusals",
+            "Calls refused or cut by a server limit: limit=inflight (max_inflight_requests) or deadline (default/max deadline)",
+            ("limit",),
+            registry=r,
+        )
         self.feedback = Counter("candor_feedback", "Feedback items by outcome", ("model", "outcome"), registry=r)
         self.load_failures = Counter("candor_model_load_failures", "Model versions that failed to load", ("model",), registry=r)
         self.model_info = Gauge(

@@ -36,6 +36,10 @@ class Settings:
     max_queue_rows: int = 8192  # rows waiting per model version before RESOURCE_EXHAUSTED
     max_rows_per_request: int = 4096
     max_message_bytes: int = 64 * 1024 * 1024
+    max_inflight_requests: int = 1024  # unary calls being handled at once; more are RESOURCE_EXHAUSTED
+    max_concurrent_streams: int = 128  # calls at once per client connection (HTTP/2); more wait client-side
+    default_deadline_s: float = 60.0  # how long a unary call without a deadline may take
+    max_deadline_s: float = 600.0  # a longer deadline from the caller is cut to this
     warmup_rows: int = 8
     poll_interval_s: float = 5.0  # model repository watch; 0 turns it off
     grace_period_s: float = 10.0  # time calls in flight get to finish on SIGTERM
@@ -69,6 +73,8 @@ class Settings:
             "max_queue_rows",
             "max_rows_per_request",
             "max_message_bytes",
+            "max_inflight_requests",
+            "max_concurrent_streams",
             "warmup_rows",
         ):
             if getattr(self, name) < 1:
@@ -90,6 +96,9 @@ class Settings:
             problems.append(f"log_level must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
         if not 0 < self.psi_warn < self.psi_drift:
             problems.append(f"need 0 < psi_warn < psi_drift, got {self.psi_warn} and {self.psi_drift}")
+        if not 0 < self.default_deadline_s <= self.max_deadline_s:
+            got = f"{self.default_deadline_s} and {self.max_deadline_s}"
+            problems.append(f"need 0 < default_deadline_s <= max_deadline_s, got {got}")
         if self.max_queue_rows < self.max_rows_per_request:
             problems.append("max_queue_rows must be >= max_rows_per_request, or a full-size request could never queue")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):

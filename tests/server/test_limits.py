@@ -1,0 +1,103 @@
+"""Server limits: calls in flight, default and maximum deadlines; each refusal counted, health unaffected."""
+
+from __future__ import annotations
+
+import threading
+
+import grpc
+import pytest
+
+from candor.client.sdk import _BaseClient
+from candor.v1 import inference_pb2_grpc
+from tests.conftest import run_candor
+from tests.server.conftest import start_server
+
+# A single-row request waits this long for its batch to fill, so calls are slow on purpose.
+SLOW = ("--max-queue-delay-ms", "1500", "--max-batch-size", "256", "--poll-interval", "0")
+
+
+@pytest.fixture
+def slow_server(served_repo):
+    limits = ("--default-deadline", "0.5", "--max-deadline", "0.8", "--max-inflight-requests", "3")
+    server = start_server(served_repo, *SLOW, *limits)
+    yield server
+    assert server.stop() == 0
+
+
+def predict_raw(target: str, rows, timeout: float | None):
+    """Predict through the generated stub, so that "no deadline" really sends none."""
+    with grpc.insecure_channel(target) as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        return stub.Predict(_BaseClient._predict_request(rows, "digits", None, 1, False), timeout=timeout)
+
+
+def outcome(target: str, rows, timeout: float | None) -> tuple[grpc.StatusCode, str]:
+    try:
+        predict_raw(target, rows, timeout)
+        return grpc.StatusCode.OK, ""
+    except grpc.RpcError as e:
+        return e.code(), e.details()
+
+
+def at_once(n: int, target: str, rows, timeout: float, meanwhile=lambda: None) -> list[tuple[grpc.StatusCode, str]]:
+    """``n`` Predict calls in parallel threads (``meanwhile`` runs while they are in flight)."""
+    results: list[tuple[grpc.StatusCode, str]] = []
+    threads = [threading.Thread(target=lambda: results.append(outcome(target, rows, timeout))) for _ in range(n)]
+    for t in threads:
+        t.start()
+    meanwhile()
+    for t in threads:
+        t.join(timeout=30)
+    return results
+
+
+def test_a_call_without_deadline_gets_the_default(slow_server, digits_rows):
+    code, message = outcome(slow_server.target, digits_rows[:1], timeout=None)
+    assert code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert message == "Predict ran past the server's 0.5 s limit (default_deadline_s: the call set no deadline)"
+    assert slow_server.metric("candor_limit_refusals_total", limit="deadline") == 1
+
+
+def test_a_longer_deadline_is_cut_to_the_maximum(slow_server, digits_rows):
+    code, message = outcome(slow_server.target, digits_rows[:1], timeout=30)
+    assert code == grpc.StatusCode.DEADLINE_EXCEEDED and "0.8 s limit (max_deadline_s)" in message
+
+
+def test_a_shorter_deadline_is_the_callers_own(slow_server, digits_rows):
+    code, _ = outcome(slow_server.target, digits_rows[:1], timeout=0.3)
+    assert code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert slow_server.metric("candor_limit_refusals_total", limit="deadline") == 0  # not the server's doing
+
+
+def test_calls_beyond_the_inflight_limit_are_refused_and_health_still_answers(slow_server, digits_rows):
+    def health_answers():
+        with slow_server.client() as client:
+            assert client.health() == "SERVING"  # probes are exempt from the limits
+
+    results = at_once(8, slow_server.target, digits_rows[:1], 0.75, meanwhile=health_answers)
+    busy = [m for code, m in results if code == grpc.StatusCode.RESOURCE_EXHAUSTED]
+    assert len(results) == 8 and len(busy) >= 5  # at most 3 at once; the rest refused at once
+    assert all("calls in flight, the limit (max_inflight_requests)" in m for m in busy)
+    assert slow_server.metric("candor_limit_refusals_total", limit="inflight") == len(busy)
+    # The slots free up again (nothing leaked): three calls at once are all admitted.
+    again = at_once(3, slow_server.target, digits_rows[:1], 0.75)
+    assert len(again) == 3 and grpc.StatusCode.RESOURCE_EXHAUSTED not in [code for code, _ in again]
+
+
+def test_normal_calls_pass_the_limits(server, digits_rows):
+    assert len(predict_raw(server.target, digits_rows[:2], timeout=None).prediction_ids) == 2
+    assert server.metric("candor_limit_refusals_total", limit="inflight") == 0
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--default-deadline", "100", "--max-deadline", "10"], "need 0 < default_deadline_s <= max_deadline_s"),
+        (["--max-inflight-requests", "0"], "max_inflight_requests must be >= 1"),
+        (["--max-concurrent-streams", "0"], "max_concurrent_streams must be >= 1"),
+    ],
+)
+def test_bad_limits_stop_the_start(served_repo, flags, message):
+    result = run_candor("serve", "--model-repository", str(served_repo), "--grpc-port", "0", "--metrics-port", "0", *flags,
+                        timeout=60)  # fmt: skip
+    assert result.returncode == 2 and message in result.stderr
