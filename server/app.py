@@ -19,6 +19,7 @@ from prometheus_client import start_http_server
 from candor.kserve.v2 import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
 from candor.server.auth import AuthInterceptor, load_tokens, warn_if_open
 from candor.server.candor_service import InferenceService
+from candor.server.decoding import RequestDecoding
 from candor.server.engine import Engine
 from candor.server.feedback import FeedbackService
 from candor.server.kserve_service import KServeService
@@ -74,7 +75,7 @@ class CandorServer:
         loop.create_task(self.health.set("", overall))
 
     def _interceptors(self) -> list[grpc.aio.ServerInterceptor]:
-        """Auth first (an unauthenticated call costs nothing further), then the limits."""
+        """Auth first (an unauthenticated call costs nothing further), then the limits, then request decoding."""
         s = self.settings
         for limit in ("inflight", "deadline"):
             self.metrics.limit_refusals.labels(limit)
@@ -82,7 +83,7 @@ class CandorServer:
                                    lambda limit: self.metrics.limit_refusals.labels(limit).inc())  # fmt: skip
         warn_if_open(s.auth_tokens_file)
         if not s.auth_tokens_file:
-            return [limits]
+            return [limits, RequestDecoding()]
         table = load_tokens(s.auth_tokens_file)
         log.info("authentication on: %d token(s); health %s, reflection %s without a token", len(table.roles),
                  "open" if s.auth_open_health else "closed", "open" if s.auth_open_reflection else "closed")  # fmt: skip
@@ -90,7 +91,7 @@ class CandorServer:
             self.metrics.auth_refusals.labels(reason)
         auth = AuthInterceptor(table, s.auth_open_health, s.auth_open_reflection,
                                lambda reason: self.metrics.auth_refusals.labels(reason).inc())  # fmt: skip
-        return [auth, limits]
+        return [auth, limits, RequestDecoding()]
 
     async def start(self) -> None:
         s = self.settings
