@@ -36,6 +36,7 @@ from candor.v1 import inference_pb2, inference_pb2_grpc
 log = logging.getLogger("candor.server")
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+STORE_HEALTH = "candor.feedback_store"  # health service name of the feedback store (NOT_SERVING after a failed write)
 
 
 class CandorServer:
@@ -74,6 +75,10 @@ class CandorServer:
         overall = SERVING if self._ready and not self._stopping else NOT_SERVING
         loop.create_task(self.health.set("", overall))
 
+    def _publish_store_health(self, ok: bool) -> None:
+        """The feedback store's state as its own health service: predictions go on either way."""
+        asyncio.get_running_loop().create_task(self.health.set(STORE_HEALTH, SERVING if ok else NOT_SERVING))
+
     def _interceptors(self) -> list[grpc.aio.ServerInterceptor]:
         """Auth first (an unauthenticated call costs nothing further), then the limits, then request decoding."""
         s = self.settings
@@ -102,7 +107,8 @@ class CandorServer:
         self.metrics_port = self._metrics_http.server_port
         await self.repository.refresh()
         try:
-            self.feedback = FeedbackService(s, self.repository, self.metrics)
+            self.feedback = FeedbackService(s, self.repository, self.metrics, self._publish_store_health)
+            self._publish_store_health(True)
         except (OSError, sqlite3.Error) as e:
             raise OSError(f"cannot open the feedback store under data_dir {s.data_dir!r}: {e}") from e
         self.metrics.registry.register(ObservedCollector(lambda: self.feedback.windows))

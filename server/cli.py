@@ -31,6 +31,7 @@ FLAGS = {
     "grace_period_s": ("--grace-period", float, "seconds calls in flight get on SIGTERM"),
     "log_level": ("--log-level", str, "DEBUG, INFO, WARNING or ERROR"),
     "data_dir": ("--data-dir", str, "folder for durable feedback (SQLite)"),
+    "feedback_store_max_bytes": ("--feedback-store-max-bytes", int, "cap on the feedback database file (0: none)"),
     "prediction_store_rows": ("--prediction-store-rows", int, "recent predictions kept for feedback to join"),
     "prediction_ttl_s": ("--prediction-ttl", float, "seconds a prediction waits for its feedback"),
     "feedback_window_rows": ("--feedback-window-rows", int, "joined feedback rows in the label-based window"),

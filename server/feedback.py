@@ -4,7 +4,10 @@ feeding the label-based signals. Transport-neutral; the servicer maps it."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from candor.calibration import scale_logits
-from candor.server.errors import InvalidArgument
+from candor.server.errors import InvalidArgument, Unavailable
 from candor.server.feedback_store import FeedbackRow, FeedbackStore
 from candor.server.metrics import FEEDBACK_OUTCOMES, ServerMetrics
 from candor.server.observed import FeedbackWindow
@@ -21,6 +24,7 @@ from candor.server.repository import ModelRepository
 from candor.server.settings import Settings
 
 ACCEPTED, DUPLICATE, EXPIRED, UNKNOWN_ID = FEEDBACK_OUTCOMES
+log = logging.getLogger("candor.server")
 
 
 @dataclass(frozen=True)
@@ -36,12 +40,14 @@ class FeedbackItem:
 
 
 class FeedbackService:
-    def __init__(self, settings: Settings, repository: ModelRepository, metrics: ServerMetrics):
+    def __init__(self, settings: Settings, repository: ModelRepository, metrics: ServerMetrics,
+                 on_store_health: Callable[[bool], None] = lambda ok: None):  # fmt: skip
         self.settings = settings
         self.repository = repository
         self.metrics = metrics
+        self.on_store_health = on_store_health
         self.predictions = PredictionStore(settings.prediction_store_rows, settings.prediction_ttl_s)
-        self.store = FeedbackStore(Path(settings.data_dir) / "feedback.sqlite3")
+        self.store = FeedbackStore(Path(settings.data_dir) / "feedback.sqlite3", settings.feedback_store_max_bytes)
         self.windows: dict[tuple[str, str], FeedbackWindow] = {}
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="candor-feedback")  # one writer, in order
         since = time.time() - settings.feedback_window_s
@@ -115,8 +121,21 @@ class FeedbackService:
             rows.append((i, row))
 
         loop = asyncio.get_running_loop()
-        inserted = await loop.run_in_executor(self._db, self.store.insert, [r for _, r in rows]) if rows else []
-        seen = await loop.run_in_executor(self._db, self.store.known, [pid for _, pid in missing]) if missing else set()
+        try:
+            inserted = await loop.run_in_executor(self._db, self.store.insert, [r for _, r in rows]) if rows else []
+            seen = await loop.run_in_executor(self._db, self.store.known, [pid for _, pid in missing]) if missing else set()
+        except sqlite3.Error as e:
+            # The batch was rolled back whole: nothing of it is stored or acknowledged, and the
+            # predictions stay joinable, so the caller can send the same batch again later.
+            self.metrics.store_errors.inc()
+            self.metrics.store_up.set(0)
+            self.on_store_health(False)
+            log.error("feedback store write failed: %s", e)
+            raise Unavailable(f"the feedback store cannot write ({e}); nothing from this batch was stored, "
+                              "predictions are unaffected; retry once the store has room") from None  # fmt: skip
+        if rows:
+            self.metrics.store_up.set(1)
+            self.on_store_health(True)
         outcomes: list[str] = [""] * len(items)
         for (i, row), ok in zip(rows, inserted, strict=True):
             outcomes[i] = ACCEPTED if ok else DUPLICATE

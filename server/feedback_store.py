@@ -41,7 +41,7 @@ class FeedbackRow:
 
 
 class FeedbackStore:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, max_bytes: int = 0):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
@@ -50,6 +50,10 @@ class FeedbackStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")  # an acknowledged row survives power loss too
             self._db.executescript(SCHEMA)
+            if max_bytes:
+                # A cap on the file: past it every write fails with SQLITE_FULL, exactly as on a full disk.
+                page = self._db.execute("PRAGMA page_size").fetchone()[0]
+                self._db.execute(f"PRAGMA max_page_count = {max(1, max_bytes // page)}")
 
     def insert(self, rows: list[FeedbackRow]) -> list[bool]:
         """Insert in one transaction; per row, False if the id already had feedback."""
@@ -66,7 +70,10 @@ class FeedbackStore:
                     inserted.append(cur.rowcount == 1)
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # SQLite rolls back by itself on some errors (SQLITE_FULL among them); a second
+                # ROLLBACK would then fail and hide the real error.
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
         return inserted
 

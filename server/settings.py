@@ -45,6 +45,7 @@ class Settings:
     grace_period_s: float = 10.0  # time calls in flight get to finish on SIGTERM
     reflection: bool = True
     data_dir: str = "data"  # where joined feedback is stored (SQLite)
+    feedback_store_max_bytes: int = 0  # cap on the feedback database; 0: the disk is the limit
     prediction_store_rows: int = 100_000  # recent predictions kept for feedback to join
     prediction_ttl_s: float = 86_400.0  # ... and for how long
     feedback_window_rows: int = 5000  # label-based signals cover at most this many joined rows ...
@@ -87,6 +88,7 @@ class Settings:
             "drift_window_s",
             "prediction_ttl_s",
             "feedback_window_s",
+            "feedback_store_max_bytes",
         ):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -1,0 +1,186 @@
+"""Faults a real server survives: a full feedback store, a crash, SIGTERM under load, a client that
+leaves mid-stream, a client that stops reading. (Model files corrupted or removed while serving:
+test_lifecycle.py.) In each case acknowledged feedback is never lost."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+
+from candor.v1 import inference_pb2 as pb
+from candor.v1 import inference_pb2_grpc
+from tests.server.conftest import start_server
+
+OK_DURING_STOP = {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
+
+
+def stored_ids(data_dir) -> set[str]:
+    with sqlite3.connect(data_dir / "feedback.sqlite3") as db:
+        return {r[0] for r in db.execute("SELECT prediction_id FROM feedback")}
+
+
+def predict_and_label(client, rows, labels) -> tuple[list[str], object]:
+    ids = client.predict(rows, model="digits").prediction_ids
+    return ids, client.feedback(ids, labels, model="digits")
+
+
+@pytest.fixture(scope="module")
+def labelled():
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return d.data.astype(np.float32), d.target
+
+
+def test_a_full_feedback_store_refuses_whole_batches_and_keeps_serving(served_repo, labelled):
+    X, y = labelled
+    data_dir = served_repo.parent / "data"
+    server = start_server(served_repo, "--poll-interval", "0", "--feedback-store-max-bytes", "65536")
+    acknowledged: list[str] = []
+    refused_ids: list[str] = []
+    try:
+        with server.client(retries=0) as client:
+            for start in range(0, 1000, 50):
+                ids = client.predict(X[start : start + 50], model="digits").prediction_ids
+                try:
+                    result = client.feedback(ids, y[start : start + 50], model="digits")
+                except grpc.RpcError as e:
+                    assert e.code() == grpc.StatusCode.UNAVAILABLE
+                    assert "the feedback store cannot write (database or disk is full)" in e.details()
+                    assert "nothing from this batch was stored" in e.details()
+                    refused_ids = ids
+                    break
+                assert result.accepted == 50
+                acknowledged += ids
+            assert refused_ids, "the store never filled up"
+            # Predictions go on; the fault shows in health details and metrics.
+            assert len(client.predict(X[:3], model="digits").prediction_ids) == 3
+            assert client.health() == "SERVING" and client.health("digits") == "SERVING"
+            assert client.health("candor.feedback_store") == "NOT_SERVING"
+        assert server.metric("candor_feedback_store_up") == 0
+        assert server.metric("candor_feedback_store_errors_total") >= 1
+    finally:
+        assert server.stop() == 0
+    stored = stored_ids(data_dir)
+    assert set(acknowledged) <= stored and not set(refused_ids) & stored  # all acknowledged, nothing partial
+
+    # Room again (no cap): the same store takes feedback and reports healthy; old rows still count as duplicates.
+    server = start_server(served_repo, "--poll-interval", "0")
+    try:
+        with server.client() as client:
+            assert client.health("candor.feedback_store") == "SERVING"
+            _, result = predict_and_label(client, X[:5], y[:5])
+            assert result.accepted == 5
+            assert client.feedback(acknowledged[:10], y[:10], model="digits").duplicate == 10
+        assert server.metric("candor_feedback_store_up") == 1
+    finally:
+        assert server.stop() == 0
+
+
+def test_a_crash_loses_no_acknowledged_feedback(served_repo, labelled):
+    X, y = labelled
+    server = start_server(served_repo, "--poll-interval", "0")
+    with server.client() as client:
+        ids, result = predict_and_label(client, X[:40], y[:40])
+        assert result.accepted == 40
+    assert server.stop(signal.SIGKILL) == -signal.SIGKILL  # no graceful anything
+    assert set(ids) <= stored_ids(served_repo.parent / "data")
+    server = start_server(served_repo, "--poll-interval", "0")
+    try:
+        with server.client() as client:
+            assert client.feedback(ids, y[:40], model="digits").duplicate == 40
+            report = client.calibration("digits")
+            assert int(report.observed["rows"]) == 40  # the label-based window was rebuilt from disk
+    finally:
+        assert server.stop() == 0
+
+
+def test_sigterm_under_load_loses_no_acknowledged_call(served_repo, labelled):
+    X, y = labelled
+    data_dir = served_repo.parent / "data"
+    server = start_server(served_repo, "--poll-interval", "0", "--grace-period", "10")
+    acknowledged: list[str] = []
+    codes: list[grpc.StatusCode] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def load(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        with server.client(retries=0) as client:
+            while not stop.is_set():
+                pick = rng.integers(0, len(X), 16)
+                try:
+                    ids, result = predict_and_label(client, X[pick], y[pick])
+                    with lock:
+                        acknowledged.extend(i for i, o in zip(ids, result.outcomes, strict=True) if o == "ACCEPTED")
+                        codes.append(grpc.StatusCode.OK)
+                except grpc.RpcError as e:
+                    with lock:
+                        codes.append(e.code())
+                    if e.code() == grpc.StatusCode.UNAVAILABLE:
+                        return  # the server is going away
+
+    threads = [threading.Thread(target=load, args=(s,)) for s in range(6)]
+    for t in threads:
+        t.start()
+    time.sleep(2.0)
+    exit_code = server.stop(signal.SIGTERM)
+    stop.set()
+    for t in threads:
+        t.join(timeout=30)
+    assert exit_code == 0
+    assert codes.count(grpc.StatusCode.OK) > 20
+    assert set(codes) <= OK_DURING_STOP, set(codes)
+    assert set(acknowledged) <= stored_ids(data_dir)
+
+
+def stream_requests(rows: np.ndarray, n: int):
+    for i in range(n):
+        tensor = pb.Tensor(shape=list(rows.shape), raw_data=rows.astype("<f4").tobytes())
+        request = pb.PredictRequest(model="digits", inputs=tensor)
+        yield pb.PredictStreamRequest(request=request, correlation_id=str(i))
+
+
+def test_a_client_leaving_mid_stream_leaves_nothing_behind(served_repo, digits_rows):
+    server = start_server(served_repo, "--poll-interval", "0")
+    try:
+        with grpc.insecure_channel(server.target) as channel:
+            stub = inference_pb2_grpc.InferenceServiceStub(channel)
+            call = stub.PredictStream(stream_requests(digits_rows[:4], 1000), timeout=30)
+            got = [next(call) for _ in range(5)]
+            assert [r.correlation_id for r in got] == ["0", "1", "2", "3", "4"]
+            call.cancel()
+        time.sleep(0.5)
+        assert server.metric("candor_inflight_requests") == 0
+        with server.client() as client:
+            assert client.health() == "SERVING"
+            assert len(client.predict(digits_rows[:2], model="digits").prediction_ids) == 2
+    finally:
+        assert server.stop() == 0
+
+
+def test_a_client_that_stops_reading_slows_no_one_else(served_repo, digits_rows):
+    """A stream whose client sends 256-row requests and never reads the answers: flow control
+    holds it back, while other clients are answered as usual (each call within its 10 s deadline)."""
+    server = start_server(served_repo, "--poll-interval", "0")
+    big = np.repeat(digits_rows, 7, axis=0)[:256]
+    try:
+        with grpc.insecure_channel(server.target) as channel:
+            stub = inference_pb2_grpc.InferenceServiceStub(channel)
+            stalled = stub.PredictStream(stream_requests(big, 400), timeout=60)  # never read from
+            time.sleep(1.0)
+            with server.client(timeout=10, retries=0) as client:
+                for _ in range(20):
+                    assert len(client.predict(digits_rows[:2], model="digits").prediction_ids) == 2
+            assert stalled.running()  # the stalled stream was open throughout
+            stalled.cancel()
+        time.sleep(0.5)
+        assert server.metric("candor_inflight_requests") == 0
+    finally:
+        assert server.stop() == 0
