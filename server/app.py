@@ -109,6 +109,8 @@ class CandorServer:
         try:
             self.feedback = FeedbackService(s, self.repository, self.metrics, self._publish_store_health)
             self._publish_store_health(True)
+            predictions = self.feedback.predictions
+            self.metrics.prediction_store_rows.set_function(lambda: len(predictions))
         except (OSError, sqlite3.Error) as e:
             raise OSError(f"cannot open the feedback store under data_dir {s.data_dir!r}: {e}") from e
         self.metrics.registry.register(ObservedCollector(lambda: self.feedback.windows))

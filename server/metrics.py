@@ -61,6 +61,9 @@ class ServerMetrics:
             ("limit",),
             registry=r,
         )
+        self.prediction_store_rows = Gauge("candor_prediction_store_rows",
+                                           "Recent predictions held for feedback to join (bounded by prediction_store_rows)",
+                                           registry=r)  # fmt: skip
         self.store_errors = Counter("candor_feedback_store_errors", "Feedback batches the store failed to write", registry=r)
         self.store_up = Gauge("candor_feedback_store_up", "1 while the last feedback write succeeded, 0 after a failure",
                               registry=r)  # fmt: skip
