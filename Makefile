@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test protos deploy-files bench sweep clean
+.PHONY: install demo test protos deploy-files bench reliability sweep clean
 
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
@@ -40,6 +40,10 @@ demo: $(STAMP)
 # Raw onnxruntime vs a bare gRPC echo server vs Candor; writes docs/benchmarks.md.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
+
+# Bad inputs, fault tests, a peak-load soak with memory and bounds; writes docs/reliability.md (about 8 minutes).
+reliability: $(STAMP)
+	$(BIN)/python benchmarks/reliability.py
 
 test: $(STAMP) $(BUF)
 	$(BIN)/ruff check .

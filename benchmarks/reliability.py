@@ -261,7 +261,9 @@ def render(named, sweep, fault_rows, peak, rates, soaked, settings: dict, comman
            "\n## Load held\n",
            f"Peak search (Predict of 8 rows, feedback for half the answers, {settings['peak_seconds']:g} s each): "
            + ", ".join(f"concurrency {c}: {r:,.0f} req/s" for c, r in rates.items())
-           + f". Soak at concurrency {peak}.\n"]  # fmt: skip
+           + f". Soak at concurrency {peak}. The load comes from one Python process (the SDK's AsyncClient, "
+           "Predict then Feedback) on the same cores as the server, so these rates are bounded by the client as much as "
+           "by the server; docs/benchmarks.md measures the server alone.\n"]  # fmt: skip
     errors = {k: v for k, v in soaked["codes"].items() if k != "OK"}
     growth = soaked["rss_end_mib"] - soaked["rss_start_mib"]
     out.append(table(["measure", "value"], [

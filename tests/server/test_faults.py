@@ -39,6 +39,9 @@ def labelled():
 
 
 def test_a_full_feedback_store_refuses_whole_batches_and_keeps_serving(served_repo, labelled):
+    """Fill the feedback store (a 64 KiB cap: SQLITE_FULL, as on a full disk): the batch that does not fit is
+    UNAVAILABLE and stored not at all, every earlier acknowledged row is on disk, Predict goes on, health
+    candor.feedback_store and candor_feedback_store_up say so; with room again, the same store works."""
     X, y = labelled
     data_dir = served_repo.parent / "data"
     server = start_server(served_repo, "--poll-interval", "0", "--feedback-store-max-bytes", "65536")
@@ -84,6 +87,8 @@ def test_a_full_feedback_store_refuses_whole_batches_and_keeps_serving(served_re
 
 
 def test_a_crash_loses_no_acknowledged_feedback(served_repo, labelled):
+    """SIGKILL right after 40 rows of feedback were acknowledged: after a restart all 40 are on disk, come back
+    as DUPLICATE, and the label-based window is rebuilt from them."""
     X, y = labelled
     server = start_server(served_repo, "--poll-interval", "0")
     with server.client() as client:
@@ -102,6 +107,8 @@ def test_a_crash_loses_no_acknowledged_feedback(served_repo, labelled):
 
 
 def test_sigterm_under_load_loses_no_acknowledged_call(served_repo, labelled):
+    """SIGTERM while six clients predict and send feedback: exit 0, every call answered OK or UNAVAILABLE
+    (never an internal error), every acknowledged feedback row on disk."""
     X, y = labelled
     data_dir = served_repo.parent / "data"
     server = start_server(served_repo, "--poll-interval", "0", "--grace-period", "10")
@@ -148,6 +155,7 @@ def stream_requests(rows: np.ndarray, n: int):
 
 
 def test_a_client_leaving_mid_stream_leaves_nothing_behind(served_repo, digits_rows):
+    """A PredictStream client cancels after 5 of 1000 messages: nothing stays in flight, the server serves on."""
     server = start_server(served_repo, "--poll-interval", "0")
     try:
         with grpc.insecure_channel(server.target) as channel:

@@ -86,6 +86,9 @@ def test_queue_full_and_expired_deadline(served_repo):
 
 
 def test_hot_reload_of_new_and_corrupt_versions(served_repo, digits_rows, tmp_path):
+    """While serving: a new version appears and is served; a corrupt version (sha256 mismatch) is reported
+    FAILED while the last good one serves on; a loaded version whose files change on disk so that they no
+    longer check out keeps its loaded copy serving; a deleted version is unloaded."""
     server = start_server(served_repo, "--poll-interval", "0.2")
     try:
         with server.client() as c:
@@ -127,6 +130,7 @@ def test_hot_reload_of_new_and_corrupt_versions(served_repo, digits_rows, tmp_pa
 
 
 def test_graceful_shutdown_loses_no_call_in_flight(served_repo, digits_rows):
+    """SIGTERM with six calls waiting in the batcher: all six are answered, then the server exits 0."""
     server = start_server(served_repo, "--max-queue-delay-ms", "800", "--max-batch-size", "1000", "--grace-period", "10",
                           "--poll-interval", "0")  # fmt: skip
     results = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import grpc
 import pytest
@@ -101,3 +102,28 @@ def test_bad_limits_stop_the_start(served_repo, flags, message):
     result = run_candor("serve", "--model-repository", str(served_repo), "--grpc-port", "0", "--metrics-port", "0", *flags,
                         timeout=60)  # fmt: skip
     assert result.returncode == 2 and message in result.stderr
+
+
+def test_calls_beyond_the_per_connection_limit_wait_instead_of_failing(served_repo, digits_rows):
+    """HTTP/2 max_concurrent_streams: six slow calls on one connection limited to two streams all succeed,
+    but the server never sees more than two of them at once."""
+    server = start_server(served_repo, *SLOW[:2], "--poll-interval", "0", "--max-concurrent-streams", "2")
+    try:
+        peak = 0
+
+        def watch() -> None:
+            nonlocal peak
+            for _ in range(30):
+                peak = max(peak, server.metric("candor_inflight_requests"))
+                time.sleep(0.1)
+
+        with grpc.insecure_channel(server.target) as channel:
+            stub = inference_pb2_grpc.InferenceServiceStub(channel)
+            request = _BaseClient._predict_request(digits_rows[:1], "digits", None, 1, False)
+            futures = [stub.Predict.future(request, timeout=30) for _ in range(6)]
+            watch()
+            results = [f.result() for f in futures]
+        assert [len(r.prediction_ids) for r in results] == [1] * 6
+        assert 1 <= peak <= 2
+    finally:
+        assert server.stop() == 0
