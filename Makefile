@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test protos deploy-files bench reliability sweep clean
+.PHONY: install demo test protos deploy-files bench reliability audit sweep clean
 
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
@@ -44,6 +44,12 @@ bench: $(STAMP)
 # Bad inputs, fault tests, a peak-load soak with memory and bounds; writes docs/reliability.md (about 8 minutes).
 reliability: $(STAMP)
 	$(BIN)/python benchmarks/reliability.py
+
+# Known vulnerabilities in the pinned versions (needs pypi.org's per-release JSON API or
+# OSV; neither answers from the project's CI machine, see README "Reliability").
+audit: $(STAMP)
+	$(BIN)/pip install --quiet pip-audit==2.10.1
+	$(BIN)/pip-audit --requirement constraints.txt --no-deps --disable-pip --strict
 
 test: $(STAMP) $(BUF)
 	$(BIN)/ruff check .
