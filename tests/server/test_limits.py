@@ -120,6 +120,9 @@ def test_calls_beyond_the_per_connection_limit_wait_instead_of_failing(served_re
         with grpc.insecure_channel(server.target) as channel:
             stub = inference_pb2_grpc.InferenceServiceStub(channel)
             request = _BaseClient._predict_request(digits_rows[:1], "digits", None, 1, False)
+            # One call first, so the server's SETTINGS (the stream limit) have reached the client: streams opened
+            # before that race the limit and may be refused (REFUSED_STREAM, seen as UNAVAILABLE; the SDK retries it).
+            stub.Predict(request, timeout=30)
             futures = [stub.Predict.future(request, timeout=30) for _ in range(6)]
             watch()
             results = [f.result() for f in futures]
