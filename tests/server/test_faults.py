@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import sqlite3
+import subprocess
 import threading
 import time
 
@@ -192,3 +193,76 @@ def test_a_client_that_stops_reading_slows_no_one_else(served_repo, digits_rows)
         assert server.metric("candor_inflight_requests") == 0
     finally:
         assert server.stop() == 0
+
+
+
+def privileged(cmd: list[str]) -> None:
+    """Run a command that needs root (mount, chattr); skip the test where it cannot run (CI runs as root)."""
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"{' '.join(cmd[:2])} is not permitted here: {done.stderr.strip()}")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 512 KiB filesystem (tmpfs) for the feedback store."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    privileged(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)])
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_a_really_full_disk_under_the_store(served_repo, labelled, small_disk):
+    """The store on a 512 KiB filesystem that fills up (ENOSPC): the batch that does not fit is UNAVAILABLE
+    and stored not at all, Predict goes on, and every acknowledged row is on disk."""
+    X, y = labelled
+    server = start_server(served_repo, "--poll-interval", "0", "--data-dir", str(small_disk))
+    acknowledged: list[str] = []
+    try:
+        with server.client(retries=0) as client:
+            for start in range(0, 1700, 100):
+                ids = client.predict(X[start : start + 100], model="digits").prediction_ids
+                try:
+                    assert client.feedback(ids, y[start : start + 100], model="digits").accepted == len(ids)
+                except grpc.RpcError as e:
+                    assert e.code() == grpc.StatusCode.UNAVAILABLE and "full" in e.details()
+                    break
+                acknowledged += ids
+            else:
+                pytest.fail("512 KiB never filled up")
+            assert len(client.predict(X[:2], model="digits").prediction_ids) == 2
+            assert client.health("candor.feedback_store") == "NOT_SERVING"
+    finally:
+        assert server.stop() == 0
+    assert acknowledged and set(acknowledged) <= stored_ids(small_disk)
+
+
+def test_read_only_store_files_then_writable_again(served_repo, labelled):
+    """The store's files turn read-only while serving (immutable: every write fails): the batch is
+    UNAVAILABLE, Predict goes on; once writable, the same batch goes through, its predictions still held."""
+    X, y = labelled
+    data_dir = served_repo.parent / "data"
+    server = start_server(served_repo, "--poll-interval", "0")
+    # The database and its write-ahead log; not the -shm index, which SQLite maps into memory as scratch
+    # space (an immutable mapping ends in SIGBUS, which no read-only filesystem would do to it).
+    files = [str(p) for p in data_dir.iterdir() if not p.name.endswith("-shm")]
+    try:
+        with server.client(retries=0) as client:
+            ids, result = predict_and_label(client, X[:20], y[:20])
+            assert result.accepted == 20
+            ids = client.predict(X[20:40], model="digits").prediction_ids
+            privileged(["chattr", "+i", *files])
+            try:
+                with pytest.raises(grpc.RpcError) as e:
+                    client.feedback(ids, y[20:40], model="digits")
+                assert e.value.code() == grpc.StatusCode.UNAVAILABLE and "nothing from this batch was stored" in e.value.details()
+                assert client.health("candor.feedback_store") == "NOT_SERVING" and client.health() == "SERVING"
+                assert len(client.predict(X[:2], model="digits").prediction_ids) == 2
+            finally:
+                subprocess.run(["chattr", "-i", *files], check=True)
+            assert client.feedback(ids, y[20:40], model="digits").accepted == 20
+            assert client.health("candor.feedback_store") == "SERVING"
+    finally:
+        assert server.stop() == 0
+    assert len(stored_ids(data_dir)) == 40
