@@ -108,7 +108,6 @@ class CandorServer:
         await self.repository.refresh()
         try:
             self.feedback = FeedbackService(s, self.repository, self.metrics, self._publish_store_health)
-            self._publish_store_health(True)
             predictions = self.feedback.predictions
             self.metrics.prediction_store_rows.set_function(lambda: len(predictions))
         except (OSError, sqlite3.Error) as e:

@@ -46,6 +46,7 @@ class FeedbackService:
         self.repository = repository
         self.metrics = metrics
         self.on_store_health = on_store_health
+        self._store_ok: bool | None = None
         self.predictions = PredictionStore(settings.prediction_store_rows, settings.prediction_ttl_s)
         self.store = FeedbackStore(Path(settings.data_dir) / "feedback.sqlite3", settings.feedback_store_max_bytes)
         self.windows: dict[tuple[str, str], FeedbackWindow] = {}
@@ -53,6 +54,14 @@ class FeedbackService:
         since = time.time() - settings.feedback_window_s
         for row in self.store.recent(settings.feedback_window_rows, since):
             self._window(row.model, row.version).add(row.probabilities, row.label, row.received_at)
+        self._store_health(True)
+
+    def _store_health(self, ok: bool) -> None:
+        """Report the store's state (gauge and health) when it changes, not on every write."""
+        if ok != self._store_ok:
+            self._store_ok = ok
+            self.metrics.store_up.set(1 if ok else 0)
+            self.on_store_health(ok)
 
     def _window(self, model: str, version: int) -> FeedbackWindow:
         key = (model, str(version))
@@ -128,14 +137,12 @@ class FeedbackService:
             # The batch was rolled back whole: nothing of it is stored or acknowledged, and the
             # predictions stay joinable, so the caller can send the same batch again later.
             self.metrics.store_errors.inc()
-            self.metrics.store_up.set(0)
-            self.on_store_health(False)
+            self._store_health(False)
             log.error("feedback store write failed: %s", e)
             raise Unavailable(f"the feedback store cannot write ({e}); nothing from this batch was stored, "
                               "predictions are unaffected; retry once the store has room") from None  # fmt: skip
         if rows:
-            self.metrics.store_up.set(1)
-            self.on_store_health(True)
+            self._store_health(True)
         outcomes: list[str] = [""] * len(items)
         for (i, row), ok in zip(rows, inserted, strict=True):
             outcomes[i] = ACCEPTED if ok else DUPLICATE

@@ -67,7 +67,6 @@ class ServerMetrics:
         self.store_errors = Counter("candor_feedback_store_errors", "Feedback batches the store failed to write", registry=r)
         self.store_up = Gauge("candor_feedback_store_up", "1 while the last feedback write succeeded, 0 after a failure",
                               registry=r)  # fmt: skip
-        self.store_up.set(1)
         self.feedback = Counter("candor_feedback", "Feedback items by outcome", ("model", "outcome"), registry=r)
         self.load_failures = Counter("candor_model_load_failures", "Model versions that failed to load", ("model",), registry=r)
         self.model_info = Gauge(
