@@ -25,6 +25,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
+from candor.client.codegen import declared_rpcs
 from candor.server.launch import ServerProcess, serve_process
 from candor.v1 import inference_pb2 as pb
 
@@ -36,18 +37,6 @@ from run import machine  # noqa: E402  (the benchmark harness's machine line)
 INFER_TOKEN, ADMIN_TOKEN = "reliability-infer-0123456789", "reliability-admin-0123456789"
 FAULT_TESTS = ["tests/server/test_faults.py", "tests/server/test_lifecycle.py::test_hot_reload_of_new_and_corrupt_versions",
                "tests/server/test_lifecycle.py::test_graceful_shutdown_loses_no_call_in_flight"]  # fmt: skip
-PROTOS = ("candor/v1/inference.proto", "candor/kserve/v2/grpc_predict_v2.proto")
-
-
-def rpcs() -> list[tuple[str, bool]]:
-    """("/package.Service/Method", streaming) for every RPC in protos/."""
-    found = []
-    for path in PROTOS:
-        text = (ROOT / "protos" / path).read_text()
-        package = re.search(r"^package ([\w.]+);", text, re.M).group(1)
-        for service, body in re.findall(r"service (\w+) \{(.*?)\n\}", text, re.S):
-            found += [(f"/{package}.{service}/{m}", bool(s)) for m, s in re.findall(r"rpc (\w+)\((stream )?\w+\)", body)]
-    return found
 
 
 # --- inputs -----------------------------------------------------------------------------------
@@ -112,10 +101,11 @@ def inputs(target: str, rows: np.ndarray, random_per_rpc: int) -> tuple[list, di
                  for rpc, what, payload, token in curated(rows)]  # fmt: skip
         rng = np.random.default_rng(0)
         sweep = {}
-        for path, streaming in rpcs():
+        for service, method, streaming in declared_rpcs():
+            path = f"/{service}/{method}"
             payloads = [rng.bytes(int(rng.integers(0, 256))) for _ in range(random_per_rpc)]
             codes = Counter(answer(channel, path, streaming, payload)[0] for payload in payloads)
-            sweep[path.rsplit("/", 2)[-2].rsplit(".", 1)[-1] + "/" + path.rsplit("/", 1)[-1]] = codes
+            sweep[f"{service.rsplit('.', 1)[-1]}/{method}"] = codes
     return named, sweep
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import re
 import shutil
 import sys
 import tempfile
@@ -40,6 +41,17 @@ def generate(out: Path, protos: Path = PROTOS) -> list[Path]:
             '"""Generated from protos/ by `python -m candor.client.codegen`; do not edit."""\n'
         )
     return sorted(p for p in out.rglob("*") if p.is_file())
+
+
+def declared_rpcs(protos: Path = PROTOS) -> list[tuple[str, str, bool]]:
+    """(``package.Service``, method, streams requests) for every RPC declared under ``protos``."""
+    found = []
+    for path in sorted(protos.rglob("*.proto")):
+        text = path.read_text(encoding="utf-8")
+        package = re.search(r"^package ([\w.]+);", text, re.M).group(1)
+        for service, body in re.findall(r"service (\w+) \{(.*?)\n\}", text, re.S):
+            found += [(f"{package}.{service}", m, bool(s)) for m, s in re.findall(r"rpc (\w+)\((stream )?\w+\)", body)]
+    return found
 
 
 def stale_files(committed: Path = OUTPUT, protos: Path = PROTOS) -> list[str]:

@@ -43,3 +43,12 @@ def test_buf_lint_catches_a_violation(tmp_path):
     path.write_text(path.read_text().replace("bool return_logits = 5;", "bool returnLogits = 5;"))
     result = buf_lint(protos)
     assert result.returncode != 0 and "returnLogits" in result.stdout
+
+
+def test_declared_rpcs_lists_both_services():
+    from candor.client.codegen import declared_rpcs
+
+    rpcs = declared_rpcs()
+    assert len(rpcs) == 13
+    assert ("candor.v1.InferenceService", "PredictStream", True) in rpcs
+    assert ("inference.GRPCInferenceService", "ModelInfer", False) in rpcs

@@ -8,7 +8,6 @@ so this file needs neither generated module (nor clashes with tritonclient's).""
 from __future__ import annotations
 
 import base64
-import re
 
 import grpc
 import pytest
@@ -18,7 +17,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import REPO_ROOT
+from candor.client.codegen import declared_rpcs
 
 # What README documents; INTERNAL and UNKNOWN would mean a bug reached the caller.
 DOCUMENTED = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE,
@@ -28,19 +27,7 @@ DOCUMENTED_VALUES = {c.value[0] for c in DOCUMENTED}
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
-def rpcs() -> list[tuple[str, str, bool]]:
-    """(service, method, streaming) of every RPC declared in protos/."""
-    found = []
-    for path in ("candor/v1/inference.proto", "candor/kserve/v2/grpc_predict_v2.proto"):
-        text = (REPO_ROOT / "protos" / path).read_text()
-        package = re.search(r"^package ([\w.]+);", text, re.M).group(1)
-        for service, body in re.findall(r"service (\w+) \{(.*?)\n\}", text, re.S):
-            for method, stream in re.findall(r"rpc (\w+)\((stream )?\w+\)", body):
-                found.append((f"{package}.{service}", method, bool(stream)))
-    return found
-
-
-RPCS = rpcs()
+RPCS = declared_rpcs()
 SEEN: set[int] = set()  # every status code the fuzzing drew out
 IDS = [m for _, m, _ in RPCS]
 
@@ -74,7 +61,7 @@ def call(target: str, service: str, method: str, streaming: bool, payloads: list
 
 
 def stream_errors(raw_responses: list[bytes]) -> list[int]:
-    """PredictStreamResponse.error.code (field 3, then field 1 inside), read without the generated module."""
+    """The per-message error codes of PredictStream's responses."""
     from candor.v1 import inference_pb2
 
     return [r.error.code for r in map(inference_pb2.PredictStreamResponse.FromString, raw_responses) if r.HasField("error")]
