@@ -132,8 +132,8 @@ def simulate(client, model: str, X: np.ndarray, y: np.ndarray, plan: SimulationP
     drift = _Drift(X, plan.drift_noise, rng)
     stats = SimulationStats()
     pending: deque[tuple[float, list[str], np.ndarray]] = deque()  # (due time, prediction ids, labels)
-    start = next_report = clock()
-    next_report += plan.report_every_s
+    start = clock()
+    next_report = start + plan.report_every_s
 
     def send_due_feedback(now: float, everything: bool = False) -> None:
         while pending and (everything or pending[0][0] <= now):

@@ -14,9 +14,9 @@ from collections.abc import Callable
 
 import grpc
 
-from candor.server.auth import HEALTH_PREFIX
+from candor.server.auth import HEALTH_PREFIX, REFLECTION_PREFIXES
 
-EXEMPT = (HEALTH_PREFIX, "/grpc.reflection.")  # never refused: probes must answer under load
+EXEMPT = (HEALTH_PREFIX, *REFLECTION_PREFIXES)  # never refused: probes must answer under load
 
 
 class LimitsInterceptor(grpc.aio.ServerInterceptor):

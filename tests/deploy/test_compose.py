@@ -31,8 +31,13 @@ def resolved(files: list[str]) -> dict:
 
 
 @pytest.fixture(scope="module")
-def stack() -> dict:
-    return resolved(BASE)["services"]
+def config() -> dict:
+    return resolved(BASE)
+
+
+@pytest.fixture(scope="module")
+def stack(config) -> dict:
+    return config["services"]
 
 
 def candor_args(service: dict, stage: str) -> list[str]:
@@ -131,8 +136,8 @@ def test_grafana_is_provisioned_with_the_datasource_and_dashboard(stack):
     assert grafana["environment"]["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"  # viewing without login, editing with one
 
 
-def test_named_volumes_hold_the_state(stack):
-    volumes = resolved(BASE)["volumes"]
+def test_named_volumes_hold_the_state(config):
+    volumes = config["volumes"]
     assert {"models", "demo-data", "feedback", "prometheus-data", "grafana-data"} <= set(volumes)
 
 

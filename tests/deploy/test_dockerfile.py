@@ -68,7 +68,7 @@ def test_copied_sources_exist_and_are_not_docker_ignored():
 
 
 def test_every_build_step_uses_the_install_script():
-    runs = [v for s in stages().values() for i, v in s["instructions"] if i == "RUN" and "pip" in v or INSTALL in v]
+    runs = [v for s in stages().values() for i, v in s["instructions"] if i == "RUN" and ("pip" in v or INSTALL in v)]
     assert len(runs) == 2 and all(INSTALL in r for r in runs), runs
 
 

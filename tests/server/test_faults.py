@@ -31,6 +31,21 @@ def predict_and_label(client, rows, labels) -> tuple[list[str], object]:
     return ids, client.feedback(ids, labels, model="digits")
 
 
+def fill_store(client, X, y, batch: int) -> tuple[list[str], list[str], grpc.RpcError | None]:
+    """Predict and label ``batch`` rows at a time until a feedback batch is refused:
+    (acknowledged ids, the refused batch's ids, the refusal), the last two empty/None if none was."""
+    acknowledged: list[str] = []
+    for start in range(0, len(X) - batch + 1, batch):
+        ids = client.predict(X[start : start + batch], model="digits").prediction_ids
+        try:
+            result = client.feedback(ids, y[start : start + batch], model="digits")
+        except grpc.RpcError as e:
+            return acknowledged, ids, e
+        assert result.accepted == len(ids)
+        acknowledged += ids
+    return acknowledged, [], None
+
+
 @pytest.fixture(scope="module")
 def labelled():
     from sklearn.datasets import load_digits
@@ -46,23 +61,13 @@ def test_a_full_feedback_store_refuses_whole_batches_and_keeps_serving(served_re
     X, y = labelled
     data_dir = served_repo.parent / "data"
     server = start_server(served_repo, "--poll-interval", "0", "--feedback-store-max-bytes", "65536")
-    acknowledged: list[str] = []
-    refused_ids: list[str] = []
     try:
         with server.client(retries=0) as client:
-            for start in range(0, 1000, 50):
-                ids = client.predict(X[start : start + 50], model="digits").prediction_ids
-                try:
-                    result = client.feedback(ids, y[start : start + 50], model="digits")
-                except grpc.RpcError as e:
-                    assert e.code() == grpc.StatusCode.UNAVAILABLE
-                    assert "the feedback store cannot write (database or disk is full)" in e.details()
-                    assert "nothing from this batch was stored" in e.details()
-                    refused_ids = ids
-                    break
-                assert result.accepted == 50
-                acknowledged += ids
-            assert refused_ids, "the store never filled up"
+            acknowledged, refused_ids, e = fill_store(client, X, y, batch=50)
+            assert e is not None, "the store never filled up"
+            assert e.code() == grpc.StatusCode.UNAVAILABLE
+            assert "the feedback store cannot write (database or disk is full)" in e.details()
+            assert "nothing from this batch was stored" in e.details()
             # Predictions go on; the fault shows in health details and metrics.
             assert len(client.predict(X[:3], model="digits").prediction_ids) == 3
             assert client.health() == "SERVING" and client.health("digits") == "SERVING"
@@ -218,19 +223,12 @@ def test_a_really_full_disk_under_the_store(served_repo, labelled, small_disk):
     and stored not at all, Predict goes on, and every acknowledged row is on disk."""
     X, y = labelled
     server = start_server(served_repo, "--poll-interval", "0", "--data-dir", str(small_disk))
-    acknowledged: list[str] = []
     try:
         with server.client(retries=0) as client:
-            for start in range(0, 1700, 100):
-                ids = client.predict(X[start : start + 100], model="digits").prediction_ids
-                try:
-                    assert client.feedback(ids, y[start : start + 100], model="digits").accepted == len(ids)
-                except grpc.RpcError as e:
-                    assert e.code() == grpc.StatusCode.UNAVAILABLE and "full" in e.details()
-                    break
-                acknowledged += ids
-            else:
+            acknowledged, _, e = fill_store(client, X, y, batch=100)
+            if e is None:
                 pytest.fail("512 KiB never filled up")
+            assert e.code() == grpc.StatusCode.UNAVAILABLE and "full" in e.details()
             assert len(client.predict(X[:2], model="digits").prediction_ids) == 2
             assert client.health("candor.feedback_store") == "NOT_SERVING"
     finally:
