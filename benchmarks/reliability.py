@@ -303,7 +303,10 @@ def main(argv: list[str] | None = None) -> int:
         with serve_process(repo, *flags) as server:
             print("inputs ...", file=sys.stderr, flush=True)
             named, sweep = inputs(server.target, X, a.random_per_rpc)
-        fault_rows = [] if a.skip_faults else (print("faults ...", file=sys.stderr, flush=True), faults())[1]
+        fault_rows = []
+        if not a.skip_faults:
+            print("faults ...", file=sys.stderr, flush=True)
+            fault_rows = faults()
         with serve_process(repo, *flags) as server:
             print("peak search and soak ...", file=sys.stderr, flush=True)
             peak, rates = peak_concurrency(server.target, X, y, a.peak_seconds)
