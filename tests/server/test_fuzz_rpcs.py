@@ -157,3 +157,16 @@ def test_the_fuzzer_can_see_a_bad_code(server):
     """The check above can fail: a method that does not exist answers UNIMPLEMENTED, outside the set."""
     codes = call(server.target, "candor.v1.InferenceService", "NoSuchMethod", False, [b""])
     assert codes == [grpc.StatusCode.UNIMPLEMENTED.value[0]]
+
+
+def test_undecodable_requests_are_named(server):
+    """Bytes that are not the expected message: INVALID_ARGUMENT naming the type (for a stream, which message)."""
+    with grpc.insecure_channel(server.target) as channel:
+        with pytest.raises(grpc.RpcError) as e:
+            channel.unary_unary("/candor.v1.InferenceService/Predict")(b"\xff\xfe\xfd", timeout=10)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert e.value.details() == "Predict: the request is not a valid candor.v1.PredictRequest message"
+        with pytest.raises(grpc.RpcError) as e:
+            list(channel.stream_stream("/candor.v1.InferenceService/PredictStream")(iter([b"", b"\xff\xff"]), timeout=10))
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert e.value.details() == "PredictStream: message 2 of the stream is not a valid candor.v1.PredictStreamRequest"
