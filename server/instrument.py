@@ -42,23 +42,32 @@ def unary(rpc: str):
             children = metrics.children.get(rpc) or metrics.children.setdefault(rpc, _Children(metrics, rpc))
             started = time.perf_counter()
             metrics.in_flight.inc()
-            code = grpc.StatusCode.OK
-            try:
-                return await handler(self, request, context)
-            except CandorError as e:
-                code = status_code(e)
-                await context.abort(code, str(e))
-            except Exception as e:
-                if isinstance(e, grpc.aio.AbortError) or context.cancelled():
-                    code = context.code() or grpc.StatusCode.CANCELLED
-                    raise
-                code = grpc.StatusCode.INTERNAL
-                log.exception("%s failed", rpc)
-                await context.abort(code, f"internal error in {rpc}: {type(e).__name__}; see the server log")
-            finally:
+
+            # Recorded before the answer leaves (abort sends the status at once), so that a
+            # caller who has its answer also finds it counted.
+            def record(code: grpc.StatusCode) -> None:
                 metrics.in_flight.dec()
                 children.count(code)
                 children.duration.observe(time.perf_counter() - started)
+
+            try:
+                response = await handler(self, request, context)
+            except CandorError as e:
+                code = status_code(e)
+                record(code)
+                await context.abort(code, str(e))
+            except Exception as e:
+                if isinstance(e, grpc.aio.AbortError) or context.cancelled():
+                    record(context.code() or grpc.StatusCode.CANCELLED)
+                    raise
+                record(grpc.StatusCode.INTERNAL)
+                log.exception("%s failed", rpc)
+                await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {rpc}: {type(e).__name__}; see the server log")
+            except BaseException:  # cancelled by the server itself (e.g. a deadline limit): still counted
+                record(grpc.StatusCode.CANCELLED)
+                raise
+            record(grpc.StatusCode.OK)
+            return response
 
         return run
 
