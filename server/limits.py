@@ -3,8 +3,9 @@ in flight at once, and how long one may take when the caller set no deadline (or
 one than the server allows). Each refusal is counted by the ``on_refusal`` callback.
 
 Per-connection concurrency is HTTP/2's own limit (``max_concurrent_streams``, a channel
-option set in app.py): a client that opens more streams waits for one to finish, it is
-not refused. Streams (PredictStream) are bounded per message by the batcher, not here.
+option set in app.py): a client that opens more streams mostly waits for one to finish;
+one opened just as another closes can still be refused (REFUSED_STREAM, UNAVAILABLE to the
+caller), which the SDK's retry policy absorbs. Streams (PredictStream) are bounded per message by the batcher, not here.
 """
 
 from __future__ import annotations

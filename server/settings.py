@@ -37,7 +37,7 @@ class Settings:
     max_rows_per_request: int = 4096
     max_message_bytes: int = 64 * 1024 * 1024
     max_inflight_requests: int = 1024  # unary calls being handled at once; more are RESOURCE_EXHAUSTED
-    max_concurrent_streams: int = 128  # calls at once per client connection (HTTP/2); more wait client-side
+    max_concurrent_streams: int = 128  # calls at once per client connection (HTTP/2); more wait (or get UNAVAILABLE)
     default_deadline_s: float = 60.0  # how long a unary call without a deadline may take
     max_deadline_s: float = 600.0  # a longer deadline from the caller is cut to this
     warmup_rows: int = 8

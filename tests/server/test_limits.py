@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
 
-from candor.client.sdk import _BaseClient
+from candor.client.sdk import Client, _BaseClient
 from candor.v1 import inference_pb2_grpc
 from tests.conftest import run_candor
 from tests.server.conftest import start_server
@@ -104,9 +105,13 @@ def test_bad_limits_stop_the_start(served_repo, flags, message):
     assert result.returncode == 2 and message in result.stderr
 
 
-def test_calls_beyond_the_per_connection_limit_wait_instead_of_failing(served_repo, digits_rows):
-    """HTTP/2 max_concurrent_streams: six slow calls on one connection limited to two streams all succeed,
-    but the server never sees more than two of them at once."""
+def test_calls_beyond_the_per_connection_limit_are_held_back_and_the_sdk_sees_no_failure(served_repo, digits_rows):
+    """HTTP/2 max_concurrent_streams: the server never sees more than two of six slow calls on one connection at once.
+
+    The client holds the rest back, but not perfectly: a stream opened just as another closes can reach the server
+    before the server has let go of the old one, and it is refused (REFUSED_STREAM, seen as UNAVAILABLE). A raw stub
+    shows that now and then; the SDK's retry policy covers it, so all six calls through one SDK client succeed.
+    """
     server = start_server(served_repo, *SLOW[:2], "--poll-interval", "0", "--max-concurrent-streams", "2")
     try:
         peak = 0
@@ -117,15 +122,12 @@ def test_calls_beyond_the_per_connection_limit_wait_instead_of_failing(served_re
                 peak = max(peak, server.metric("candor_inflight_requests"))
                 time.sleep(0.1)
 
-        with grpc.insecure_channel(server.target) as channel:
-            stub = inference_pb2_grpc.InferenceServiceStub(channel)
-            request = _BaseClient._predict_request(digits_rows[:1], "digits", None, 1, False)
-            # One call first, so the server's SETTINGS (the stream limit) have reached the client: streams opened
-            # before that race the limit and may be refused (REFUSED_STREAM, seen as UNAVAILABLE; the SDK retries it).
-            stub.Predict(request, timeout=30)
-            futures = [stub.Predict.future(request, timeout=30) for _ in range(6)]
-            watch()
-            results = [f.result() for f in futures]
+        with Client(server.target, timeout=30, retries=4) as client:
+            client.predict(digits_rows[:1], model="digits")  # the server's SETTINGS (the limit) are known from here on
+            with ThreadPoolExecutor(max_workers=6) as pool:
+                futures = [pool.submit(client.predict, digits_rows[:1], model="digits") for _ in range(6)]
+                watch()
+                results = [f.result() for f in futures]
         assert [len(r.prediction_ids) for r in results] == [1] * 6
         assert 1 <= peak <= 2
     finally:
