@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import time
 import urllib.request
 from pathlib import Path
 
@@ -48,6 +49,16 @@ class RunningServer:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         return self.process.stop(sig, timeout)
+
+
+def wait_for(condition, timeout: float = 20.0) -> None:
+    """Poll ``condition`` until it holds; tests wait on what the server reports, never on a fixed sleep."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
 
 
 def start_server(repo: Path, *flags: str, env: dict | None = None) -> RunningServer:

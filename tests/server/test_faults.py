@@ -16,7 +16,7 @@ import pytest
 
 from candor.v1 import inference_pb2 as pb
 from candor.v1 import inference_pb2_grpc
-from tests.server.conftest import start_server
+from tests.server.conftest import start_server, wait_for
 
 OK_DURING_STOP = {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
 
@@ -170,8 +170,7 @@ def test_a_client_leaving_mid_stream_leaves_nothing_behind(served_repo, digits_r
             got = [next(call) for _ in range(5)]
             assert [r.correlation_id for r in got] == ["0", "1", "2", "3", "4"]
             call.cancel()
-        time.sleep(0.5)
-        assert server.metric("candor_inflight_requests") == 0
+        wait_for(lambda: server.metric("candor_inflight_requests") == 0)
         with server.client() as client:
             assert client.health() == "SERVING"
             assert len(client.predict(digits_rows[:2], model="digits").prediction_ids) == 2
@@ -194,8 +193,7 @@ def test_a_client_that_stops_reading_slows_no_one_else(served_repo, digits_rows)
                     assert len(client.predict(digits_rows[:2], model="digits").prediction_ids) == 2
             assert stalled.running()  # the stalled stream was open throughout
             stalled.cancel()
-        time.sleep(0.5)
-        assert server.metric("candor_inflight_requests") == 0
+        wait_for(lambda: server.metric("candor_inflight_requests") == 0)
     finally:
         assert server.stop() == 0
 

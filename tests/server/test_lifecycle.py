@@ -4,7 +4,6 @@ import json
 import shutil
 import signal
 import threading
-import time
 
 import grpc
 import numpy as np
@@ -14,7 +13,7 @@ from candor.calibration import read_manifest
 from candor.calibration.manifest import write_manifest
 from candor.trainer.export import run_onnx
 from tests.conftest import run_candor
-from tests.server.conftest import start_server
+from tests.server.conftest import start_server, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -60,13 +59,13 @@ def test_batching_keeps_each_callers_rows_and_a_bad_request_hurts_no_one(served_
 
 
 def test_queue_full_and_expired_deadline(served_repo):
-    server = start_server(served_repo, "--max-queue-delay-ms", "1500", "--max-batch-size", "1000", "--max-queue-rows", "8",
+    server = start_server(served_repo, "--max-queue-delay-ms", "3000", "--max-batch-size", "1000", "--max-queue-rows", "8",
                           "--max-rows-per-request", "8", "--poll-interval", "0")  # fmt: skip
     try:
         row = np.zeros((8, 64), np.float32)
         holder = threading.Thread(target=predict_in_threads, args=(server, [row]))
-        holder.start()  # 8 rows wait 1.5 s for a batch that never fills: the queue is full
-        time.sleep(0.5)
+        holder.start()  # 8 rows wait 3 s for a batch that never fills: the queue is full
+        wait_for(lambda: server.metric("candor_queue_rows", model="digits") == 8)
         with server.client() as c:
             with pytest.raises(grpc.RpcError) as e:
                 c.predict(row[:1], model="digits")
@@ -78,8 +77,8 @@ def test_queue_full_and_expired_deadline(served_repo):
             with pytest.raises(grpc.RpcError) as e:
                 c.predict(row[:1], model="digits", timeout=0.3)
             assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-        time.sleep(1.6)
-        assert server.metric("candor_dropped_requests_total", model="digits") == 1  # "cancelled" or "deadline": never run
+        wait_for(lambda: server.metric("candor_dropped_requests_total", model="digits") == 1)  # "cancelled" or "deadline"
+        assert server.metric("candor_queue_rows", model="digits") == 0
         assert server.metric("candor_batch_size_rows_sum", model="digits") == 8  # only the first 8 rows ever ran
     finally:
         server.stop()
@@ -131,14 +130,14 @@ def test_hot_reload_of_new_and_corrupt_versions(served_repo, digits_rows, tmp_pa
 
 def test_graceful_shutdown_loses_no_call_in_flight(served_repo, digits_rows):
     """SIGTERM with six calls waiting in the batcher: all six are answered, then the server exits 0."""
-    server = start_server(served_repo, "--max-queue-delay-ms", "800", "--max-batch-size", "1000", "--grace-period", "10",
+    server = start_server(served_repo, "--max-queue-delay-ms", "5000", "--max-batch-size", "1000", "--grace-period", "10",
                           "--poll-interval", "0")  # fmt: skip
     results = []
     caller = threading.Thread(
         target=lambda: results.extend(predict_in_threads(server, [digits_rows[i : i + 1] for i in range(6)]))
     )
     caller.start()
-    time.sleep(0.4)  # the six calls are queued, waiting for their batch
+    wait_for(lambda: server.metric("candor_queue_rows", model="digits") == 6)  # all six wait for their batch
     server.proc.send_signal(signal.SIGTERM)
     caller.join(30)
     assert server.proc.wait(30) == 0
@@ -188,15 +187,6 @@ def test_settings_from_environment_file_and_refusals(served_repo, tmp_path):
 def versions(server) -> dict[str, str]:
     with server.client() as c:
         return {m.version: m.state for m in c.models()}
-
-
-def wait_for(condition, timeout: float = 20.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 def test_message_size_limit(served_repo):
