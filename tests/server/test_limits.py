@@ -12,7 +12,7 @@ import pytest
 from candor.client.sdk import Client, _BaseClient
 from candor.v1 import inference_pb2_grpc
 from tests.conftest import run_candor
-from tests.server.conftest import start_server
+from tests.server.conftest import start_server, wait_for
 
 # A single-row request waits this long for its batch to fill, so calls are slow on purpose.
 SLOW = ("--max-queue-delay-ms", "1500", "--max-batch-size", "256", "--poll-interval", "0")
@@ -20,7 +20,7 @@ SLOW = ("--max-queue-delay-ms", "1500", "--max-batch-size", "256", "--poll-inter
 
 @pytest.fixture
 def slow_server(served_repo):
-    limits = ("--default-deadline", "0.5", "--max-deadline", "0.8", "--max-inflight-requests", "3")
+    limits = ("--default-deadline", "0.5", "--max-deadline", "0.8")
     server = start_server(served_repo, *SLOW, *limits)
     yield server
     assert server.stop() == 0
@@ -71,19 +71,29 @@ def test_a_shorter_deadline_is_the_callers_own(slow_server, digits_rows):
     assert slow_server.metric("candor_limit_refusals_total", limit="deadline") == 0  # not the server's doing
 
 
-def test_calls_beyond_the_inflight_limit_are_refused_and_health_still_answers(slow_server, digits_rows):
-    def health_answers():
-        with slow_server.client() as client:
-            assert client.health() == "SERVING"  # probes are exempt from the limits
+def test_calls_beyond_the_inflight_limit_are_refused_and_health_still_answers(served_repo, digits_rows):
+    """Three calls hold every slot (their batch waits 5 s to fill); each further call is refused at once, health
+    still answers, the three holders are answered, and afterwards the slots are free again (nothing leaked)."""
+    server = start_server(served_repo, "--max-queue-delay-ms", "5000", "--max-batch-size", "256", "--poll-interval", "0",
+                          "--max-inflight-requests", "3")  # fmt: skip
+    refused: list[tuple[grpc.StatusCode, str]] = []
 
-    results = at_once(8, slow_server.target, digits_rows[:1], 0.75, meanwhile=health_answers)
-    busy = [m for code, m in results if code == grpc.StatusCode.RESOURCE_EXHAUSTED]
-    assert len(results) == 8 and len(busy) >= 5  # at most 3 at once; the rest refused at once
-    assert all("calls in flight, the limit (max_inflight_requests)" in m for m in busy)
-    assert slow_server.metric("candor_limit_refusals_total", limit="inflight") == len(busy)
-    # The slots free up again (nothing leaked): three calls at once are all admitted.
-    again = at_once(3, slow_server.target, digits_rows[:1], 0.75)
-    assert len(again) == 3 and grpc.StatusCode.RESOURCE_EXHAUSTED not in [code for code, _ in again]
+    def while_the_slots_are_held() -> None:
+        wait_for(lambda: server.metric("candor_inflight_requests") == 3)
+        with server.client() as client:
+            assert client.health() == "SERVING"  # probes are exempt from the limits
+        refused.extend(outcome(server.target, digits_rows[:1], 10) for _ in range(5))
+
+    try:
+        holders = at_once(3, server.target, digits_rows[:1], 30, meanwhile=while_the_slots_are_held)
+        assert [code for code, _ in holders] == [grpc.StatusCode.OK] * 3
+        assert [code for code, _ in refused] == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 5
+        assert all("3 calls in flight, the limit (max_inflight_requests)" in m for _, m in refused), refused
+        assert server.metric("candor_limit_refusals_total", limit="inflight") == 5
+        again = at_once(3, server.target, digits_rows[:1], 30)
+        assert [code for code, _ in again] == [grpc.StatusCode.OK] * 3
+    finally:
+        assert server.stop() == 0
 
 
 def test_normal_calls_pass_the_limits(server, digits_rows):
