@@ -22,11 +22,7 @@ ENV CANDOR_EXTRA=gpu
 FROM base-cpu AS source
 WORKDIR /src
 COPY pyproject.toml README.md constraints.txt ./
-COPY candor candor
-COPY calibration calibration
-COPY trainer trainer
-COPY server server
-COPY client client
+COPY src src
 COPY deploy/docker deploy/docker
 
 FROM base-cpu AS trainer-build

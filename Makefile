@@ -22,9 +22,9 @@ $(BUF):
 
 install: $(STAMP) $(BUF)
 
-# Regenerate client/generated/ from protos/ (a test fails when they disagree).
+# Regenerate src/candor/v1 and src/candor/kserve from protos/ (a test fails when they disagree).
 protos: $(STAMP)
-	$(BIN)/python -m candor.client.codegen
+	$(BIN)/python protos/codegen.py
 
 # Regenerate the dashboard JSON and the Kubernetes ConfigMap/PrometheusRule derived
 # from it and from deploy/prometheus/alerts.yml (a test fails when they are stale).

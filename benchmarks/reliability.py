@@ -25,14 +25,15 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from candor.client.codegen import declared_rpcs
 from candor.server.launch import ServerProcess, serve_process
 from candor.v1 import inference_pb2 as pb
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(ROOT)]
 from run import machine  # noqa: E402  (the benchmark harness's machine line)
+
+from tests.rpcs import declared_rpcs  # noqa: E402  (read from protos/, as the fuzz tests do)
 
 INFER_TOKEN, ADMIN_TOKEN = "reliability-infer-0123456789", "reliability-admin-0123456789"
 FAULT_TESTS = ["tests/server/test_faults.py", "tests/server/test_lifecycle.py::test_hot_reload_of_new_and_corrupt_versions",

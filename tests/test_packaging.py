@@ -21,9 +21,26 @@ def test_wheel_puts_everything_under_candor(tmp_path):
     tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
     assert tops == {"candor", next(t for t in tops if t.endswith(".dist-info"))}
     names = zipfile.ZipFile(wheel).namelist()
-    for module in ("candor/calibration/ece.py", "candor/trainer/pipeline.py", "candor/cli.py"):
+    for module in ("candor/calibration/ece.py", "candor/trainer/pipeline.py", "candor/cli.py", "candor/v1/inference_pb2.py",
+                   "candor/kserve/v2/grpc_predict_v2_pb2.py"):  # fmt: skip
         assert module in names
+    assert "candor/py.typed" in names  # type checkers read the inline hints (PEP 561)
     assert not tops & GENERIC
+
+
+def test_every_module_lives_at_the_path_its_import_spells():
+    import candor
+
+    src = REPO_ROOT / "src"
+    assert Path(candor.__file__).resolve() == src / "candor" / "__init__.py"
+    for path in src.rglob("*.py"):
+        module = ".".join(path.relative_to(src).with_suffix("").parts).removesuffix(".__init__")
+        assert module.startswith("candor"), path
+    # Nothing at the top of the checkout is importable as candor: a plain checkout cannot shadow the install.
+    assert not (REPO_ROOT / "candor").exists()
+    code = "import candor; print(candor.__file__)"
+    bare = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert bare.returncode == 0 and bare.stdout.strip() == str(src / "candor" / "__init__.py")
 
 
 def test_calibration_imports_no_torch_and_no_onnxruntime():

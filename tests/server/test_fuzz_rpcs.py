@@ -17,7 +17,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from candor.client.codegen import declared_rpcs
+from tests.rpcs import declared_rpcs
 
 # What README documents; INTERNAL and UNKNOWN would mean a bug reached the caller.
 DOCUMENTED = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE,

@@ -1,18 +1,19 @@
-"""Generate the Python protobuf and gRPC modules from ``protos/``.
+"""Generate the Python protobuf and gRPC modules from ``protos/`` (a dev tool; needs grpcio-tools).
 
-    python -m candor.client.codegen          # rewrite client/generated/
-    python -m candor.client.codegen --check  # exit 1 if the committed code is stale
+    python protos/codegen.py          # rewrite src/candor/v1 and src/candor/kserve from protos/
+    python protos/codegen.py --check  # exit 1 if the committed code is stale
 
-The output lands in ``client/generated/candor/...`` and installs as
-``candor.v1`` and ``candor.kserve.v2`` (see pyproject's package-dir), so the
-imports protoc writes (``from candor.v1 import ...``) resolve.
+It finds the checkout from its own path, so it works from any clone and any
+working directory, installed or not. The proto packages ``candor.v1`` and
+``inference`` (in ``candor/kserve/v2/``) land at ``src/candor/v1`` and
+``src/candor/kserve/v2``: the paths protoc's own imports (``from candor.v1
+import ...``) spell, shared by the server and the SDK.
 """
 
 from __future__ import annotations
 
 import argparse
 import filecmp
-import re
 import shutil
 import sys
 import tempfile
@@ -20,8 +21,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
-OUTPUT = ROOT / "client" / "generated"
+OUTPUT = ROOT / "src"  # protoc writes candor/v1/... under it
 PACKAGES = ("candor/v1", "candor/kserve", "candor/kserve/v2")
+OWNED = ("candor/v1", "candor/kserve")  # the folders under OUTPUT this tool writes, and nothing else
 
 
 def generate(out: Path, protos: Path = PROTOS) -> list[Path]:
@@ -38,29 +40,22 @@ def generate(out: Path, protos: Path = PROTOS) -> list[Path]:
         raise RuntimeError("protoc failed; see the messages above")
     for package in PACKAGES:
         (out / package / "__init__.py").write_text(
-            '"""Generated from protos/ by `python -m candor.client.codegen`; do not edit."""\n'
+            '"""Generated from protos/ by `python protos/codegen.py`; do not edit."""\n'
         )
-    return sorted(p for p in out.rglob("*") if p.is_file())
+    return sorted(out / p for p in _generated(out))
 
 
-def declared_rpcs(protos: Path = PROTOS) -> list[tuple[str, str, bool]]:
-    """(``package.Service``, method, streams requests) for every RPC declared under ``protos``."""
-    found = []
-    for path in sorted(protos.rglob("*.proto")):
-        text = path.read_text(encoding="utf-8")
-        package = re.search(r"^package ([\w.]+);", text, re.M).group(1)
-        for service, body in re.findall(r"service (\w+) \{(.*?)\n\}", text, re.S):
-            found += [(f"{package}.{service}", m, bool(s)) for m, s in re.findall(r"rpc (\w+)\((stream )?\w+\)", body)]
-    return found
+def _generated(root: Path) -> set[Path]:
+    """Files under the generated folders of ``root`` (``candor/v1``, ``candor/kserve``), relative to it."""
+    return {p.relative_to(root) for top in OWNED for p in (root / top).rglob("*") if p.is_file() and "__pycache__" not in p.parts}
 
 
 def stale_files(committed: Path = OUTPUT, protos: Path = PROTOS) -> list[str]:
-    """Files that differ between ``committed`` and a fresh generation (empty when current)."""
+    """Generated files that differ between ``committed`` and a fresh generation (empty when current)."""
     with tempfile.TemporaryDirectory() as tmp:
         fresh = Path(tmp)
         generate(fresh, protos)
-        names = {p.relative_to(fresh) for p in fresh.rglob("*") if p.is_file()}
-        names |= {p.relative_to(committed) for p in committed.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+        names = _generated(fresh) | _generated(committed)
         return sorted(
             str(n)
             for n in names
@@ -71,15 +66,16 @@ def stale_files(committed: Path = OUTPUT, protos: Path = PROTOS) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m candor.client.codegen", description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="only report whether client/generated is stale")
+    parser = argparse.ArgumentParser(prog="python protos/codegen.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only report whether the committed generated code is stale")
     args = parser.parse_args(argv)
     if args.check:
         stale = stale_files()
         for name in stale:
             print(f"stale: {name}", file=sys.stderr)
         return 1 if stale else 0
-    shutil.rmtree(OUTPUT, ignore_errors=True)
+    for top in OWNED:
+        shutil.rmtree(OUTPUT / top, ignore_errors=True)
     for path in generate(OUTPUT):
         print(path.relative_to(ROOT))
     return 0

@@ -1,1 +1,0 @@
-"""Generated from protos/ by `python -m candor.client.codegen`; do not edit."""

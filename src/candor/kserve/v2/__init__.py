@@ -1,0 +1,1 @@
+"""Generated from protos/ by `python protos/codegen.py`; do not edit."""
