@@ -166,3 +166,21 @@ def test_sweep_writes_table_and_plot(tmp_path):
     assert (tmp_path / "s/sweep.png").stat().st_size > 1000
     table = (tmp_path / "s/sweep.md").read_text()
     assert "| off_target | 0.1 | yes |" in table and "mean ± std over 2 seeds" in table
+
+
+def test_manifest_records_the_class_weights_the_loss_used(tmp_path):
+    # Label noise changes the training split's labels; the loss is weighted from those, and so is the record.
+    from candor.trainer.pipeline import build_manifest
+    from candor.trainer.smoothing import class_weights
+
+    data = DataOptions(dataset="synthetic", n_samples=900, n_classes=4, imbalance=4.0, label_noise=0.4)
+    t = fit(TrainOptions(data=data, class_weights="balanced", loop=LoopOptions(max_epochs=1, progress=False)))
+    again = fit(TrainOptions(data=data, class_weights="balanced", loop=LoopOptions(max_epochs=1, progress=False)))
+    manifest = build_manifest(t, "noisy", 1, "0" * 64)
+    clean_split = t.data.y[t.split.train]
+    assert manifest.training.class_weights == pytest.approx(t.class_weights.tolist())
+    assert t.class_weights.tolist() == again.class_weights.tolist()  # reproducible
+    # ... and they are not the weights of the clean labels or of the whole set, which differ under this noise.
+    assert not np.allclose(t.class_weights, class_weights(clean_split, 4, "balanced", False))
+    assert not np.allclose(t.class_weights, class_weights(t.data.y, 4, "balanced", False))
+    assert manifest.data.label_noise["rate"] == 0.4

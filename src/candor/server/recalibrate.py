@@ -9,17 +9,15 @@ as usable as rows with logits.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from candor import __version__
 from candor.calibration import calibration_report, fit_temperature, nll, softmax
-from candor.calibration.manifest import MANIFEST_FILE, MODEL_FILE, Metrics, MetricSet, sha256_file, write_manifest
+from candor.calibration.lineage import Calibrator, publish_child
+from candor.calibration.manifest import MODEL_FILE, Metrics, MetricSet
 from candor.calibration.reference import build_reference
-from candor.calibration.repository import publish
 from candor.graph import set_temperature
 from candor.server.errors import FailedPrecondition, InvalidArgument
 from candor.server.feedback_store import FeedbackRow
@@ -73,26 +71,13 @@ def recalibrate(repository: Path, model: LoadedModel, rows: list[FeedbackRow], h
         return Recalibration(False, None, message="dry run: held-out NLL would improve; nothing published", **common)
 
     m = model.manifest
-    source = f"feedback of {m.name}/{m.version}: {len(fit_idx)} rows fitted, {n_hold} held out"
-
-    def write(folder: Path, version: int) -> None:
-        set_temperature(model.folder / MODEL_FILE, folder / MODEL_FILE, t_new)
-        manifest = m.replace(
-            version=version,
-            candor_version=__version__,
-            created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            temperature=type(m.temperature)([t_new], False, source, fitted.clamped, m.temperature.bounds),
-            metrics=Metrics(
-                f"feedback holdout of {m.name}/{m.version}",
-                m.metrics.n_bins,
-                MetricSet(**report_before),
-                MetricSet(**report_after),
-            ),  # fmt: skip
-            reference=build_reference(after, labels[hold], f"feedback holdout of {m.name}/{m.version}"),
-            model_sha256=sha256_file(folder / MODEL_FILE),
-            parent=f"{m.name}/{m.version}",
-        )
-        write_manifest(manifest, folder / MANIFEST_FILE)
-
-    folder = publish(repository, m.name, write)
+    holdout = f"feedback holdout of {m.name}/{m.version}"
+    folder = publish_child(
+        repository, m,
+        write_model=lambda path: set_temperature(model.folder / MODEL_FILE, path, t_new),
+        calibrator=Calibrator([t_new], f"feedback of {m.name}/{m.version}: {len(fit_idx)} rows fitted, {n_hold} held out",
+                              fitted.clamped),
+        metrics=Metrics(holdout, m.metrics.n_bins, MetricSet(**report_before), MetricSet(**report_after)),
+        reference=build_reference(after, labels[hold], holdout),
+    )  # fmt: skip
     return Recalibration(True, int(folder.name), message=f"published {m.name} version {folder.name}", **common)

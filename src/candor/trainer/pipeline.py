@@ -7,7 +7,6 @@ calls ``fit`` alone.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from torch import nn
 
 from candor import __version__
 from candor.calibration import TemperatureFit, fit_temperature, repository
+from candor.calibration.lineage import utc_now
 from candor.calibration.manifest import (
     MANIFEST_FILE,
     MODEL_FILE,
@@ -60,6 +60,7 @@ class Trained:
     test: Measurement
     label_noise: dict | None
     world_size: int
+    class_weights: np.ndarray | None  # per class, as the loss used them (from the training split's labels)
 
     @property
     def multilabel(self) -> bool:
@@ -116,57 +117,39 @@ def fit(options: TrainOptions, ctx: DistContext | None = None) -> Trained:
     return Trained(
         options=options, data=data, split=split, model=model, spec=spec, loop=loop, smoothing=smoothing,
         temperature=temp, test=measure(predict_logits(model, test.X), test.y, 1.0, temp.value, multilabel, "test"),
-        label_noise=noise_info, world_size=ctx.world_size,
+        label_noise=noise_info, world_size=ctx.world_size, class_weights=cw,
     )  # fmt: skip
 
 
 def build_manifest(t: Trained, name: str, version: int, model_sha256: str) -> Manifest:
-    o, d = t.options, t.options.data
+    """The manifest of a freshly trained version, from the options and values the run actually used."""
+    o, d, loop = t.options, t.options.data, t.options.loop
     return Manifest(
         schema_version=SCHEMA_VERSION,
         candor_version=__version__,
         name=name,
         version=version,
-        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        created_at=utc_now(),
         task=t.data.task,
         class_names=list(t.data.class_names),
-        input=InputSpec("input", "float32", [-1, t.spec.n_features], list(t.data.image_shape) if t.data.image_shape else None),
+        input=InputSpec(name="input", dtype="float32", shape=[-1, t.spec.n_features],
+                        image_shape=list(t.data.image_shape) if t.data.image_shape else None),  # fmt: skip
         outputs=["logits", "probabilities"],
-        temperature=TemperatureSpec(
-            t.temperature.as_list(), o.per_class_temperature, "val", t.temperature.clamped, [T_MIN, T_MAX]
-        ),
+        temperature=TemperatureSpec(value=t.temperature.as_list(), per_class=o.per_class_temperature, fitted_on="val",
+                                    clamped=t.temperature.clamped, bounds=[T_MIN, T_MAX]),  # fmt: skip
         smoothing=t.smoothing,
         training=TrainingSpec(
-            t.spec.architecture,
-            t.spec.width,
-            t.spec.depth,
-            t.spec.dropout,
-            o.loop.max_epochs,
-            t.loop.epochs_run,
-            t.loop.best_epoch,
-            o.loop.batch_size,
-            o.loop.learning_rate,
-            o.loop.weight_decay,
-            o.loop.patience,
-            o.loop.seed,
-            t.world_size,
-            None
-            if o.class_weights == "none"
-            else class_weights(t.data.y, t.data.num_classes, o.class_weights, t.multilabel).tolist(),
+            architecture=t.spec.architecture, width=t.spec.width, depth=t.spec.depth, dropout=t.spec.dropout,
+            max_epochs=loop.max_epochs, epochs_run=t.loop.epochs_run, best_epoch=t.loop.best_epoch,
+            batch_size=loop.batch_size, learning_rate=loop.learning_rate, weight_decay=loop.weight_decay,
+            patience=loop.patience, seed=loop.seed, world_size=t.world_size,
+            class_weights=None if t.class_weights is None else t.class_weights.tolist(),
         ),  # fmt: skip
         data=DataSpec(
-            d.dataset,
-            d.loader_params(),
-            t.data.fingerprint,
-            t.spec.n_features,
-            len(t.split.train),
-            len(t.split.val),
-            len(t.split.test),
-            d.split_seed,
-            d.val_fraction,
-            d.test_fraction,
-            t.label_noise,
-        ),
+            source=d.dataset, params=d.loader_params(), fingerprint=t.data.fingerprint, n_features=t.spec.n_features,
+            n_train=len(t.split.train), n_val=len(t.split.val), n_test=len(t.split.test), split_seed=d.split_seed,
+            val_fraction=d.val_fraction, test_fraction=d.test_fraction, label_noise=t.label_noise,
+        ),  # fmt: skip
         metrics=t.test.metrics(),
         reference=t.test.reference,
         model_sha256=model_sha256,

@@ -6,16 +6,16 @@ serves), not the torch model, so their numbers are the served model's.
 
 from __future__ import annotations
 
-import datetime as dt
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from candor import __version__
 from candor.calibration import fit_temperature, repository
-from candor.calibration.manifest import MANIFEST_FILE, MODEL_FILE, Manifest, read_manifest, sha256_file, write_manifest
+from candor.calibration.lineage import Calibrator, publish_child
+from candor.calibration.manifest import MANIFEST_FILE, MODEL_FILE, Manifest, read_manifest, sha256_file
 from candor.graph import read_temperature, set_temperature
 from candor.trainer.export import DEFAULT_OPSET, export_model, run_onnx
 from candor.trainer.measure import Measurement, measure
@@ -86,9 +86,13 @@ def evaluate(v: Version, X: np.ndarray, y: np.ndarray, split: str) -> Measuremen
     return measure(logits.astype(np.float64), y, 1.0, v.temperature, v.multilabel, split)
 
 
-def _write_version(folder: Path, manifest: Manifest, m: Measurement) -> None:
-    write_manifest(manifest, folder / MANIFEST_FILE)
-    write_reports(folder, manifest, m.panels(), {"parent": manifest.parent})
+def _reports(m: Measurement) -> Callable[[Path, Manifest], None]:
+    """Write a published child's report files from its measurement."""
+
+    def write(folder: Path, manifest: Manifest) -> None:
+        write_reports(folder, manifest, m.panels(), {"parent": manifest.parent})
+
+    return write
 
 
 def recalibrate(
@@ -103,23 +107,10 @@ def recalibrate(
     fitted = fit_temperature(logits.astype(np.float64), y_fit, task, per_class=v.manifest.temperature.per_class)
     eval_logits, _ = run_onnx(v.model_path, X_eval)
     m = measure(eval_logits.astype(np.float64), y_eval, v.temperature, fitted.value, v.multilabel, eval_desc)
-
-    def write(folder: Path, version: int) -> None:
-        set_temperature(v.model_path, folder / MODEL_FILE, fitted.value)
-        t = v.manifest.temperature
-        manifest = v.manifest.replace(
-            version=version,
-            candor_version=__version__,
-            created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            temperature=type(t)(fitted.as_list(), t.per_class, fit_desc, fitted.clamped, t.bounds),
-            metrics=m.metrics(),
-            reference=m.reference,
-            model_sha256=sha256_file(folder / MODEL_FILE),
-            parent=f"{v.manifest.name}/{v.manifest.version}",
-        )
-        _write_version(folder, manifest, m)
-
-    return repository.publish(Path(repo), v.manifest.name, write), m
+    folder = publish_child(repo, v.manifest, write_model=lambda path: set_temperature(v.model_path, path, fitted.value),
+                           calibrator=Calibrator(fitted.as_list(), fit_desc, fitted.clamped), metrics=m.metrics(),
+                           reference=m.reference, extras=_reports(m))  # fmt: skip
+    return folder, m
 
 
 def reexport(repo: str | Path, v: Version, opset: int = DEFAULT_OPSET) -> Path:
@@ -140,16 +131,11 @@ def reexport(repo: str | Path, v: Version, opset: int = DEFAULT_OPSET) -> Path:
     model.load_state_dict(ckpt["state_dict"])
     X, y, desc = labelled_rows(v, None, "test")
 
-    def write(folder: Path, version: int) -> None:
-        export_model(model, folder / MODEL_FILE, X, v.temperature, v.multilabel, opset)
+    def extras(folder: Path, manifest: Manifest) -> None:
         shutil.copy2(ckpt_path, folder / CHECKPOINT_FILE)
-        manifest = v.manifest.replace(
-            version=version,
-            candor_version=__version__,
-            created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            model_sha256=sha256_file(folder / MODEL_FILE),
-            parent=f"{v.manifest.name}/{v.manifest.version}",
-        )
-        _write_version(folder, manifest, evaluate(Version(folder, manifest), X, y, desc))
+        _reports(evaluate(Version(folder, manifest), X, y, desc))(folder, manifest)
 
-    return repository.publish(Path(repo), v.manifest.name, write)
+    def write_model(path: Path) -> None:
+        export_model(model, path, X, v.temperature, v.multilabel, opset)
+
+    return publish_child(repo, v.manifest, write_model=write_model, extras=extras)
