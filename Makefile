@@ -53,6 +53,7 @@ audit: $(STAMP)
 
 test: $(STAMP) $(BUF)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 sweep: $(STAMP)

@@ -25,6 +25,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
+from candor.client import CandorError
 from candor.server.launch import ServerProcess, serve_process
 from candor.v1 import inference_pb2 as pb
 
@@ -186,8 +187,8 @@ async def drive(target: str, X: np.ndarray, y: np.ndarray, seconds: float, concu
                     if rng.random() < feedback_share:
                         answer = await client.feedback(result.prediction_ids, y[pick], model="digits")
                         accepted += answer.accepted  # after the await: `x += await f()` reads x before suspending
-                except grpc.RpcError as e:
-                    codes[e.code().name] += 1
+                except CandorError as e:
+                    codes[e.code] += 1
 
         async def sampler() -> None:
             nonlocal current

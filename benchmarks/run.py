@@ -48,8 +48,8 @@ def ensure_models(repo: Path) -> None:
 def raw_onnxruntime(model_path: Path, seconds: float) -> dict[int, float]:
     """Rows/s of session.run in this process at each batch size, with the
     session options the server uses by default (so the ratio is about serving)."""
-    from candor.server.sessions import CPU, create_session
-    from candor.server.settings import Settings
+    from candor.server.core.sessions import CPU, create_session
+    from candor.server.core.settings import Settings
 
     defaults = Settings()
     session, _ = create_session(str(model_path), [CPU], defaults.intra_op_threads, defaults.allow_spinning)

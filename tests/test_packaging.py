@@ -43,12 +43,6 @@ def test_every_module_lives_at_the_path_its_import_spells():
     assert bare.returncode == 0 and bare.stdout.strip() == str(src / "candor" / "__init__.py")
 
 
-def test_calibration_imports_no_torch_and_no_onnxruntime():
-    code = "import sys, candor.calibration; print(sorted(m for m in ('torch', 'onnxruntime', 'sklearn') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
-    assert out == "[]"
-
-
 def test_extras_and_torch_pin():
     meta = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
     assert set(meta["optional-dependencies"]) >= {"train", "server", "gpu", "dev"}
@@ -83,14 +77,9 @@ def test_trainer_verbs_without_the_train_extra_say_what_to_install():
     assert "pip install 'candor[train]'" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_client_imports_neither_onnxruntime_nor_torch():
-    code = "import sys, candor.client; print(sorted(m for m in ('torch', 'onnxruntime') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
-    assert out == "[]"
-
-
-def test_server_never_imports_torch():
-    # The serve verb builds the whole `candor` parser: that must not load torch either.
-    code = "import sys, candor.server.app, candor.cli; candor.cli.build_parser(); print('torch' in sys.modules)"
+def test_building_the_cli_does_not_import_torch():
+    # Not a layer rule (the hub may import the trainer's CLI), a start-up cost: `candor serve` and the
+    # client verbs must not load torch just to parse their flags, even where torch is installed.
+    code = "import sys, candor.cli; candor.cli.build_parser(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"

@@ -18,10 +18,6 @@ class UsageError(Exception):
     """A mistake in what the user asked for: printed as one line, exit code 2."""
 
 
-class RemoteError(Exception):
-    """A server answered with an error status: printed as one line, exit code 1."""
-
-
 def _missing_module(*names: str) -> str | None:
     """The first of ``names`` that is not installed, found without importing anything."""
     return next((n for n in names if importlib.util.find_spec(n) is None), None)
@@ -73,13 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from candor.client import CandorError
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:
         print("candor: interrupted", file=sys.stderr)
         return 130
-    except RemoteError as e:
+    except (CandorError, TimeoutError) as e:
+        # The server said no (its status code and message), or never became ready: one line, exit 1.
         print(f"candor {args.verb}: {e}", file=sys.stderr)
         return 1
     except (UsageError, ValueError, OSError) as e:

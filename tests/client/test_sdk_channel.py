@@ -7,7 +7,7 @@ import grpc
 import numpy as np
 import pytest
 
-from candor.client import Client
+from candor.client import Client, ResourceExhausted, Unavailable
 from candor.v1 import inference_pb2 as pb
 from candor.v1 import inference_pb2_grpc as pb_grpc
 
@@ -65,9 +65,9 @@ def test_unavailable_is_retried_by_the_channel(recording_server):
 
     target, servicer = recording_server(failures=1)
     with Client(target, retries=0) as c:
-        with pytest.raises(grpc.RpcError) as e:
+        with pytest.raises(Unavailable) as e:
             c.predict([[0.0, 0.0]], model="m")
-    assert e.value.code() == grpc.StatusCode.UNAVAILABLE and len(servicer.calls) == 1
+    assert e.value.code == "UNAVAILABLE" and not isinstance(e.value, grpc.RpcError) and len(servicer.calls) == 1
 
 
 def test_client_options_are_validated():
@@ -77,3 +77,40 @@ def test_client_options_are_validated():
         Client("127.0.0.1:1", timeout=0)
     with pytest.raises(ValueError, match="retries must be between 0 and 4"):
         Client("127.0.0.1:1", retries=9)
+
+
+def test_channel_options_reach_the_channel_and_override_the_clients_own(recording_server):
+    target, servicer = recording_server()
+    with Client(target, channel_options=[("grpc.primary_user_agent", "candor-test/7"), ("grpc.keepalive_time_ms", 30000)]) as c:
+        c.predict([[1.0, 2.0]], model="m")
+    assert servicer.calls[0]["user-agent"].startswith("candor-test/7")
+    # Last one wins: a caller may lower the client's own 64 MiB receive limit, and the answer no longer fits.
+    with Client(target, retries=0, channel_options=[("grpc.max_receive_message_length", 10)]) as c:
+        with pytest.raises(ResourceExhausted):
+            c.predict([[1.0, 2.0]], model="m")
+
+
+def test_status_codes_map_to_one_exception_class_each():
+    from candor.client import CandorError, Internal, NotFound, PermissionDenied
+    from candor.client._errors import from_rpc_error
+
+    class Failed(grpc.RpcError):
+        def __init__(self, code):
+            self._code = code
+
+        def code(self):
+            return self._code
+
+        def details(self):
+            return f"{self._code.name} happened"
+
+    for code in grpc.StatusCode:
+        if code is grpc.StatusCode.OK:
+            continue
+        error = from_rpc_error(Failed(code))
+        assert isinstance(error, CandorError) and not isinstance(error, grpc.RpcError)
+        assert error.code == code.name and error.message == f"{code.name} happened"
+        assert str(error) == f"{code.name}: {code.name} happened"
+    assert type(from_rpc_error(Failed(grpc.StatusCode.NOT_FOUND))) is NotFound
+    assert type(from_rpc_error(Failed(grpc.StatusCode.PERMISSION_DENIED))) is PermissionDenied
+    assert type(from_rpc_error(Failed(grpc.StatusCode.UNKNOWN))) is Internal

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from candor.cli import build_parser
-from candor.server.settings import Settings
+from candor.server.core.settings import Settings
 from tests.conftest import REPO_ROOT
 from tests.deploy.images import PINNED, exec_form, last, stages
 

@@ -9,7 +9,8 @@ import grpc
 import numpy as np
 import pytest
 
-from candor.server.auth import ADMIN, INFER, decide, load_tokens
+from candor.client import CandorError
+from candor.server.rpc.auth import ADMIN, INFER, decide, load_tokens
 from tests.conftest import run_candor
 from tests.server.conftest import start_server
 
@@ -36,8 +37,11 @@ def guarded(digits_repo, tokens_file, tmp_path_factory):
 
 
 def code_of(call) -> tuple[grpc.StatusCode, str]:
-    with pytest.raises(grpc.RpcError) as e:
+    """The status of a refused call, made through the SDK (its own exception) or a raw stub (grpc's)."""
+    with pytest.raises((CandorError, grpc.RpcError)) as e:
         call()
+    if isinstance(e.value, CandorError):
+        return grpc.StatusCode[e.value.code], e.value.message
     return e.value.code(), e.value.details()
 
 

@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from candor.server.batcher import DynamicBatcher
-from candor.server.errors import DeadlineExceeded, ResourceExhausted
+from candor.server.core.batcher import DynamicBatcher
+from candor.server.core.errors import DeadlineExceeded, ResourceExhausted
 
 
 class Recorder:

@@ -14,6 +14,7 @@ import grpc
 import numpy as np
 import pytest
 
+from candor.client import CandorError, Unavailable
 from candor.v1 import inference_pb2 as pb
 from candor.v1 import inference_pb2_grpc
 from tests.server.conftest import start_server, wait_for
@@ -31,7 +32,7 @@ def predict_and_label(client, rows, labels) -> tuple[list[str], object]:
     return ids, client.feedback(ids, labels, model="digits")
 
 
-def fill_store(client, X, y, batch: int) -> tuple[list[str], list[str], grpc.RpcError | None]:
+def fill_store(client, X, y, batch: int) -> tuple[list[str], list[str], CandorError | None]:
     """Predict and label ``batch`` rows at a time until a feedback batch is refused:
     (acknowledged ids, the refused batch's ids, the refusal), the last two empty/None if none was."""
     acknowledged: list[str] = []
@@ -39,7 +40,7 @@ def fill_store(client, X, y, batch: int) -> tuple[list[str], list[str], grpc.Rpc
         ids = client.predict(X[start : start + batch], model="digits").prediction_ids
         try:
             result = client.feedback(ids, y[start : start + batch], model="digits")
-        except grpc.RpcError as e:
+        except CandorError as e:
             return acknowledged, ids, e
         assert result.accepted == len(ids)
         acknowledged += ids
@@ -65,9 +66,9 @@ def test_a_full_feedback_store_refuses_whole_batches_and_keeps_serving(served_re
         with server.client(retries=0) as client:
             acknowledged, refused_ids, e = fill_store(client, X, y, batch=50)
             assert e is not None, "the store never filled up"
-            assert e.code() == grpc.StatusCode.UNAVAILABLE
-            assert "the feedback store cannot write (database or disk is full)" in e.details()
-            assert "nothing from this batch was stored" in e.details()
+            assert isinstance(e, Unavailable)
+            assert "the feedback store cannot write (database or disk is full)" in e.message
+            assert "nothing from this batch was stored" in e.message
             # Predictions go on; the fault shows in health details and metrics.
             assert len(client.predict(X[:3], model="digits").prediction_ids) == 3
             assert client.health() == "SERVING" and client.health("digits") == "SERVING"
@@ -133,10 +134,10 @@ def test_sigterm_under_load_loses_no_acknowledged_call(served_repo, labelled):
                     with lock:
                         acknowledged.extend(i for i, o in zip(ids, result.outcomes, strict=True) if o == "ACCEPTED")
                         codes.append(grpc.StatusCode.OK)
-                except grpc.RpcError as e:
+                except CandorError as e:
                     with lock:
-                        codes.append(e.code())
-                    if e.code() == grpc.StatusCode.UNAVAILABLE:
+                        codes.append(grpc.StatusCode[e.code])
+                    if isinstance(e, Unavailable):
                         return  # the server is going away
 
     threads = [threading.Thread(target=load, args=(s,)) for s in range(6)]
@@ -226,7 +227,7 @@ def test_a_really_full_disk_under_the_store(served_repo, labelled, small_disk):
             acknowledged, _, e = fill_store(client, X, y, batch=100)
             if e is None:
                 pytest.fail("512 KiB never filled up")
-            assert e.code() == grpc.StatusCode.UNAVAILABLE and "full" in e.details()
+            assert isinstance(e, Unavailable) and "full" in e.message
             assert len(client.predict(X[:2], model="digits").prediction_ids) == 2
             assert client.health("candor.feedback_store") == "NOT_SERVING"
     finally:
@@ -250,9 +251,8 @@ def test_read_only_store_files_then_writable_again(served_repo, labelled):
             ids = client.predict(X[20:40], model="digits").prediction_ids
             privileged(["chattr", "+i", *files])
             try:
-                with pytest.raises(grpc.RpcError) as e:
+                with pytest.raises(Unavailable, match="nothing from this batch was stored"):
                     client.feedback(ids, y[20:40], model="digits")
-                assert e.value.code() == grpc.StatusCode.UNAVAILABLE and "nothing from this batch was stored" in e.value.details()
                 assert client.health("candor.feedback_store") == "NOT_SERVING" and client.health() == "SERVING"
                 assert len(client.predict(X[:2], model="digits").prediction_ids) == 2
             finally:

@@ -7,9 +7,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
+import numpy as np
 import pytest
 
-from candor.client.sdk import Client, _BaseClient
+from candor.client import Client
+from candor.v1 import inference_pb2 as pb
 from candor.v1 import inference_pb2_grpc
 from tests.conftest import run_candor
 from tests.server.conftest import start_server, wait_for
@@ -30,7 +32,9 @@ def predict_raw(target: str, rows, timeout: float | None):
     """Predict through the generated stub, so that "no deadline" really sends none."""
     with grpc.insecure_channel(target) as channel:
         stub = inference_pb2_grpc.InferenceServiceStub(channel)
-        return stub.Predict(_BaseClient._predict_request(rows, "digits", None, 1, False), timeout=timeout)
+        rows = np.asarray(rows, dtype="<f4")
+        tensor = pb.Tensor(shape=list(rows.shape), dtype=pb.DATA_TYPE_FLOAT32, raw_data=rows.tobytes())
+        return stub.Predict(pb.PredictRequest(model="digits", inputs=tensor), timeout=timeout)
 
 
 def outcome(target: str, rows, timeout: float | None) -> tuple[grpc.StatusCode, str]:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from candor.calibration.reference import build_reference
-from candor.server.monitor import DriftThresholds, DriftWindow, psi_groups
+from candor.server.core.drift import DriftThresholds, DriftWindow, psi_groups
 from candor.trainer.options import DataOptions
 from candor.trainer.split import split_dataset
 from tests.server.conftest import start_server

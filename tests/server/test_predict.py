@@ -6,7 +6,7 @@ import grpc
 import numpy as np
 import pytest
 
-from candor.client import AsyncClient
+from candor.client import AsyncClient, NotFound
 from candor.trainer.export import run_onnx
 from candor.v1 import inference_pb2 as pb
 from candor.v1 import inference_pb2_grpc as pb_grpc
@@ -45,9 +45,9 @@ def test_models_model_health(server):
         assert m.num_features == 64 and len(m.class_names) == 10 and m.smoothing == "uniform"
         assert c.model("digits").version == "1"
         assert c.health() == "SERVING" and c.health("digits") == "SERVING"
-        with pytest.raises(grpc.RpcError) as e:
+        with pytest.raises(NotFound) as e:
             c.health("nope")
-        assert e.value.code() == grpc.StatusCode.NOT_FOUND
+        assert e.value.code == "NOT_FOUND"
 
 
 def test_async_client_and_stream(server, digits_rows):
@@ -86,3 +86,34 @@ def test_reflection_lists_both_services(server):
     with grpc.insecure_channel(server.target) as channel:
         services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
     assert {"candor.v1.InferenceService", "inference.GRPCInferenceService", "grpc.health.v1.Health"} <= services
+
+
+def test_sdk_errors_are_its_own_and_its_results_are_typed(server, digits_rows):
+    from candor.client import CandorError, InvalidArgument
+
+    with server.client() as c:
+        with pytest.raises(InvalidArgument) as e:
+            c.predict(digits_rows[:2, :3], model="digits")
+        assert isinstance(e.value, CandorError) and not isinstance(e.value, grpc.RpcError)
+        assert e.value.code == "INVALID_ARGUMENT" and "the model takes 64 features per row, got 3" in e.value.message
+        result = c.predict(digits_rows[:4], model="digits")
+        report = c.calibration("digits")
+        temperature = c.model("digits").temperature
+    assert isinstance(report.drift.rows, int) and report.drift.rows >= 4
+    assert isinstance(report.drift.confidence_psi, float) and report.drift.confidence_state in ("OK", "WARN", "DRIFT")
+    assert isinstance(report.reference.confidence_histogram[0], float) and len(report.reference.class_frequencies) == 10
+    assert report.temperature == [pytest.approx(t, abs=1e-6) for t in temperature]
+    assert len(result.prediction_ids) == 4
+
+
+def test_async_client_raises_the_same_errors(server, digits_rows):
+    from candor.client import NotFound
+
+    async def call():
+        async with AsyncClient(server.target) as c:
+            with pytest.raises(NotFound, match="model 'nope' not found"):
+                await c.predict(digits_rows[:1], model="nope")
+            return await c.calibration("digits")
+
+    report = asyncio.run(call())
+    assert isinstance(report.reference.accuracy, float)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from candor.server.predictions import PredictionStore, id_time, new_prediction_ids
+from candor.server.core.predictions import PredictionStore, id_time, new_prediction_ids
 
 
 def test_ids_carry_their_second_and_are_unique():

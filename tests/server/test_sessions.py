@@ -3,7 +3,7 @@ available providers, and the fallback by asking this CPU-only onnxruntime for CU
 
 import pytest
 
-from candor.server.sessions import CPU, CUDA, choose_providers, create_session
+from candor.server.core.sessions import CPU, CUDA, choose_providers, create_session
 
 
 def test_auto_prefers_cuda_when_onnxruntime_gpu_offers_it():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
+from candor.client import CandorError
 from tests.certs import Authority
 from tests.conftest import run_candor
 from tests.server.conftest import start_server
@@ -24,9 +25,9 @@ def tls_flags(pki, mutual: bool) -> list[str]:
 
 
 def refused(client, rows) -> grpc.StatusCode:
-    with pytest.raises(grpc.RpcError) as e:
+    with pytest.raises(CandorError) as e:
         client.predict(rows, model="digits", timeout=5)
-    return e.value.code()
+    return grpc.StatusCode[e.value.code]
 
 
 def test_tls_serves_clients_that_trust_its_ca(served_repo, pki, digits_rows):

@@ -1,12 +1,61 @@
-"""The Candor client SDK and its generated stubs (``candor.v1``, ``candor.kserve.v2``).
+"""The Candor client SDK: a small public surface over private modules.
 
-Never imports onnxruntime or torch.
+Never imports onnxruntime, torch or server code (import-linter checks it).
 
->>> from candor.client import Client
+>>> from candor.client import Client, InvalidArgument
 >>> with Client("127.0.0.1:8001") as client:        # doctest: +SKIP
 ...     client.predict(rows, model="digits").probabilities
 """
 
-from candor.client.sdk import AsyncClient, CalibrationReport, Client, FeedbackResult, ModelDescription, PredictResult
+from candor.client._client import AsyncClient, Client
+from candor.client._errors import (
+    Cancelled,
+    CandorError,
+    DeadlineExceeded,
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+    Unimplemented,
+)
+from candor.client._results import (
+    CalibrationReport,
+    DriftSignals,
+    FeedbackResult,
+    ModelDescription,
+    ObservedSignals,
+    PredictResult,
+    Recalibration,
+    ReferenceSignals,
+    ReliabilityBin,
+)
 
-__all__ = ["AsyncClient", "CalibrationReport", "Client", "FeedbackResult", "ModelDescription", "PredictResult"]
+__all__ = [
+    "AsyncClient",
+    "CalibrationReport",
+    "Cancelled",
+    "CandorError",
+    "Client",
+    "DeadlineExceeded",
+    "DriftSignals",
+    "FailedPrecondition",
+    "FeedbackResult",
+    "Internal",
+    "InvalidArgument",
+    "ModelDescription",
+    "NotFound",
+    "ObservedSignals",
+    "PermissionDenied",
+    "PredictResult",
+    "Recalibration",
+    "ReferenceSignals",
+    "ReliabilityBin",
+    "ResourceExhausted",
+    "Unauthenticated",
+    "Unavailable",
+    "Unimplemented",
+]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import sys
@@ -52,22 +53,10 @@ def _client(a: argparse.Namespace):
                   certificate_chain=read(a.client_cert), private_key=read(a.client_key))  # fmt: skip
 
 
-def _remote(call):
-    """Run a client call; a gRPC error becomes one line naming its status code."""
-    import grpc
-
-    from candor.cli import RemoteError
-
-    try:
-        return call()
-    except grpc.RpcError as e:
-        raise RemoteError(f"{e.code().name}: {e.details()}") from None
-
-
 def cmd_predict(a: argparse.Namespace) -> int:
     rows = read_rows(a.input)
     with _client(a) as client:
-        r = _remote(lambda: client.predict(rows, model=a.model, version=a.version, top_k=a.top_k, return_logits=a.logits))
+        r = client.predict(rows, model=a.model, version=a.version, top_k=a.top_k, return_logits=a.logits)
     if a.json:
         out = []
         for i in range(len(rows)):
@@ -88,7 +77,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
 
 def cmd_models(a: argparse.Namespace) -> int:
     with _client(a) as client:
-        models = _remote(client.models)
+        models = client.models()
     if a.json:
         print(json.dumps([m.__dict__ for m in models], indent=2))
         return 0
@@ -103,7 +92,7 @@ def cmd_models(a: argparse.Namespace) -> int:
 
 def cmd_health(a: argparse.Namespace) -> int:
     with _client(a) as client:
-        status = _remote(lambda: client.health(a.model or ""))
+        status = client.health(a.model or "")
     print(f"{a.model or 'server'}: {status}")
     return 0 if status == "SERVING" else 1
 
@@ -112,7 +101,6 @@ def cmd_simulate(a: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from candor.cli import RemoteError
     from candor.client.simulate import SimulationPlan, load_labelled_rows, simulate, wait_until_serving
 
     plan = SimulationPlan(rate=a.rate, rows_per_request=a.rows_per_request, feedback_share=a.feedback_share,
@@ -125,10 +113,7 @@ def cmd_simulate(a: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     log = lambda line: print(line, flush=True)  # noqa: E731
     with _client(a) as client:
-        try:
-            wait_until_serving(client, a.model, a.wait)
-        except TimeoutError as e:
-            raise RemoteError(str(e)) from None
+        wait_until_serving(client, a.model, a.wait)  # TimeoutError: one line, exit 1 (candor.cli)
         log(f"simulating traffic for {a.model} at {a.target} from {len(X)} rows of {a.data}")
         simulate(client, a.model, X, y, plan, stop=stop, log=log)
     return 0
@@ -161,7 +146,7 @@ def read_feedback(source: str) -> tuple[list[str], list[int]]:
 def cmd_feedback(a: argparse.Namespace) -> int:
     ids, labels = read_feedback(a.input)
     with _client(a) as client:
-        result = _remote(lambda: client.feedback(ids, labels, model=a.model))
+        result = client.feedback(ids, labels, model=a.model)
     print(f"accepted {result.accepted}, duplicate {result.duplicate}, unknown id {result.unknown_id}, expired {result.expired}")
     for pid, outcome in zip(ids, result.outcomes, strict=True):
         if outcome != "ACCEPTED":
@@ -171,35 +156,31 @@ def cmd_feedback(a: argparse.Namespace) -> int:
 
 def cmd_calibration(a: argparse.Namespace) -> int:
     with _client(a) as client:
-        report = _remote(lambda: client.calibration(a.model, a.version))
+        report = client.calibration(a.model, a.version)
     if a.json:
-        print(json.dumps(report.__dict__, indent=2))
+        print(json.dumps(dataclasses.asdict(report), indent=2))
         return 0
     ref = report.reference
     print(f"{report.model} v{report.version}, temperature {report.temperature}")
-    print(
-        f"reference (training time): accuracy {ref['accuracy']:.4f}, ECE {ref['ece']:.4f}, "
-        f"mean confidence {ref['mean_confidence']:.4f}"
-    )
+    print(f"reference (training time): accuracy {ref.accuracy:.4f}, ECE {ref.ece:.4f}, mean confidence {ref.mean_confidence:.4f}")
     d = report.drift
     if d is None:
         print("drift: no predictions in the window yet")
     else:
-        state = {k: d[k].removeprefix("DRIFT_STATE_") for k in ("confidence_state", "prediction_state")}
-        print(f"drift over {d['rows']} rows: confidence PSI {d['confidence_psi']:.4f} ({state['confidence_state']}), "
-              f"JS {d['confidence_js_distance']:.4f}, prediction PSI {d['prediction_psi']:.4f} "
-              f"({state['prediction_state']}), expected accuracy {d['expected_accuracy']:.4f} "
-              f"(gap {d['expected_accuracy_gap']:+.4f}), mean entropy {d['mean_entropy']:.4f}")  # fmt: skip
+        print(f"drift over {d.rows} rows: confidence PSI {d.confidence_psi:.4f} ({d.confidence_state}), "
+              f"JS {d.confidence_js_distance:.4f}, prediction PSI {d.prediction_psi:.4f} ({d.prediction_state}), "
+              f"expected accuracy {d.expected_accuracy:.4f} (gap {d.expected_accuracy_gap:+.4f}), "
+              f"mean entropy {d.mean_entropy:.4f}")  # fmt: skip
     o = report.observed
     if o is None:
         print("feedback: none joined yet")
         return 0
-    print(f"feedback over {o['rows']} rows: accuracy {o['accuracy']:.4f}, ECE {o['ece']:.4f}, NLL {o['nll']:.4f}, "
-          f"Brier {o['brier']:.4f}, expected - observed accuracy {o['accuracy_gap']:+.4f}")  # fmt: skip
+    print(f"feedback over {o.rows} rows: accuracy {o.accuracy:.4f}, ECE {o.ece:.4f}, NLL {o.nll:.4f}, "
+          f"Brier {o.brier:.4f}, expected - observed accuracy {o.accuracy_gap:+.4f}")  # fmt: skip
     print(f"\n{'bin (upper edge)':>16} {'rows':>6} {'confidence':>10} {'accuracy':>9}")
-    for b in o["reliability"]:
-        if int(b["count"]):
-            print(f"{b['upper_edge']:>16.3f} {int(b['count']):>6} {b['confidence']:>10.4f} {b['accuracy']:>9.4f}")
+    for b in o.reliability:
+        if b.count:
+            print(f"{b.upper_edge:>16.3f} {b.count:>6} {b.confidence:>10.4f} {b.accuracy:>9.4f}")
     if a.plot:
         plot_live_reliability(report, Path(a.plot))
         print(f"\nWrote {a.plot}")
@@ -208,15 +189,14 @@ def cmd_calibration(a: argparse.Namespace) -> int:
 
 def cmd_recalibrate(a: argparse.Namespace) -> int:
     with _client(a) as client:
-        r = _remote(lambda: client.recalibrate(a.model, a.version, holdout_share=a.holdout_share, min_rows=a.min_rows,
-                                               dry_run=a.dry_run))  # fmt: skip
+        r = client.recalibrate(a.model, a.version, holdout_share=a.holdout_share, min_rows=a.min_rows, dry_run=a.dry_run)
     if a.json:
-        print(json.dumps(r, indent=2))
+        print(json.dumps(dataclasses.asdict(r), indent=2))
         return 0
-    print(f"T {r['old_temperature']:.4f} -> {r['new_temperature']:.4f} on {r['fit_rows']} rows; held out {r['holdout_rows']}: "
-          f"NLL {r['holdout_nll_before']:.4f} -> {r['holdout_nll_after']:.4f}, ECE {r['holdout_ece_before']:.4f} -> "
-          f"{r['holdout_ece_after']:.4f}")  # fmt: skip
-    print(r["message"])
+    print(f"T {r.old_temperature:.4f} -> {r.new_temperature:.4f} on {r.fit_rows} rows; held out {r.holdout_rows}: "
+          f"NLL {r.holdout_nll_before:.4f} -> {r.holdout_nll_after:.4f}, ECE {r.holdout_ece_before:.4f} -> "
+          f"{r.holdout_ece_after:.4f}")  # fmt: skip
+    print(r.message)
     return 0
 
 
@@ -230,30 +210,30 @@ def plot_live_reliability(report, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    bins = [b for b in report.observed["reliability"] if int(b["count"])]
+    bins = [b for b in report.observed.reliability if b.count]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
-    width = 1 / len(report.observed["reliability"])
+    width = 1 / len(report.observed.reliability)
     left.bar(
-        [b["upper_edge"] - width / 2 for b in bins],
-        [b["accuracy"] for b in bins],
+        [b.upper_edge - width / 2 for b in bins],
+        [b.accuracy for b in bins],
         width=width,
         edgecolor="black",
         label="accuracy",
     )
     left.plot(
-        [b["upper_edge"] - width / 2 for b in bins],
-        [b["confidence"] for b in bins],
+        [b.upper_edge - width / 2 for b in bins],
+        [b.confidence for b in bins],
         "D",
         color="#dd8452",
         label="mean confidence",
     )
     left.plot([0, 1], [0, 1], "k--", linewidth=1)
     left.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy",
-             title=f"live: ECE {report.observed['ece']:.4f} on {report.observed['rows']} rows")  # fmt: skip
+             title=f"live: ECE {report.observed.ece:.4f} on {report.observed.rows} rows")  # fmt: skip
     left.legend(loc="upper left", fontsize=8)
-    hist = report.reference["confidence_histogram"]
+    hist = report.reference.confidence_histogram
     right.bar([(i + 0.5) / len(hist) for i in range(len(hist))], hist, width=1 / len(hist), color="#55a868")
-    right.set(xlim=(0, 1), xlabel="confidence", ylabel="share", title=f"reference: ECE {report.reference['ece']:.4f}")
+    right.set(xlim=(0, 1), xlabel="confidence", ylabel="share", title=f"reference: ECE {report.reference.ece:.4f}")
     fig.suptitle(f"{report.model} v{report.version}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

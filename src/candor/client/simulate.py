@@ -22,8 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
 import numpy as np
+
+from candor.client._errors import CandorError
 
 
 @dataclass(frozen=True)
@@ -115,8 +116,8 @@ def wait_until_serving(client, model: str, timeout_s: float, clock: Callable[[],
             last = client.health(model, timeout=5.0)
             if last == "SERVING":
                 return
-        except grpc.RpcError as e:
-            last = e.code().name
+        except CandorError as e:
+            last = e.code
         if clock() >= deadline:
             raise TimeoutError(f"model {model!r} not SERVING after {timeout_s:g}s (last answer: {last})")
         time.sleep(1.0)
@@ -141,8 +142,8 @@ def simulate(client, model: str, X: np.ndarray, y: np.ndarray, plan: SimulationP
             stats.feedback_sent += len(ids)
             try:
                 stats.feedback_accepted += client.feedback(ids, labels, model=model).accepted
-            except grpc.RpcError as e:
-                stats.errors[e.code().name] += 1
+            except CandorError as e:
+                stats.errors[e.code] += 1
 
     while not stop.is_set():
         now = clock()
@@ -162,8 +163,8 @@ def simulate(client, model: str, X: np.ndarray, y: np.ndarray, plan: SimulationP
             if labelled.any():
                 ids = [pid for pid, keep in zip(result.prediction_ids, labelled, strict=True) if keep]
                 pending.append((now + plan.feedback_delay_s, ids, y[pick][labelled]))
-        except grpc.RpcError as e:
-            stats.errors[e.code().name] += 1
+        except CandorError as e:
+            stats.errors[e.code] += 1
             stop.wait(1.0)  # the server may be restarting or reloading; do not spin on it
         send_due_feedback(clock())
         if plan.report_every_s and clock() >= next_report:

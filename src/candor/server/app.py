@@ -9,34 +9,38 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sqlite3
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import start_http_server
 
 from candor.kserve.v2 import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
-from candor.server.auth import AuthInterceptor, load_tokens, warn_if_open
-from candor.server.candor_service import InferenceService
-from candor.server.decoding import RequestDecoding
-from candor.server.engine import Engine
-from candor.server.feedback import FeedbackService
-from candor.server.kserve_service import KServeService
+from candor.server.core.drift import DriftThresholds
+from candor.server.core.events import Events, RepositoryChanged, StoreHealthChanged
+from candor.server.core.feedback import FeedbackService
+from candor.server.core.plane import DataPlane
+from candor.server.core.repository import READY, ModelRepository
+from candor.server.core.settings import Settings
+from candor.server.core.store import StoreError
 from candor.server.launch import ready_line
-from candor.server.limits import LimitsInterceptor
-from candor.server.metrics import ServerMetrics
-from candor.server.monitor import DriftCollector, DriftThresholds, DriftWindow
-from candor.server.observed import ObservedCollector
-from candor.server.repository import ModelRepository
-from candor.server.settings import Settings
-from candor.server.tls import describe, server_credentials
+from candor.server.observability.collectors import register_core_views
+from candor.server.observability.metrics import ServerMetrics
+from candor.server.rpc.auth import AuthInterceptor, load_tokens, warn_if_open
+from candor.server.rpc.candor_service import InferenceService
+from candor.server.rpc.decoding import RequestDecoding
+from candor.server.rpc.kserve_service import KServeService
+from candor.server.rpc.limits import LimitsInterceptor
+from candor.server.rpc.tls import describe, server_credentials
+from candor.server.store.sqlite import SQLiteFeedbackStore
 from candor.v1 import inference_pb2, inference_pb2_grpc
 
 log = logging.getLogger("candor.server")
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 STORE_HEALTH = "candor.feedback_store"  # health service name of the feedback store (NOT_SERVING after a failed write)
+FEEDBACK_DB = "feedback.sqlite3"
 
 
 class CandorServer:
@@ -44,14 +48,15 @@ class CandorServer:
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        self.events = Events()
         self.metrics = ServerMetrics()
+        self.events.subscribe(self.metrics.on_event)
+        self.events.subscribe(self._on_event)
         self.executor = ThreadPoolExecutor(max_workers=max(2, settings.instances * 4), thread_name_prefix="candor-infer")
         self.health = health.aio.HealthServicer()
-        self.repository = ModelRepository(settings.model_repository, settings, self.metrics, self.executor, self._publish_health)
-        self.engine = Engine(self.repository, self.metrics)
+        self.repository = ModelRepository(settings.model_repository, settings, self.executor, self.events)
         self.thresholds = DriftThresholds(settings.psi_warn, settings.psi_drift)
-        self.metrics.registry.register(DriftCollector(self._drift_sources, self.thresholds))
-        self.feedback: FeedbackService | None = None
+        self.plane: DataPlane | None = None  # built in start(), once the store is open
         self.grpc_port = 0
         self.metrics_port = 0
         self._stopping = False
@@ -61,8 +66,12 @@ class CandorServer:
         self._metrics_http = None
         self._published: set[str] = set()
 
-    def _drift_sources(self) -> list[tuple[str, str, DriftWindow]]:
-        return [(e.name, str(e.version), e.model.monitor) for e in self.repository.entries() if e.model and e.model.monitor]
+    def _on_event(self, event: object) -> None:
+        if isinstance(event, RepositoryChanged):
+            self._publish_health()
+        elif isinstance(event, StoreHealthChanged):
+            # The feedback store's state as its own health service: predictions go on either way.
+            asyncio.get_running_loop().create_task(self.health.set(STORE_HEALTH, SERVING if event.ok else NOT_SERVING))
 
     def _publish_health(self) -> None:
         """Overall status plus one service name per model (SERVING when a version is ready)."""
@@ -75,17 +84,12 @@ class CandorServer:
         overall = SERVING if self._ready and not self._stopping else NOT_SERVING
         loop.create_task(self.health.set("", overall))
 
-    def _publish_store_health(self, ok: bool) -> None:
-        """The feedback store's state as its own health service: predictions go on either way."""
-        asyncio.get_running_loop().create_task(self.health.set(STORE_HEALTH, SERVING if ok else NOT_SERVING))
-
     def _interceptors(self) -> list[grpc.aio.ServerInterceptor]:
         """Auth first (an unauthenticated call costs nothing further), then the limits, then request decoding."""
         s = self.settings
         for limit in ("inflight", "deadline"):
             self.metrics.limit_refusals.labels(limit)
-        limits = LimitsInterceptor(s.max_inflight_requests, s.default_deadline_s, s.max_deadline_s,
-                                   lambda limit: self.metrics.limit_refusals.labels(limit).inc())  # fmt: skip
+        limits = LimitsInterceptor(s.max_inflight_requests, s.default_deadline_s, s.max_deadline_s, self.metrics.limit_refused)
         warn_if_open(s.auth_tokens_file)
         if not s.auth_tokens_file:
             return [limits, RequestDecoding()]
@@ -94,8 +98,7 @@ class CandorServer:
                  "open" if s.auth_open_health else "closed", "open" if s.auth_open_reflection else "closed")  # fmt: skip
         for reason in ("unauthenticated", "permission_denied"):
             self.metrics.auth_refusals.labels(reason)
-        auth = AuthInterceptor(table, s.auth_open_health, s.auth_open_reflection,
-                               lambda reason: self.metrics.auth_refusals.labels(reason).inc())  # fmt: skip
+        auth = AuthInterceptor(table, s.auth_open_health, s.auth_open_reflection, self.metrics.auth_refused)
         return [auth, limits, RequestDecoding()]
 
     async def start(self) -> None:
@@ -107,12 +110,12 @@ class CandorServer:
         self.metrics_port = self._metrics_http.server_port
         await self.repository.refresh()
         try:
-            self.feedback = FeedbackService(s, self.repository, self.metrics, self._publish_store_health)
-            predictions = self.feedback.predictions
-            self.metrics.prediction_store_rows.set_function(lambda: len(predictions))
-        except (OSError, sqlite3.Error) as e:
+            store = SQLiteFeedbackStore(Path(s.data_dir) / FEEDBACK_DB, s.feedback_store_max_bytes)
+            feedback = FeedbackService(s, self.repository, store, self.events)
+        except (OSError, StoreError) as e:
             raise OSError(f"cannot open the feedback store under data_dir {s.data_dir!r}: {e}") from e
-        self.metrics.registry.register(ObservedCollector(lambda: self.feedback.windows))
+        register_core_views(self.metrics.registry, self.repository, feedback, self.thresholds)
+        self.plane = DataPlane(s, self.repository, feedback, self.thresholds, self.events)
         options = [
             ("grpc.max_receive_message_length", s.max_message_bytes),
             ("grpc.max_send_message_length", s.max_message_bytes),
@@ -120,12 +123,9 @@ class CandorServer:
             ("grpc.max_concurrent_streams", s.max_concurrent_streams),
         ]
         server = grpc.aio.server(options=options, interceptors=interceptors)
-        inference_pb2_grpc.add_InferenceServiceServicer_to_server(
-            InferenceService(self.engine, self.metrics, s.max_rows_per_request, s.max_batch_size, self.feedback, self.thresholds),
-            server,
-        )
+        inference_pb2_grpc.add_InferenceServiceServicer_to_server(InferenceService(self.plane, self.metrics), server)
         grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-            KServeService(self.engine, self.metrics, s.max_rows_per_request, lambda: self._ready and not self._stopping), server
+            KServeService(self.plane, self.metrics, lambda: self._ready and not self._stopping), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if s.reflection:
@@ -152,7 +152,7 @@ class CandorServer:
         if s.poll_interval_s > 0:
             self._watch = asyncio.create_task(self.repository.watch())
         entries = self.repository.entries()
-        ready = sum(e.state == "READY" for e in entries)
+        ready = sum(e.state == READY for e in entries)
         log.info("candor serving %d model version(s) on %s:%d (gRPC, %s), metrics on %s:%d", ready, s.grpc_host, self.grpc_port,
                  describe(s.tls_client_ca_file, s.tls_cert_file), s.metrics_host, self.metrics_port)  # fmt: skip
 
@@ -168,8 +168,8 @@ class CandorServer:
         await self._server.stop(self.settings.grace_period_s)
         await self.repository.close()
         self.executor.shutdown(wait=True)
-        if self.feedback is not None:
-            self.feedback.close()
+        if self.plane is not None:
+            self.plane.feedback_service.close()
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
 

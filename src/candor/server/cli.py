@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import logging
 
-from candor.server.settings import Settings, as_dict
+from candor.server.core.settings import Settings, as_dict
 
 FLAGS = {
     "model_repository": ("--model-repository", str, "model repository folder"),

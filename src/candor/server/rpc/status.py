@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from candor.server.errors import (
+from candor.server.core.errors import (
     CandorError,
     DeadlineExceeded,
     FailedPrecondition,

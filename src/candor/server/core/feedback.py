@@ -5,24 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from candor.calibration import scale_logits
-from candor.server.errors import InvalidArgument, Unavailable
-from candor.server.feedback_store import FeedbackRow, FeedbackStore
-from candor.server.metrics import FEEDBACK_OUTCOMES, ServerMetrics
-from candor.server.observed import FeedbackWindow
-from candor.server.predictions import PredictionStore, new_prediction_ids
-from candor.server.repository import ModelRepository
-from candor.server.settings import Settings
+from candor.server.core.errors import InvalidArgument, Unavailable
+from candor.server.core.events import Events, FeedbackAnswered, StoreHealthChanged, StoreWriteFailed
+from candor.server.core.observed import FeedbackWindow
+from candor.server.core.predictions import PredictionStore, new_prediction_ids
+from candor.server.core.repository import ModelRepository
+from candor.server.core.settings import Settings
+from candor.server.core.store import FeedbackRow, FeedbackStore, StoreError
 
+FEEDBACK_OUTCOMES = ("ACCEPTED", "DUPLICATE", "EXPIRED", "UNKNOWN_ID")  # what Feedback answers per item
 ACCEPTED, DUPLICATE, EXPIRED, UNKNOWN_ID = FEEDBACK_OUTCOMES
 log = logging.getLogger("candor.server")
 
@@ -40,34 +40,47 @@ class FeedbackItem:
 
 
 class FeedbackService:
-    def __init__(self, settings: Settings, repository: ModelRepository, metrics: ServerMetrics,
-                 on_store_health: Callable[[bool], None] = lambda ok: None):  # fmt: skip
+    """Joins labels to logged predictions, keeps them in ``store``, and feeds the label-based windows.
+
+    The windows rebuild from the store at construction (a restart keeps them). Thread safety:
+    :meth:`windows` returns a mapping the event loop never changes after publishing it (a new
+    version's window is added by replacing the whole map), and each window locks itself.
+    """
+
+    def __init__(self, settings: Settings, repository: ModelRepository, store: FeedbackStore, events: Events):
         self.settings = settings
         self.repository = repository
-        self.metrics = metrics
-        self.on_store_health = on_store_health
+        self.store = store
+        self.events = events
         self._store_ok: bool | None = None
         self.predictions = PredictionStore(settings.prediction_store_rows, settings.prediction_ttl_s)
-        self.store = FeedbackStore(Path(settings.data_dir) / "feedback.sqlite3", settings.feedback_store_max_bytes)
-        self.windows: dict[tuple[str, str], FeedbackWindow] = {}
+        self._windows: Mapping[tuple[str, str], FeedbackWindow] = {}
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="candor-feedback")  # one writer, in order
         since = time.time() - settings.feedback_window_s
         for row in self.store.recent(settings.feedback_window_rows, since):
             self._window(row.model, row.version).add(row.probabilities, row.label, row.received_at)
         self._store_health(True)
 
+    def windows(self) -> Mapping[tuple[str, str], FeedbackWindow]:
+        """(model, version) -> its window: a snapshot, safe to read from any thread."""
+        return self._windows
+
+    def window(self, model: str, version: str) -> FeedbackWindow | None:
+        return self._windows.get((model, version))
+
     def _store_health(self, ok: bool) -> None:
-        """Report the store's state (gauge and health) when it changes, not on every write."""
+        """Report the store's state when it changes, not on every write."""
         if ok != self._store_ok:
             self._store_ok = ok
-            self.metrics.store_up.set(1 if ok else 0)
-            self.on_store_health(ok)
+            self.events.emit(StoreHealthChanged(ok))
 
     def _window(self, model: str, version: int) -> FeedbackWindow:
         key = (model, str(version))
-        if key not in self.windows:
-            self.windows[key] = FeedbackWindow(self.settings.feedback_window_rows, self.settings.feedback_window_s)
-        return self.windows[key]
+        window = self._windows.get(key)
+        if window is None:
+            window = FeedbackWindow(self.settings.feedback_window_rows, self.settings.feedback_window_s)
+            self._windows = {**self._windows, key: window}  # copy on write: readers keep the map they hold
+        return window
 
     def remember(self, model: str, version: str, ids: list[str], logits: np.ndarray, probs: np.ndarray) -> None:
         """Keep what Predict answered, so feedback can join it by id."""
@@ -133,10 +146,10 @@ class FeedbackService:
         try:
             inserted = await loop.run_in_executor(self._db, self.store.insert, [r for _, r in rows]) if rows else []
             seen = await loop.run_in_executor(self._db, self.store.known, [pid for _, pid in missing]) if missing else set()
-        except sqlite3.Error as e:
+        except StoreError as e:
             # The batch was rolled back whole: nothing of it is stored or acknowledged, and the
             # predictions stay joinable, so the caller can send the same batch again later.
-            self.metrics.store_errors.inc()
+            self.events.emit(StoreWriteFailed(str(e)))
             self._store_health(False)
             log.error("feedback store write failed: %s", e)
             raise Unavailable(f"the feedback store cannot write ({e}); nothing from this batch was stored, "
@@ -151,8 +164,7 @@ class FeedbackService:
         self.predictions.remove([row.prediction_id for (_, row), ok in zip(rows, inserted, strict=True) if ok])
         for i, pid in missing:
             outcomes[i] = DUPLICATE if pid in seen else EXPIRED if self.predictions.expired(pid, now) else UNKNOWN_ID
-        for outcome in outcomes:
-            self.metrics.feedback.labels(model_name, outcome).inc()
+        self.events.emit(FeedbackAnswered(model_name, dict(Counter(outcomes))))
         return outcomes
 
     def close(self) -> None:

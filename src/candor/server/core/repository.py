@@ -3,32 +3,37 @@ loaded, watched, and swapped atomically.
 
 Layout: ``<root>/<name>/<version>/{model.onnx,candor.json}``. A version whose
 files change is loaded again; if loading fails, the working copy keeps
-serving and the failure is reported (state message, log, metric). Folders
+serving and the failure is reported (state message, log, event). Folders
 that are not whole numbers (such as the trainer's ``.staging-*``) are ignored.
+
+Thread safety: the event loop is the only writer. Readers on other threads (the
+metrics endpoint) call :meth:`ModelRepository.entries`, which returns an immutable
+tuple of frozen entries that the loop replaces in one assignment after each change,
+so a reader sees the repository before or after a change, never halfway.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
 from candor.calibration.manifest import MANIFEST_FILE, MODEL_FILE
-from candor.server.errors import InvalidArgument, NotFound, Unavailable
-from candor.server.metrics import ServerMetrics
-from candor.server.model import LoadedModel, LoadError, attach_batcher, open_model
-from candor.server.sessions import choose_providers
-from candor.server.settings import Settings
+from candor.server.core.errors import InvalidArgument, NotFound, Unavailable
+from candor.server.core.events import Events, LoadFailed, RepositoryChanged, VersionLoaded, VersionUnloaded
+from candor.server.core.model import LoadedModel, LoadError, open_version
+from candor.server.core.sessions import choose_providers
+from candor.server.core.settings import Settings
 
 log = logging.getLogger("candor.server")
 
 LOADING, READY, FAILED = "LOADING", "READY", "FAILED"
 
 
-@dataclass
+@dataclass(frozen=True)
 class VersionEntry:
     name: str
     version: int
@@ -50,15 +55,14 @@ def _identity(folder: Path) -> tuple:
 
 
 class ModelRepository:
-    def __init__(self, root: str | Path, settings: Settings, metrics: ServerMetrics, executor: Executor,
-                 on_change: Callable[[], None] | None = None):  # fmt: skip
+    def __init__(self, root: str | Path, settings: Settings, executor: Executor, events: Events):
         self.root = Path(root)
         self.settings = settings
-        self.metrics = metrics
         self.executor = executor
+        self.events = events
         self.providers = choose_providers(settings.provider)
-        self._entries: dict[str, dict[int, VersionEntry]] = {}
-        self._on_change = on_change or (lambda: None)
+        self._entries: dict[tuple[str, int], VersionEntry] = {}
+        self._snapshot: tuple[VersionEntry, ...] = ()
         self._lock = asyncio.Lock()
 
     def _scan(self) -> dict[tuple[str, int], Path]:
@@ -73,6 +77,16 @@ class ModelRepository:
                     found[(model_dir.name, int(version_dir.name))] = version_dir
         return found
 
+    def _set(self, entry: VersionEntry) -> None:
+        """Store ``entry`` and publish a new snapshot (one assignment: atomic for readers on any thread)."""
+        self._entries[(entry.name, entry.version)] = entry
+        self._snapshot = tuple(self._entries[k] for k in sorted(self._entries))
+
+    def _drop(self, key: tuple[str, int]) -> VersionEntry:
+        entry = self._entries.pop(key)
+        self._snapshot = tuple(self._entries[k] for k in sorted(self._entries))
+        return entry
+
     async def refresh(self) -> None:
         """Load new and changed versions, unload removed ones."""
         async with self._lock:
@@ -80,59 +94,50 @@ class ModelRepository:
             changed = False
             for (name, version), folder in sorted(found.items()):
                 identity = await asyncio.to_thread(_identity, folder)
-                entry = self._entries.get(name, {}).get(version)
+                entry = self._entries.get((name, version))
                 if entry is not None and entry.identity == identity:
                     continue
                 await self._load(name, version, folder, identity, entry)
                 changed = True
-            for name, versions in list(self._entries.items()):
-                for version in list(versions):
-                    if (name, version) not in found:
-                        entry = versions.pop(version)
-                        log.info("model %s version %s removed from the repository; unloading", name, version)
-                        self._retire(entry)
-                        self.metrics.prediction_stats.forget(name, str(version))
-                        self.metrics.model_ready.remove(name, str(version))
-                        changed = True
-                if not versions:
-                    del self._entries[name]
+            for key in [k for k in self._entries if k not in found]:
+                log.info("model %s version %s removed from the repository; unloading", *key)
+                self._retire(self._drop(key), removed=True)
+                changed = True
             if changed:
-                self._on_change()
+                self.events.emit(RepositoryChanged())
 
     async def _load(self, name: str, version: int, folder: Path, identity: tuple, previous: VersionEntry | None) -> None:
         if previous is None:
-            self._entries.setdefault(name, {})[version] = VersionEntry(name, version, LOADING, identity=identity)
+            self._set(VersionEntry(name, version, LOADING, identity=identity))
         try:
-            model = await asyncio.to_thread(open_model, folder, name, version, self.settings, self.providers)
+            opened = await asyncio.to_thread(open_version, folder, name, version, self.settings, self.providers)
         except LoadError as e:
-            self.metrics.load_failures.labels(name).inc()
-            if previous is not None and previous.state == READY:
+            still_serving = previous is not None and previous.state == READY
+            self.events.emit(LoadFailed(name, str(version), str(e), still_serving))
+            if still_serving:
                 log.error("model %s version %s changed on disk but the new files fail to load; still serving the loaded copy: %s",
                           name, version, e)  # fmt: skip
-                previous.message = f"new files on disk failed to load, serving the previous copy: {e}"
-                previous.identity = identity  # report once, not at every poll
+                message = f"new files on disk failed to load, serving the previous copy: {e}"
+                self._set(dataclasses.replace(previous, message=message, identity=identity))  # reported once, not every poll
                 return
             log.error("model %s version %s failed to load: %s", name, version, e)
-            self._entries.setdefault(name, {})[version] = VersionEntry(name, version, FAILED, str(e), None, identity)
-            self.metrics.model_ready.labels(name, str(version)).set(0)
+            self._set(VersionEntry(name, version, FAILED, str(e), None, identity))
             return
-        attach_batcher(model, self.settings, self.executor, self.metrics)
-        # One dict assignment: a request resolves either the old model or the new one.
-        self._entries.setdefault(name, {})[version] = VersionEntry(name, version, READY, "", model, identity)
-        self.metrics.model_info.labels(name, str(version), model.provider, model.manifest.task).set(1)
-        self.metrics.model_ready.labels(name, str(version)).set(1)
-        self.metrics.start_series(name, str(version))
-        log.info("model %s version %s ready on %s", name, version, model.provider)
+        model = LoadedModel.start(opened, self.settings, self.executor, self.events)
+        # One assignment: a request resolves either the old model or the new one.
+        self._set(VersionEntry(name, version, READY, "", model, identity))
         if previous is not None:
-            self._retire(previous)
+            self._retire(previous, removed=False)
+        self.events.emit(VersionLoaded(name, str(version), model.provider, model.manifest.task))
+        log.info("model %s version %s ready on %s", name, version, model.provider)
 
-    def _retire(self, entry: VersionEntry) -> None:
+    def _retire(self, entry: VersionEntry, removed: bool) -> None:
         """Let a replaced or removed model finish what it has queued, then drop it."""
         if entry.model is None:
             return
-        self.metrics.model_info.remove(entry.name, str(entry.version), entry.model.provider, entry.model.manifest.task)
-        if entry.model.batcher is not None:
-            asyncio.get_running_loop().create_task(entry.model.batcher.close())
+        model = entry.model
+        self.events.emit(VersionUnloaded(entry.name, str(entry.version), model.provider, model.manifest.task, removed))
+        asyncio.get_running_loop().create_task(entry.model.batcher.close())
 
     async def watch(self) -> None:
         """Poll the repository until cancelled."""
@@ -143,14 +148,20 @@ class ModelRepository:
             except OSError as e:  # the folder vanished or is unreadable for a moment
                 log.warning("cannot scan the model repository %s: %s", self.root, e)
 
-    def entries(self) -> list[VersionEntry]:
-        return [e for name in sorted(self._entries) for _, e in sorted(self._entries[name].items())]
+    def entries(self) -> tuple[VersionEntry, ...]:
+        """Every version, by name then version: an immutable snapshot, safe to read from any thread."""
+        return self._snapshot
+
+    def loaded(self) -> list[LoadedModel]:
+        """The models serving now (snapshot)."""
+        return [e.model for e in self._snapshot if e.model is not None]
 
     def versions(self, name: str) -> list[VersionEntry]:
-        if name not in self._entries:
-            known = ", ".join(sorted(self._entries)) or "none"
+        found = [e for e in self._snapshot if e.name == name]
+        if not found:
+            known = ", ".join(sorted({e.name for e in self._snapshot})) or "none"
             raise NotFound(f"model {name!r} not found; models served: {known}")
-        return [e for _, e in sorted(self._entries[name].items())]
+        return found
 
     def entry(self, name: str, version: str) -> VersionEntry:
         """The entry for ``version`` (text), or the newest READY one when empty."""
@@ -177,9 +188,8 @@ class ModelRepository:
         return e.model
 
     def model_ready(self, name: str) -> bool:
-        return any(e.state == READY for e in self._entries.get(name, {}).values())
+        return any(e.state == READY for e in self._snapshot if e.name == name)
 
     async def close(self) -> None:
-        for entry in self.entries():
-            if entry.model is not None and entry.model.batcher is not None:
-                await entry.model.batcher.close()
+        for model in self.loaded():
+            await model.batcher.close()

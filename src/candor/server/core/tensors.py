@@ -1,10 +1,10 @@
-"""Turning request tensors into validated float32 rows, and rows back into bytes."""
+"""Turning a request's input tensor, in whatever protocol it came, into validated float32 rows."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from candor.server.errors import InvalidArgument
+from candor.server.core.errors import InvalidArgument
 
 
 def rows_from_parts(shape: list[int], raw: bytes, typed: list[float] | None, *, num_features: int, max_rows: int,
@@ -43,7 +43,3 @@ def rows_from_parts(shape: list[int], raw: bytes, typed: list[float] | None, *, 
         bad = int(np.argwhere(~np.isfinite(rows))[0][0])
         raise InvalidArgument(f"input has NaN or infinite values (first in row {bad}); every feature must be finite")
     return np.ascontiguousarray(rows, dtype=np.float32)
-
-
-def to_raw(array: np.ndarray) -> bytes:
-    return np.ascontiguousarray(array, dtype="<f4").tobytes()

@@ -13,22 +13,19 @@ import grpc
 from candor import __version__
 from candor.kserve.v2 import grpc_predict_v2_pb2 as pb
 from candor.kserve.v2 import grpc_predict_v2_pb2_grpc as pb_grpc
-from candor.server.engine import Engine
-from candor.server.errors import InvalidArgument
-from candor.server.instrument import unary
-from candor.server.metrics import ServerMetrics
-from candor.server.repository import READY
-from candor.server.tensors import rows_from_parts, to_raw
+from candor.server.core.errors import InvalidArgument
+from candor.server.core.plane import DataPlane, InputTensor
+from candor.server.rpc.calls import CallObserver, unary
+from candor.server.rpc.convert import to_raw
 
 PLATFORM = "onnx_onnxv1"
 OUTPUTS = ("probabilities", "logits")
 
 
 class KServeService(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, engine: Engine, metrics: ServerMetrics, max_rows: int, is_ready):
-        self.engine = engine
-        self.metrics = metrics
-        self.max_rows = max_rows
+    def __init__(self, plane: DataPlane, observer: CallObserver, is_ready):
+        self.plane = plane
+        self.observer = observer
         self._is_ready = is_ready  # False while starting or stopping
 
     @unary("ServerLive")
@@ -41,8 +38,7 @@ class KServeService(pb_grpc.GRPCInferenceServiceServicer):
 
     @unary("ModelReady")
     async def ModelReady(self, request: pb.ModelReadyRequest, context) -> pb.ModelReadyResponse:
-        entry = self.engine.repository.entry(request.name, request.version)
-        return pb.ModelReadyResponse(ready=entry.state == READY and self._is_ready())
+        return pb.ModelReadyResponse(ready=self.plane.version_ready(request.name, request.version) and self._is_ready())
 
     @unary("ServerMetadata")
     async def ServerMetadata(self, request, context) -> pb.ServerMetadataResponse:
@@ -50,9 +46,9 @@ class KServeService(pb_grpc.GRPCInferenceServiceServicer):
 
     @unary("ModelMetadata")
     async def ModelMetadata(self, request: pb.ModelMetadataRequest, context) -> pb.ModelMetadataResponse:
-        model = self.engine.model(request.name, request.version)
+        model = self.plane.model(request.name, request.version)
         k = model.manifest.num_classes
-        versions = [str(e.version) for e in self.engine.repository.versions(request.name)]
+        _, versions = self.plane.describe(request.name, request.version)
         T = pb.ModelMetadataResponse.TensorMetadata
         return pb.ModelMetadataResponse(
             name=model.name,
@@ -64,7 +60,7 @@ class KServeService(pb_grpc.GRPCInferenceServiceServicer):
 
     @unary("ModelInfer")
     async def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext) -> pb.ModelInferResponse:
-        model = self.engine.model(request.model_name, request.model_version)
+        model = self.plane.model(request.model_name, request.model_version)
         if len(request.inputs) != 1:
             raise InvalidArgument(
                 f"the model takes one input tensor 'input' [N, {model.num_features}] FP32, got {len(request.inputs)}"
@@ -73,16 +69,13 @@ class KServeService(pb_grpc.GRPCInferenceServiceServicer):
         raw = request.raw_input_contents
         if len(raw) > 1:
             raise InvalidArgument(f"raw_input_contents must hold one entry per input (1), got {len(raw)}")
-        rows = rows_from_parts(
-            list(tensor.shape), raw[0] if raw else b"", list(tensor.contents.fp32_contents),
-            num_features=model.num_features, max_rows=self.max_rows,
-            dtype_ok=tensor.datatype == "FP32", dtype_name=tensor.datatype or "(empty)",
-        )  # fmt: skip
         wanted = [o.name for o in request.outputs] or list(OUTPUTS)
         unknown = [w for w in wanted if w not in OUTPUTS]
         if unknown:
             raise InvalidArgument(f"unknown output {unknown[0]!r}; outputs are {', '.join(OUTPUTS)}")
-        answer = await self.engine.predict(model, rows, context.time_remaining())
+        rows = InputTensor(shape=list(tensor.shape), raw=raw[0] if raw else b"", values=list(tensor.contents.fp32_contents),
+                           dtype_ok=tensor.datatype == "FP32", dtype_name=tensor.datatype or "(empty)")  # fmt: skip
+        answer = await self.plane.predict(model, rows, time_remaining=context.time_remaining())
         arrays = {"probabilities": answer.probabilities, "logits": answer.logits}
         response = pb.ModelInferResponse(model_name=model.name, model_version=model.version, id=request.id)
         for name in wanted:

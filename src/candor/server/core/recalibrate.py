@@ -19,9 +19,9 @@ from candor.calibration.lineage import Calibrator, publish_child
 from candor.calibration.manifest import MODEL_FILE, Metrics, MetricSet
 from candor.calibration.reference import build_reference
 from candor.graph import set_temperature
-from candor.server.errors import FailedPrecondition, InvalidArgument
-from candor.server.feedback_store import FeedbackRow
-from candor.server.model import LoadedModel
+from candor.server.core.errors import FailedPrecondition, InvalidArgument
+from candor.server.core.model import LoadedModel
+from candor.server.core.store import FeedbackRow
 
 
 @dataclass(frozen=True)

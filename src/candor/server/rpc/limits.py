@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import grpc
 
-from candor.server.auth import HEALTH_PREFIX, REFLECTION_PREFIXES
+from candor.server.rpc.auth import HEALTH_PREFIX, REFLECTION_PREFIXES
 
 EXEMPT = (HEALTH_PREFIX, *REFLECTION_PREFIXES)  # never refused: probes must answer under load
 

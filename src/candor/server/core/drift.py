@@ -21,12 +21,9 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
 
 from candor.calibration.drift import js_distance, psi
 from candor.calibration.manifest import Reference
@@ -157,48 +154,3 @@ class DriftWindow:
             accuracy_gap=expected - ref.accuracy,
             mean_entropy=entropy_sum / rows,
         )
-
-
-class DriftCollector(Collector):
-    """Prometheus view of every loaded version's drift window, computed at scrape time.
-
-    ``sources`` returns (model, version, window, reference) for the versions loaded now.
-    """
-
-    SIGNALS = (
-        ("candor_drift_window_rows", "Rows in the label-free drift window", "rows"),
-        ("candor_confidence_psi", "PSI of the live top-label confidence histogram vs the reference", "confidence_psi"),
-        ("candor_confidence_js_distance", "Jensen-Shannon distance (base 2) of live vs reference confidence", "confidence_js"),
-        ("candor_prediction_psi", "PSI of the live predicted-class mix vs the reference", "prediction_psi"),
-        (
-            "candor_expected_accuracy",
-            "Mean top-label confidence in the window (accuracy estimate without labels)",
-            "expected_accuracy",
-        ),
-        ("candor_expected_accuracy_gap", "Expected accuracy minus the reference accuracy", "accuracy_gap"),
-        ("candor_mean_entropy", "Mean entropy of the predicted distributions in the window (nats)", "mean_entropy"),
-    )
-
-    def __init__(self, sources: Callable[[], list[tuple[str, str, DriftWindow]]], thresholds: DriftThresholds):
-        self.sources = sources
-        self.thresholds = thresholds
-
-    def collect(self):
-        labels = ["model", "version"]
-        families = {attr: GaugeMetricFamily(name, doc, labels=labels) for name, doc, attr in self.SIGNALS}
-        state = GaugeMetricFamily("candor_drift_state", "0 ok, 1 warn, 2 drift, by signal", labels=[*labels, "signal"])
-        ref_acc = GaugeMetricFamily("candor_reference_accuracy", "Test accuracy recorded at training time", labels=labels)
-        ref_conf = GaugeMetricFamily("candor_reference_mean_confidence", "Test mean confidence recorded at training time",
-                                     labels=labels)  # fmt: skip
-        for model, version, window in self.sources():
-            ref_acc.add_metric([model, version], window.reference.accuracy)
-            ref_conf.add_metric([model, version], window.reference.mean_confidence)
-            report = window.report()
-            if report is None:
-                continue
-            for attr, family in families.items():
-                family.add_metric([model, version], float(getattr(report, attr)))
-            state.add_metric([model, version, "confidence"], self.thresholds.state(report.confidence_psi))
-            if not math.isnan(report.prediction_psi):
-                state.add_metric([model, version, "prediction"], self.thresholds.state(report.prediction_psi))
-        yield from (*families.values(), state, ref_acc, ref_conf)

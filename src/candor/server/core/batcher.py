@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from candor.server.errors import DeadlineExceeded, ResourceExhausted, Unavailable
+from candor.server.core.errors import DeadlineExceeded, ResourceExhausted, Unavailable
 
 log = logging.getLogger("candor.server")
 RunFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -58,7 +58,6 @@ class DynamicBatcher:
         max_queue_rows: int,
         instances: int = 1,
         on_batch: Callable[[BatchStats], None] | None = None,
-        on_queue: Callable[[int], None] | None = None,
     ):
         self._run = run
         self._executor = executor
@@ -66,7 +65,6 @@ class DynamicBatcher:
         self.max_queue_delay_s = max_queue_delay_s
         self.max_queue_rows = max_queue_rows
         self._on_batch = on_batch or (lambda _s: None)
-        self._on_queue = on_queue or (lambda _n: None)
         self._jobs: deque[_Job] = deque()
         self._queued_rows = 0
         self._arrived = asyncio.Event()
@@ -75,6 +73,7 @@ class DynamicBatcher:
 
     @property
     def queued_rows(self) -> int:
+        """Rows waiting now (an int read: safe from any thread)."""
         return self._queued_rows
 
     async def submit(self, rows: np.ndarray, deadline: float | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -88,7 +87,6 @@ class DynamicBatcher:
         job = _Job(rows, asyncio.get_running_loop().create_future(), deadline)
         self._jobs.append(job)
         self._queued_rows += len(rows)
-        self._on_queue(self._queued_rows)
         self._arrived.set()
         return await job.future
 
@@ -104,7 +102,6 @@ class DynamicBatcher:
             rows += n
             if rows >= self.max_batch_size:
                 break
-        self._on_queue(self._queued_rows)
         return batch
 
     async def _wait_to_fill(self) -> None:

@@ -1,0 +1,140 @@
+"""A loaded model version: manifest, onnxruntime session, its batcher and its drift window,
+all present from construction on.
+
+Loading has a blocking half (read and check the files, create and warm up the session:
+:func:`open_version`, run in a thread) and a half that needs the event loop (the batcher's
+workers: :meth:`LoadedModel.start`).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from candor.calibration.manifest import MANIFEST_FILE, MODEL_FILE, Manifest, read_manifest, sha256_file
+from candor.server.core.batcher import BatchStats, DynamicBatcher
+from candor.server.core.drift import DriftWindow
+from candor.server.core.events import BatchRun, Events, RowsDropped
+from candor.server.core.sessions import create_session
+from candor.server.core.settings import Settings
+
+
+class LoadError(Exception):
+    """A version could not be loaded; the message says why."""
+
+
+@dataclass(frozen=True)
+class OpenedVersion:
+    """A version's checked files and its warmed-up session, not yet serving."""
+
+    manifest: Manifest
+    folder: Path
+    session: object
+    provider: str
+
+    def run(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One onnxruntime run: (logits, probabilities) for rows ``X`` [N, F] float32."""
+        logits, probs = self.session.run(["logits", "probabilities"], {"input": X})
+        return logits, probs
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A version that serves: every part exists for as long as the object does."""
+
+    opened: OpenedVersion
+    batcher: DynamicBatcher
+    drift: DriftWindow
+
+    @classmethod
+    def start(cls, opened: OpenedVersion, settings: Settings, executor: Executor, events: Events) -> LoadedModel:
+        """Give ``opened`` its drift window and batcher (needs the running event loop)."""
+        m = opened.manifest
+        name, version = m.name, str(m.version)
+        multilabel = m.task == "multilabel"
+        drift = DriftWindow(m.reference, m.num_classes, multilabel, settings.drift_window_rows, settings.drift_window_s)
+
+        def on_batch(stats: BatchStats) -> None:
+            if stats.expired:
+                events.emit(RowsDropped(name, version, "deadline", stats.expired))
+            if stats.cancelled:
+                events.emit(RowsDropped(name, version, "cancelled", stats.cancelled))
+            if stats.rows:
+                drift.add(stats.probabilities)
+                events.emit(BatchRun(name, version, stats.rows, stats.probabilities, m.class_names, multilabel,
+                                     tuple(stats.queue_seconds), stats.run_seconds))  # fmt: skip
+
+        batcher = DynamicBatcher(
+            opened.run,
+            executor,
+            max_batch_size=settings.max_batch_size,
+            max_queue_delay_s=settings.max_queue_delay_ms / 1000,
+            max_queue_rows=settings.max_queue_rows,
+            instances=settings.instances,
+            on_batch=on_batch,
+        )
+        return cls(opened, batcher, drift)
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.opened.manifest
+
+    @property
+    def folder(self) -> Path:
+        return self.opened.folder
+
+    @property
+    def provider(self) -> str:
+        return self.opened.provider
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest.version)
+
+    @property
+    def num_features(self) -> int:
+        return self.manifest.input.shape[1]
+
+    @property
+    def multilabel(self) -> bool:
+        return self.manifest.task == "multilabel"
+
+
+def open_version(folder: Path, expected_name: str, expected_version: int, settings: Settings,
+                 providers: list[str]) -> OpenedVersion:  # fmt: skip
+    """Check the manifest and the file's sha256, create the session and warm it up (blocking)."""
+    try:
+        manifest = read_manifest(folder / MANIFEST_FILE)
+    except ValueError as e:
+        raise LoadError(str(e)) from e
+    if (manifest.name, manifest.version) != (expected_name, expected_version):
+        raise LoadError(
+            f"{folder}: manifest says {manifest.name}/{manifest.version}, the folder is {expected_name}/{expected_version}"
+        )
+    model_path = folder / MODEL_FILE
+    try:
+        digest = sha256_file(model_path)
+    except OSError as e:
+        raise LoadError(f"{model_path}: cannot read ({e.strerror or e})") from e
+    if digest != manifest.model_sha256:
+        raise LoadError(f"{model_path}: sha256 {digest[:12]}... does not match the manifest's {manifest.model_sha256[:12]}...")
+    try:
+        session, provider = create_session(str(model_path), providers, settings.intra_op_threads, settings.allow_spinning)
+    except Exception as e:  # onnxruntime's own exception types for a bad graph
+        raise LoadError(f"{model_path}: onnxruntime cannot load it: {e}") from e
+    opened = OpenedVersion(manifest, folder, session, provider)
+    warm = np.zeros((settings.warmup_rows, manifest.input.shape[1]), dtype=np.float32)
+    try:
+        _, probs = opened.run(warm)
+    except Exception as e:
+        raise LoadError(f"{model_path}: warm-up run failed: {e}") from e
+    if probs.shape != (settings.warmup_rows, manifest.num_classes):
+        raise LoadError(f"{model_path}: probabilities have shape {probs.shape}, expected [N, {manifest.num_classes}]")
+    return opened

@@ -1,0 +1,167 @@
+"""The data plane: everything a caller can ask of the server, whatever protocol carried it.
+
+The candor.v1 and KServe v2 servicers are converters over this one object: they turn a
+request into core values, call a method here, and turn the result into a response. So a
+behaviour (a check, a bound, what is logged for feedback) is written once.
+
+>>> plane = DataPlane(settings, repository, feedback, thresholds, events)          # doctest: +SKIP
+>>> model = plane.model("digits", "")                                              # doctest: +SKIP
+>>> answer = await plane.predict(model, InputTensor([2, 64], raw, ()), top_k=3)   # doctest: +SKIP
+>>> answer.prediction_ids[0], answer.top_k_indices[0]                              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from candor.server.core.drift import DriftReport, DriftThresholds
+from candor.server.core.errors import InvalidArgument, ResourceExhausted, Unavailable
+from candor.server.core.events import Events, RequestRejected
+from candor.server.core.feedback import FeedbackItem, FeedbackService
+from candor.server.core.model import LoadedModel
+from candor.server.core.observed import ObservedReport
+from candor.server.core.predictions import new_prediction_ids
+from candor.server.core.recalibrate import Recalibration, recalibrate
+from candor.server.core.repository import READY, ModelRepository, VersionEntry
+from candor.server.core.settings import Settings
+from candor.server.core.store import StoreError
+from candor.server.core.tensors import rows_from_parts
+
+
+@dataclass(frozen=True)
+class InputTensor:
+    """One input tensor as a protocol carried it: little-endian float32 bytes or typed values, not both."""
+
+    shape: Sequence[int]
+    raw: bytes
+    values: Sequence[float]
+    dtype_ok: bool = True  # the protocol's dtype is float32 (or unset)
+    dtype_name: str = "FP32"  # how the protocol names the dtype it got, for the error message
+
+
+@dataclass(frozen=True)
+class Prediction:
+    model: LoadedModel
+    logits: np.ndarray  # [N, K] raw
+    probabilities: np.ndarray  # [N, K] calibrated
+    top_k_indices: np.ndarray | None  # [N, k], most probable first (ties: lower index); None when not asked
+    prediction_ids: list[str]  # one per row, joinable by Feedback; empty when not kept
+
+    @property
+    def confidences(self) -> np.ndarray:
+        return self.probabilities.max(axis=1)
+
+    @property
+    def top_k_probabilities(self) -> np.ndarray:
+        return np.take_along_axis(self.probabilities, self.top_k_indices, axis=1)
+
+
+@dataclass(frozen=True)
+class CalibrationState:
+    """A version's live calibration: its reference, label-free drift and label-based signals."""
+
+    model: LoadedModel
+    drift: DriftReport | None  # None while nothing was predicted in the window
+    confidence_state: int  # 0 ok, 1 warn, 2 drift (DriftThresholds.state); 0 without drift
+    prediction_state: int
+    observed: ObservedReport | None  # None while no feedback was joined
+
+
+def check_top_k(top_k: int, num_classes: int) -> int:
+    """0 means 1; more than K is an error."""
+    k = top_k or 1
+    if not 0 < k <= num_classes:
+        raise InvalidArgument(f"top_k must be between 1 and the number of classes ({num_classes}), got {top_k}")
+    return k
+
+
+class DataPlane:
+    def __init__(self, settings: Settings, repository: ModelRepository, feedback: FeedbackService,
+                 thresholds: DriftThresholds, events: Events):  # fmt: skip
+        self.settings = settings
+        self.repository = repository
+        self.feedback_service = feedback
+        self.thresholds = thresholds
+        self.events = events
+
+    # --- models -------------------------------------------------------------------------
+
+    def model(self, name: str, version: str) -> LoadedModel:
+        """The serving model for ``name`` and ``version`` (text; empty: the newest ready one)."""
+        if not name:
+            raise InvalidArgument("model name is empty; name the model to use (ListModels shows them)")
+        return self.repository.resolve(name, version)
+
+    def models(self) -> tuple[VersionEntry, ...]:
+        return self.repository.entries()
+
+    def describe(self, name: str, version: str) -> tuple[VersionEntry, list[str]]:
+        """One version's entry (the newest ready one for an empty version) and every version of the model."""
+        if not name:
+            raise InvalidArgument("name is empty; name the model to describe (ListModels shows them)")
+        entry = self.repository.entry(name, version)
+        return entry, [str(e.version) for e in self.repository.versions(name)]
+
+    def version_ready(self, name: str, version: str) -> bool:
+        return self.repository.entry(name, version).state == READY
+
+    # --- predict ------------------------------------------------------------------------
+
+    async def predict(self, model: LoadedModel, tensor: InputTensor, *, top_k: int | None = None,
+                      keep_for_feedback: bool = False, time_remaining: float | None = None) -> Prediction:  # fmt: skip
+        """Validate the rows, run them in a shared batch, and (``keep_for_feedback``) give each
+        row an id that Feedback can join to what was served. ``top_k`` None: no top-k."""
+        k = None if top_k is None else check_top_k(top_k, model.manifest.num_classes)
+        rows = rows_from_parts(
+            list(tensor.shape), tensor.raw, tensor.values, num_features=model.num_features,
+            max_rows=self.settings.max_rows_per_request, dtype_ok=tensor.dtype_ok, dtype_name=tensor.dtype_name,
+        )  # fmt: skip
+        deadline = None if time_remaining is None else time.monotonic() + time_remaining
+        try:
+            logits, probs = await model.batcher.submit(rows, deadline)
+        except ResourceExhausted:
+            self.events.emit(RequestRejected(model.name, model.version))
+            raise
+        top = None if k is None else np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        ids: list[str] = []
+        if keep_for_feedback:
+            ids = new_prediction_ids(len(probs))
+            self.feedback_service.predictions.add(model.name, int(model.version), ids, logits, probs)
+        return Prediction(model, logits, probs, top, ids)
+
+    # --- labels and calibration ---------------------------------------------------------
+
+    async def feedback(self, model: str, version: str, items: list[FeedbackItem]) -> list[str]:
+        """One outcome per item (ACCEPTED, DUPLICATE, EXPIRED, UNKNOWN_ID); see FeedbackService.submit."""
+        return await self.feedback_service.submit(model, version, items)
+
+    def calibration(self, name: str, version: str) -> CalibrationState:
+        if not name:
+            raise InvalidArgument("model is empty; name the model to report on")
+        model = self.model(name, version)
+        drift = model.drift.report()
+        window = self.feedback_service.window(model.name, model.version)
+        states = (0, 0) if drift is None else (self.thresholds.state(drift.confidence_psi),
+                                               self.thresholds.state(drift.prediction_psi))  # fmt: skip
+        return CalibrationState(model, drift, *states, None if window is None else window.report())
+
+    async def recalibrate(self, name: str, version: str, *, holdout_share: float = 0.3, min_rows: int = 100,
+                          dry_run: bool = False) -> Recalibration:  # fmt: skip
+        """Refit the version's temperature on its stored feedback; publish and serve the child if it helps."""
+        if not name:
+            raise InvalidArgument("model is empty; name the model to recalibrate")
+        model = self.model(name, version)
+        try:
+            rows = await asyncio.to_thread(self.feedback_service.store.rows_for, model.name, int(model.version))
+        except StoreError as e:
+            raise Unavailable(f"the feedback store cannot be read ({e}); nothing was refitted, retry later") from None
+        result = await asyncio.to_thread(recalibrate, Path(self.repository.root), model, rows, holdout_share, min_rows, dry_run)
+        if result.published:
+            await self.repository.refresh()  # serve it now rather than at the next poll
+        return result

@@ -1,0 +1,163 @@
+"""Prometheus metrics of the server, on a registry of their own, fed by the core's events.
+
+Names follow DESIGN.md: prefix ``candor_``, seconds, ``_total`` counters,
+labels ``model`` and ``version`` and never a per-request label. The core never sees
+this module: ``ServerMetrics.on_event`` subscribes to :class:`candor.server.core.events.Events`,
+the gRPC edge reports each call through ``call_started``/``call_finished``, and the
+collectors of :mod:`candor.server.observability.collectors` read core snapshots when scraped.
+
+>>> metrics = ServerMetrics(CollectorRegistry())      # doctest: +SKIP
+>>> events.subscribe(metrics.on_event)                # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from candor.server.core.events import (
+    BatchRun,
+    FeedbackAnswered,
+    LoadFailed,
+    RequestRejected,
+    RowsDropped,
+    StoreHealthChanged,
+    StoreWriteFailed,
+    VersionLoaded,
+    VersionUnloaded,
+)
+from candor.server.core.feedback import FEEDBACK_OUTCOMES
+from candor.server.observability.collectors import PredictionStats
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+DROP_REASONS = ("deadline", "cancelled")
+
+
+class ServerMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        mv = ("model", "version")
+        self.requests = Counter("candor_requests", "RPCs answered, by method and status code", ("rpc", "code"), registry=r)
+        self.request_duration = Histogram(
+            "candor_request_duration_seconds",
+            "Time from receiving an RPC to answering it",
+            ("rpc",),
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge("candor_inflight_requests", "RPCs being handled now", registry=r)
+        self.queue_duration = Histogram(
+            "candor_queue_duration_seconds", "Time rows waited for a batch", mv, buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.inference_duration = Histogram(
+            "candor_inference_duration_seconds", "onnxruntime run time per batch", mv, buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.batch_size = Histogram("candor_batch_size_rows", "Rows per onnxruntime run", mv, buckets=BATCH_BUCKETS, registry=r)
+        self.dropped = Counter(
+            "candor_dropped_requests",
+            "Requests dropped before running: reason=deadline (passed while queued) or cancelled (the caller left)",
+            (*mv, "reason"),
+            registry=r,
+        )
+        self.rejected = Counter("candor_rejected_requests", "Requests refused because the queue was full", mv, registry=r)
+        self.auth_refusals = Counter(
+            "candor_auth_refusals",
+            "Calls refused before any handler ran: reason=unauthenticated (no or unknown token) or permission_denied",
+            ("reason",),
+            registry=r,
+        )
+        self.limit_refusals = Counter(
+            "candor_limit_refusals",
+            "Calls refused or cut by a server limit: limit=inflight (max_inflight_requests) or deadline (default/max deadline)",
+            ("limit",),
+            registry=r,
+        )
+        self.store_errors = Counter("candor_feedback_store_errors", "Feedback batches the store failed to write", registry=r)
+        self.store_up = Gauge("candor_feedback_store_up", "1 while the last feedback write succeeded, 0 after a failure",
+                              registry=r)  # fmt: skip
+        self.feedback = Counter("candor_feedback", "Feedback items by outcome", ("model", "outcome"), registry=r)
+        self.load_failures = Counter("candor_model_load_failures", "Model versions that failed to load", ("model",), registry=r)
+        self.model_info = Gauge(
+            "candor_model_info", "1 for each loaded model version", ("model", "version", "provider", "task"), registry=r
+        )
+        self.model_ready = Gauge("candor_model_ready", "1 when the model version serves, else 0", mv, registry=r)
+        self.prediction_stats = PredictionStats()
+        r.register(self.prediction_stats)
+        # Labelled children looked up once per key: labels() takes a lock on every call.
+        self._calls: dict[tuple[str, str], Counter] = {}
+        self._durations: dict[str, Histogram] = {}
+
+    # --- the gRPC edge --------------------------------------------------------------------
+
+    def call_started(self) -> None:
+        self.in_flight.inc()
+
+    def call_finished(self, rpc: str, code: str, seconds: float | None) -> None:
+        """One call (or one message of a stream) answered with status ``code``; ``seconds`` None: not timed."""
+        counter = self._calls.get((rpc, code))
+        if counter is None:
+            counter = self._calls[(rpc, code)] = self.requests.labels(rpc, code)
+        counter.inc()
+        if seconds is not None:
+            duration = self._durations.get(rpc)
+            if duration is None:
+                duration = self._durations[rpc] = self.request_duration.labels(rpc)
+            duration.observe(seconds)
+
+    def call_ended(self) -> None:
+        self.in_flight.dec()
+
+    def limit_refused(self, limit: str) -> None:
+        self.limit_refusals.labels(limit).inc()
+
+    def auth_refused(self, reason: str) -> None:
+        self.auth_refusals.labels(reason).inc()
+
+    # --- the core's events ----------------------------------------------------------------
+
+    def on_event(self, event: object) -> None:
+        match event:
+            case BatchRun():
+                labels = (event.model, event.version)
+                # Once per batch rather than per request: the statistics cost the same for 1 row or 256.
+                self.prediction_stats.observe(*labels, event.probabilities, event.class_names, event.multilabel)
+                self.batch_size.labels(*labels).observe(event.rows)
+                self.inference_duration.labels(*labels).observe(event.run_seconds)
+                queue = self.queue_duration.labels(*labels)
+                for waited in event.queue_seconds:
+                    queue.observe(waited)
+            case RowsDropped():
+                self.dropped.labels(event.model, event.version, event.reason).inc(event.requests)
+            case RequestRejected():
+                self.rejected.labels(event.model, event.version).inc()
+            case VersionLoaded():
+                self._start_series(event)
+            case VersionUnloaded():
+                self.model_info.remove(event.model, event.version, event.provider, event.task)
+                if event.removed:
+                    self.prediction_stats.forget(event.model, event.version)
+                    self.model_ready.remove(event.model, event.version)
+            case LoadFailed():
+                self.load_failures.labels(event.model).inc()
+                if not event.still_serving:
+                    self.model_ready.labels(event.model, event.version).set(0)
+            case FeedbackAnswered():
+                for outcome, n in event.outcomes.items():
+                    self.feedback.labels(event.model, outcome).inc(n)
+            case StoreWriteFailed():
+                self.store_errors.inc()
+            case StoreHealthChanged():
+                self.store_up.set(1 if event.ok else 0)
+
+    def _start_series(self, event: VersionLoaded) -> None:
+        """A loaded version's gauges, and its counters at 0, so that rates and dashboards read 0 rather than no data."""
+        model, version = event.model, event.version
+        self.model_info.labels(model, version, event.provider, event.task).set(1)
+        self.model_ready.labels(model, version).set(1)
+        self.rejected.labels(model, version)
+        for reason in DROP_REASONS:
+            self.dropped.labels(model, version, reason)
+        for outcome in FEEDBACK_OUTCOMES:
+            self.feedback.labels(model, outcome)
+        self.load_failures.labels(model)

@@ -1,0 +1,115 @@
+"""candor.v1 messages to core values and back: the only place that knows both."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from candor.server.core.feedback import ACCEPTED, DUPLICATE, EXPIRED, UNKNOWN_ID, FeedbackItem
+from candor.server.core.plane import CalibrationState, InputTensor, Prediction
+from candor.server.core.recalibrate import Recalibration
+from candor.server.core.repository import FAILED, LOADING, READY, VersionEntry
+from candor.v1 import inference_pb2 as pb
+
+OUTCOMES = {ACCEPTED: pb.FEEDBACK_OUTCOME_ACCEPTED, UNKNOWN_ID: pb.FEEDBACK_OUTCOME_UNKNOWN_ID,
+            DUPLICATE: pb.FEEDBACK_OUTCOME_DUPLICATE, EXPIRED: pb.FEEDBACK_OUTCOME_EXPIRED}  # fmt: skip
+STATES = {LOADING: pb.MODEL_STATE_LOADING, READY: pb.MODEL_STATE_READY, FAILED: pb.MODEL_STATE_FAILED}
+DRIFT_STATES = (pb.DRIFT_STATE_OK, pb.DRIFT_STATE_WARN, pb.DRIFT_STATE_DRIFT)
+
+
+def to_raw(array: np.ndarray) -> bytes:
+    """Little-endian float32 bytes, as both protocols carry tensors."""
+    return np.ascontiguousarray(array, dtype="<f4").tobytes()
+
+
+def _dtype_name(value: int) -> str:
+    # An enum value this server does not know (a newer client) has no name.
+    return pb.DataType.Name(value) if value in pb.DataType.values() else f"unknown dtype {value}"
+
+
+def input_tensor(t: pb.Tensor) -> InputTensor:
+    float32 = t.dtype in (pb.DATA_TYPE_FLOAT32, pb.DATA_TYPE_UNSPECIFIED)
+    return InputTensor(shape=list(t.shape), raw=t.raw_data, values=list(t.float_data), dtype_ok=float32,
+                       dtype_name=_dtype_name(t.dtype))  # fmt: skip
+
+
+def predict_response(p: Prediction, return_logits: bool) -> pb.PredictResponse:
+    probs = p.probabilities
+    n, k = probs.shape
+    top = p.top_k_indices
+    names = p.model.manifest.class_names
+    response = pb.PredictResponse(
+        model=p.model.name,
+        version=p.model.version,
+        probabilities=pb.Tensor(shape=[n, k], dtype=pb.DATA_TYPE_FLOAT32, raw_data=to_raw(probs)),
+        confidences=p.confidences.tolist(),
+        prediction_ids=p.prediction_ids,
+        top_k=top.shape[1],
+        top_k_indices=top.ravel().tolist(),
+        top_k_names=[names[i] for i in top.ravel()],
+        top_k_probabilities=p.top_k_probabilities.ravel().tolist(),
+    )
+    if return_logits:
+        response.logits.CopyFrom(pb.Tensor(shape=[n, k], dtype=pb.DATA_TYPE_FLOAT32, raw_data=to_raw(p.logits)))
+    return response
+
+
+def model_info(entry: VersionEntry, max_batch_size: int) -> pb.ModelInfo:
+    info = pb.ModelInfo(name=entry.name, version=str(entry.version), state=STATES[entry.state], message=entry.message)
+    if entry.model is not None:
+        m = entry.model.manifest
+        info.task = m.task
+        info.class_names.extend(m.class_names)
+        info.num_features = m.input.shape[1]
+        info.temperature.extend(m.temperature.value)
+        info.provider = entry.model.provider
+        info.smoothing_convention = m.smoothing.convention
+        info.smoothing_epsilon = m.smoothing.epsilon
+        info.test_ece = m.metrics.after_temperature.ece
+        info.test_accuracy = m.metrics.after_temperature.accuracy
+        info.max_batch_size = max_batch_size
+    return info
+
+
+def feedback_items(request: pb.FeedbackRequest) -> list[FeedbackItem]:
+    return [FeedbackItem(i.prediction_id, i.label, list(i.probabilities), list(i.logits)) for i in request.items]
+
+
+def feedback_response(outcomes: list[str]) -> pb.FeedbackResponse:
+    return pb.FeedbackResponse(outcomes=[OUTCOMES[o] for o in outcomes], accepted=outcomes.count(ACCEPTED),
+                               unknown_id=outcomes.count(UNKNOWN_ID), duplicate=outcomes.count(DUPLICATE),
+                               expired=outcomes.count(EXPIRED))  # fmt: skip
+
+
+def calibration_response(state: CalibrationState) -> pb.GetCalibrationResponse:
+    model = state.model
+    ref = model.manifest.reference
+    response = pb.GetCalibrationResponse(
+        model=model.name,
+        version=model.version,
+        temperature=model.manifest.temperature.value,
+        reference=pb.ReferenceSignals(accuracy=ref.accuracy, ece=ref.ece, mean_confidence=ref.mean_confidence,
+                                      confidence_histogram=ref.confidence_histogram, class_frequencies=ref.class_frequencies),
+    )  # fmt: skip
+    drift = state.drift
+    if drift is not None:
+        response.drift.CopyFrom(pb.DriftSignals(
+            rows=drift.rows, confidence_psi=drift.confidence_psi, confidence_js_distance=drift.confidence_js,
+            prediction_psi=drift.prediction_psi, expected_accuracy=drift.expected_accuracy,
+            expected_accuracy_gap=drift.accuracy_gap, mean_entropy=drift.mean_entropy,
+            confidence_state=DRIFT_STATES[state.confidence_state], prediction_state=DRIFT_STATES[state.prediction_state],
+        ))  # fmt: skip
+    observed = state.observed
+    if observed is not None:
+        bins = observed.reliability
+        response.observed.CopyFrom(pb.ObservedSignals(
+            rows=observed.rows, accuracy=observed.accuracy, ece=observed.ece, nll=observed.nll, brier=observed.brier,
+            expected_accuracy=observed.expected_accuracy, accuracy_gap=observed.accuracy_gap,
+            reliability=[pb.ReliabilityBin(upper_edge=hi, count=int(n), confidence=c if n else 0.0, accuracy=a if n else 0.0)
+                         for hi, n, c, a in zip(bins.edges[1:], bins.count, bins.confidence, bins.accuracy, strict=True)],
+        ))  # fmt: skip
+    return response
+
+
+def recalibrate_response(r: Recalibration) -> pb.RecalibrateResponse:
+    fields = {k: v for k, v in r.__dict__.items() if k != "new_version"}
+    return pb.RecalibrateResponse(new_version=str(r.new_version or ""), **fields)

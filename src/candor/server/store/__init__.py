@@ -1,0 +1,1 @@
+"""Feedback store backends behind :class:`candor.server.core.store.FeedbackStore`: SQLite (embedded)."""
