@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test protos deploy-files bench reliability audit sweep clean
+.PHONY: install demo test test-fast protos deploy-files bench reliability audit sweep clean
 
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
@@ -55,6 +55,12 @@ test: $(STAMP) $(BUF)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
+
+# The quick loop while working: lint, layers, and every test not marked slow (no child-process servers).
+test-fast: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -m "not slow"
 
 sweep: $(STAMP)
 	$(BIN)/candor sweep --dataset digits --output runs/sweep-digits

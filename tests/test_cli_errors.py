@@ -6,6 +6,8 @@ import pytest
 
 from tests.conftest import run_candor
 
+pytestmark = pytest.mark.slow  # real servers, installs or Prometheus in child processes
+
 
 def assert_clean_failure(result, message):
     assert result.returncode == 2, (result.stdout, result.stderr)

@@ -8,7 +8,11 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slow  # real servers, installs or Prometheus in child processes
 
 
 def test_short_reliability_run_holds_every_bound(digits_repo, tmp_path):

@@ -18,6 +18,8 @@ from candor.server.launch import SERVE_READY, ServerProcess
 from tests.conftest import REPO_ROOT
 from tests.deploy.images import PINNED, exec_form, external_bases, last, stages
 
+pytestmark = pytest.mark.slow  # real servers, installs or Prometheus in child processes
+
 INSTALL = "deploy/docker/install.sh"
 
 

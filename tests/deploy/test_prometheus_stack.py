@@ -20,6 +20,8 @@ from candor.client.simulate import SimulationPlan, load_labelled_rows, simulate
 from tests.conftest import REPO_ROOT, run_candor
 from tests.server.conftest import start_server
 
+pytestmark = pytest.mark.slow  # real servers, installs or Prometheus in child processes
+
 DASHBOARD = REPO_ROOT / "deploy/grafana/dashboards/candor.json"
 PROMETHEUS = REPO_ROOT / "deploy/prometheus"
 # What Grafana would put in place of its variables with model "digits", version "1" selected.

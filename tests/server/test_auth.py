@@ -14,6 +14,8 @@ from candor.server.rpc.auth import ADMIN, INFER, decide, load_tokens
 from tests.conftest import run_candor
 from tests.server.conftest import start_server
 
+pytestmark = pytest.mark.slow  # real servers, installs or Prometheus in child processes
+
 INFER_TOKEN = "infer-token-0123456789abcdef"
 ADMIN_TOKEN = "admin-token-fedcba9876543210"
 RECALIBRATE = "/candor.v1.InferenceService/Recalibrate"

@@ -19,6 +19,8 @@ from candor.v1 import inference_pb2 as pb
 from candor.v1 import inference_pb2_grpc
 from tests.server.conftest import start_server, wait_for
 
+pytestmark = pytest.mark.slow  # real servers, installs or Prometheus in child processes
+
 OK_DURING_STOP = {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
 
 
@@ -108,7 +110,7 @@ def test_a_crash_loses_no_acknowledged_feedback(served_repo, labelled):
         with server.client() as client:
             assert client.feedback(ids, y[:40], model="digits").duplicate == 40
             report = client.calibration("digits")
-            assert int(report.observed["rows"]) == 40  # the label-based window was rebuilt from disk
+            assert report.observed.rows == 40  # the label-based window was rebuilt from disk
     finally:
         assert server.stop() == 0
 

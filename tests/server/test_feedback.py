@@ -113,7 +113,7 @@ def test_an_overconfident_version_shows_in_observed_ece(served_repo, held_out):
         # Recalibration on v2's feedback: a dry run first, then a real one that publishes v3.
         with server.client() as c:
             dry = c.recalibrate("digits", 2, dry_run=True)
-            assert not dry["published"] and "dry run" in dry["message"]
+            assert not dry.published and dry.new_version is None and "dry run" in dry.message
             assert sorted(p.name for p in (served_repo / "digits").iterdir()) == ["1", "2"]
             result = c.recalibrate("digits", 2)
             assert result.published and result.new_version == "3" and isinstance(result.fit_rows, int)

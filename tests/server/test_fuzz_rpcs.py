@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 
 from tests.rpcs import declared_rpcs
 
+pytestmark = pytest.mark.slow  # real servers, installs or Prometheus in child processes
+
 # What README documents; INTERNAL and UNKNOWN would mean a bug reached the caller.
 DOCUMENTED = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE,
               grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.DEADLINE_EXCEEDED,

@@ -16,6 +16,8 @@ from candor.v1 import inference_pb2_grpc
 from tests.conftest import run_candor
 from tests.server.conftest import start_server, wait_for
 
+pytestmark = pytest.mark.slow  # real servers, installs or Prometheus in child processes
+
 # A single-row request waits this long for its batch to fill, so calls are slow on purpose.
 SLOW = ("--max-queue-delay-ms", "1500", "--max-batch-size", "256", "--poll-interval", "0")
 

@@ -11,6 +11,8 @@ from candor.client.simulate import SimulationPlan, load_labelled_rows, simulate
 from tests.conftest import run_candor
 from tests.server.conftest import start_server
 
+pytestmark = pytest.mark.slow  # real servers, installs or Prometheus in child processes
+
 
 @pytest.fixture(scope="module")
 def held_out(digits_repo, tmp_path_factory):

@@ -10,6 +10,8 @@ from tests.certs import Authority
 from tests.conftest import run_candor
 from tests.server.conftest import start_server
 
+pytestmark = pytest.mark.slow  # real servers, installs or Prometheus in child processes
+
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
