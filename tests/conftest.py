@@ -28,3 +28,19 @@ def digits_repo(tmp_path_factory) -> Path:
                         "--model-repository", str(repo), "--name", "digits")  # fmt: skip
     assert result.returncode == 0, result.stderr
     return repo
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One real PostgreSQL cluster for the session (tests/postgres.py); each test takes its own database."""
+    from tests.postgres import PostgresCluster
+
+    cluster = PostgresCluster()
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture
+def pg_url(postgres) -> str:
+    """The URL of a fresh, empty database on the session's cluster."""
+    return postgres.new_database()

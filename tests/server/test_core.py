@@ -31,10 +31,11 @@ from candor.server.observability.collectors import register_core_views
 from candor.server.observability.metrics import ServerMetrics
 from candor.server.rpc import convert
 from candor.server.rpc.calls import stream
-from candor.server.store.sqlite import SQLiteFeedbackStore
+from candor.server.store import open_store
 from candor.v1 import inference_pb2 as pb
 
 V1 = {"model": "digits", "version": "1"}
+EDGES = [f"{(i + 1) / 15:.4f}" for i in range(15)]
 
 
 class Core:
@@ -52,8 +53,10 @@ class Core:
 
     async def start(self) -> Core:
         await self.repository.refresh()
-        self.store = SQLiteFeedbackStore(Path(self.settings.data_dir) / "feedback.sqlite3")
-        self.feedback = FeedbackService(self.settings, self.repository, self.store, self.events)
+        self.store = open_store(self.settings)
+        loop = asyncio.get_running_loop()
+        self.feedback = FeedbackService(self.settings, self.repository, self.store, self.events,
+                                        lambda e: loop.call_soon_threadsafe(self.events.emit, e))  # fmt: skip
         self.plane = DataPlane(self.settings, self.repository, self.feedback, DriftThresholds(), self.events)
         register_core_views(self.metrics.registry, self.repository, self.feedback, self.plane.thresholds)
         return self
@@ -98,7 +101,7 @@ def digits():
     return d.data.astype(np.float32), d.target
 
 
-def test_predict_records_rows_that_feedback_joins_into_the_window_and_the_store(repo, tmp_path, digits):
+def test_predict_records_rows_that_feedback_joins_into_the_totals_and_the_store(repo, tmp_path, digits):
     X, y = digits
 
     async def scenario(core: Core):
@@ -112,22 +115,27 @@ def test_predict_records_rows_that_feedback_joins_into_the_window_and_the_store(
         assert again == ["DUPLICATE", "ACCEPTED", "UNKNOWN_ID"]
         with pytest.raises(InvalidArgument, match="label 10 is out of range"):
             await core.plane.feedback("digits", "", [FeedbackItem(answer.prediction_ids[16], 10)])
-        state = core.plane.calibration("digits", "1")
+        state = await core.plane.calibration("digits", "1")
         assert state.observed.rows == 16 and state.drift.rows == 20
         assert core.store.count() == 16
-        # KServe asks for no ids: nothing is kept for feedback.
-        assert (await core.predict(X[:3])).prediction_ids == [] and len(core.feedback.predictions) == 4
+        # KServe asks for no ids: nothing is kept for feedback (the cache holds the 20 rows of the one request).
+        assert (await core.predict(X[:3])).prediction_ids == [] and len(core.feedback.cache) == 20
         return core
 
     core = run(repo, tmp_path, scenario)
     assert core.metric("candor_feedback_total", {"model": "digits", "outcome": "ACCEPTED"}) == 16
     assert core.metric("candor_feedback_total", {"model": "digits", "outcome": "UNKNOWN_ID"}) == 1
     assert core.metric("candor_predicted_rows_total", V1) == 23
-    assert core.metric("candor_feedback_window_rows", V1) == 16
+    rows = sum(core.metric("candor_feedback_rows_total", {**V1, "bin": b}) or 0 for b in EDGES)
+    assert rows == 16
     assert core.metric("candor_drift_window_rows", V1) == 23
-    # The window comes back from the store after a restart.
-    restarted = run(repo, tmp_path, lambda core: asyncio.sleep(0, core))
-    assert restarted.metric("candor_feedback_window_rows", V1) == 16
+
+    # After a restart, the report on the store's feedback is the same, and the log still joins.
+    async def after_restart(core: Core):
+        state = await core.plane.calibration("digits", "1")
+        return state.observed.rows
+
+    assert run(repo, tmp_path, after_restart) == 16
 
 
 def test_repository_refresh_loads_reports_a_failure_reloads_and_unloads(repo, tmp_path, digits):
@@ -205,7 +213,7 @@ def test_responses_map_core_results_to_protocol_and_sdk_types(repo, tmp_path, di
         answer = await core.predict(X[:5], top_k=2, keep_for_feedback=True)
         items = [FeedbackItem(pid, int(label)) for pid, label in zip(answer.prediction_ids, y[:5], strict=True)]
         await core.plane.feedback("digits", "1", items)
-        return answer, core.plane.calibration("digits", "1")
+        return answer, await core.plane.calibration("digits", "1")
 
     answer, state = run(repo, tmp_path, scenario)
     wire = convert.predict_response(answer, return_logits=True)

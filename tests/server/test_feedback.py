@@ -5,6 +5,7 @@ import shutil
 import grpc
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from candor.calibration import ece, read_manifest, write_manifest
 from candor.calibration.manifest import sha256_file
@@ -27,6 +28,24 @@ def held_out():
     return ds.X[rows], ds.y[rows]
 
 
+def counted(server, **labels) -> dict[str, float]:
+    """This replica's label-based counters for one version, summed over bins, plus the ECE and
+    gap they give (what the fleet recording rules compute, here for one replica)."""
+    bins: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(server.metrics_text()):
+        for sample in family.samples:
+            if sample.name.startswith("candor_feedback_") and "bin" in sample.labels and all(
+                sample.labels.get(k) == v for k, v in labels.items()
+            ):
+                bins.setdefault(sample.labels["bin"], {})[sample.name] = sample.value
+    rows = sum(b["candor_feedback_rows_total"] for b in bins.values())
+    conf = sum(b["candor_feedback_confidence_total"] for b in bins.values())
+    correct = sum(b["candor_feedback_correct_total"] for b in bins.values())
+    gaps = sum(abs(b["candor_feedback_confidence_total"] - b["candor_feedback_correct_total"]) for b in bins.values())
+    return {"rows": rows, "accuracy": correct / rows if rows else 0.0, "ece": gaps / rows if rows else 0.0,
+            "gap": (conf - correct) / rows if rows else 0.0}  # fmt: skip
+
+
 def test_feedback_outcomes_and_live_calibration(served_repo, held_out):
     X, y = held_out
     server = start_server(served_repo, "--poll-interval", "0")
@@ -35,11 +54,11 @@ def test_feedback_outcomes_and_live_calibration(served_repo, held_out):
             result = c.predict(X, model="digits")
             fb = c.feedback(result.prediction_ids, y, model="digits")
             assert (fb.accepted, fb.duplicate, fb.unknown_id, fb.expired) == (len(y), 0, 0, 0)
-            assert server.metric("candor_feedback_window_rows", **V1) == len(y)
-            assert server.metric("candor_observed_accuracy", **V1) == pytest.approx(np.mean(result.probabilities.argmax(1) == y))
-            probs = result.probabilities / result.probabilities.sum(axis=1, keepdims=True)
-            assert server.metric("candor_observed_ece", **V1) == pytest.approx(ece(probs, y), abs=1e-6)
-            assert server.metric("candor_live_reliability_count", **V1) == len(y)  # summed over bins
+            seen = counted(server, **V1)
+            assert seen["rows"] == len(y)
+            assert seen["accuracy"] == pytest.approx(np.mean(result.probabilities.argmax(1) == y))
+            assert seen["ece"] == pytest.approx(ece(result.probabilities.astype(np.float64), y), abs=1e-6)
+            assert c.calibration("digits").observed.ece == pytest.approx(seen["ece"], abs=1e-6)
 
             old = "00000001" + "0" * 24  # made in 1970: long expired
             again = c.feedback([result.prediction_ids[0], old, "not-an-id"], [0, 1, 2], model="digits")
@@ -49,14 +68,14 @@ def test_feedback_outcomes_and_live_calibration(served_repo, held_out):
             own_logits = c.feedback(None, y[:2], model="digits", logits=np.zeros((2, 10)))
             assert own_logits.accepted == 2
             assert server.metric("candor_feedback_total", model="digits", outcome="DUPLICATE") == 1
-            assert server.metric("candor_feedback_window_rows", **V1) == len(y) + 6
+            assert counted(server, **V1)["rows"] == len(y) + 6
     finally:
         assert server.stop() == 0
     # A restart keeps every acknowledged row, and still knows which ids have feedback.
     again = start_server(served_repo, "--poll-interval", "0")
     try:
-        assert again.metric("candor_feedback_window_rows", **V1) == len(y) + 6
         with again.client() as c:
+            assert c.calibration("digits").observed.rows == len(y) + 6
             assert c.feedback(result.prediction_ids[:2], y[:2], model="digits").outcomes == ["DUPLICATE", "DUPLICATE"]
     finally:
         again.stop()
@@ -81,7 +100,7 @@ def test_malformed_feedback_is_refused_whole(served_repo, held_out):
                 with pytest.raises(CandorError) as e:
                     call()
                 assert e.value.code == code.name and message in e.value.message, e.value.message
-            assert server.metric("candor_feedback_window_rows", **V1) == 0  # nothing of a refused batch was written
+            assert counted(server, **V1)["rows"] == 0  # nothing of a refused batch was written
             assert c.feedback(ids, [1, 2, 3], model="digits").accepted == 3  # and the ids are still joinable
     finally:
         server.stop()
@@ -106,10 +125,10 @@ def test_an_overconfident_version_shows_in_observed_ece(served_repo, held_out):
             for version in (1, 2):
                 r = c.predict(X, model="digits", version=version)
                 assert c.feedback(r.prediction_ids, y, model="digits").accepted == len(y)
-        calibrated = server.metric("candor_observed_ece", **V1)
-        sharp = server.metric("candor_observed_ece", model="digits", version="2")
-        assert sharp > 2 * calibrated
-        assert server.metric("candor_observed_accuracy_gap", model="digits", version="2") > 0.05  # promised more than delivered
+        calibrated = counted(server, **V1)["ece"]
+        sharp = counted(server, model="digits", version="2")
+        assert sharp["ece"] > 2 * calibrated
+        assert sharp["gap"] > 0.05  # promised more than delivered
         # Recalibration on v2's feedback: a dry run first, then a real one that publishes v3.
         with server.client() as c:
             dry = c.recalibrate("digits", 2, dry_run=True)
@@ -150,7 +169,7 @@ def test_get_calibration_and_the_cli(served_repo, held_out, tmp_path):
             report = c.calibration("digits", 1)
         assert report.drift.rows == len(y) and report.drift.confidence_state == "OK"
         assert report.observed.rows == len(y) and isinstance(report.observed.rows, int)
-        assert report.observed.ece == pytest.approx(server.metric("candor_observed_ece", **V1), abs=1e-9)
+        assert report.observed.ece == pytest.approx(counted(server, **V1)["ece"], abs=1e-6)  # store and counters agree
         assert sum(b.count for b in report.observed.reliability) == len(y)
         shown = run_candor("calibration", "--target", server.target, "--model", "digits", "--plot", str(tmp_path / "live.png"))
         assert shown.returncode == 0 and f"feedback over {len(y)} rows" in shown.stdout, shown.stderr

@@ -44,7 +44,7 @@ def test_drift_moves_every_alerting_signal(served_repo, held_out):
             assert clean.errors == {} and clean.rows >= 1000 and not clean.drifting
             assert clean.feedback_accepted == clean.feedback_sent == clean.rows
             assert server.metric("candor_prediction_psi", model="digits") < 0.1
-            assert server.metric("candor_observed_ece", model="digits") < 0.1
+            assert client.calibration("digits").observed.ece < 0.1
 
             plan = SimulationPlan(rate=0, drift_after_s=0.5, feedback_delay_s=0.2, duration_s=5, report_every_s=0, seed=1)
             drifted = simulate(client, "digits", X, y, plan, log=lines.append)
@@ -54,8 +54,9 @@ def test_drift_moves_every_alerting_signal(served_repo, held_out):
         assert server.metric("candor_feedback_total", model="digits", outcome="ACCEPTED") == clean.rows + drifted.rows
         assert server.metric("candor_prediction_psi", model="digits") > 0.25
         assert server.metric("candor_confidence_psi", model="digits") > 0.25
-        assert server.metric("candor_observed_ece", model="digits") > 0.1
-        assert server.metric("candor_observed_accuracy_gap", model="digits") > 0.05
+        with server.client() as client:
+            observed = client.calibration("digits").observed
+        assert observed.ece > 0.1 and observed.accuracy_gap > 0.05
     finally:
         assert server.stop() == 0
 

@@ -9,6 +9,7 @@ Never imports onnxruntime, torch or server code (import-linter checks it).
 
 from candor.client._client import AsyncClient, Client
 from candor.client._errors import (
+    Aborted,
     Cancelled,
     CandorError,
     DeadlineExceeded,
@@ -42,6 +43,7 @@ __all__ = [
     "Client",
     "DeadlineExceeded",
     "DriftSignals",
+    "Aborted",
     "FailedPrecondition",
     "FeedbackResult",
     "Internal",

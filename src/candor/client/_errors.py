@@ -49,6 +49,12 @@ class FailedPrecondition(CandorError):
     code = "FAILED_PRECONDITION"
 
 
+class Aborted(CandorError):
+    """A conflicting operation is running on the server (another recalibration of the model); retry after it."""
+
+    code = "ABORTED"
+
+
 class ResourceExhausted(CandorError):
     """A server bound was hit (queue full, too many calls in flight): retry with backoff."""
 
@@ -101,6 +107,7 @@ _BY_CODE: dict[grpc.StatusCode, type[CandorError]] = {
     grpc.StatusCode.OUT_OF_RANGE: InvalidArgument,
     grpc.StatusCode.NOT_FOUND: NotFound,
     grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
+    grpc.StatusCode.ABORTED: Aborted,
     grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
     grpc.StatusCode.UNAVAILABLE: Unavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,

@@ -10,7 +10,6 @@ import asyncio
 import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -33,14 +32,13 @@ from candor.server.rpc.decoding import RequestDecoding
 from candor.server.rpc.kserve_service import KServeService
 from candor.server.rpc.limits import LimitsInterceptor
 from candor.server.rpc.tls import describe, server_credentials
-from candor.server.store.sqlite import SQLiteFeedbackStore
+from candor.server.store import open_store
 from candor.v1 import inference_pb2, inference_pb2_grpc
 
 log = logging.getLogger("candor.server")
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-STORE_HEALTH = "candor.feedback_store"  # health service name of the feedback store (NOT_SERVING after a failed write)
-FEEDBACK_DB = "feedback.sqlite3"
+STORE_HEALTH = "candor.feedback_store"  # health service name of the store (NOT_SERVING while it fails)
 
 
 class CandorServer:
@@ -65,13 +63,21 @@ class CandorServer:
         self._server: grpc.aio.Server | None = None
         self._metrics_http = None
         self._published: set[str] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _on_event(self, event: object) -> None:
         if isinstance(event, RepositoryChanged):
             self._publish_health()
         elif isinstance(event, StoreHealthChanged):
-            # The feedback store's state as its own health service: predictions go on either way.
+            # The store's state as its own health service: predictions go on either way.
             asyncio.get_running_loop().create_task(self.health.set(STORE_HEALTH, SERVING if event.ok else NOT_SERVING))
+
+    def _notify(self, event: object) -> None:
+        """Deliver an event from any thread (the prediction log's writer) on the event loop."""
+        try:
+            self._loop.call_soon_threadsafe(self.events.emit, event)
+        except RuntimeError:
+            pass  # the loop has closed: the server is gone, nobody listens any more
 
     def _publish_health(self) -> None:
         """Overall status plus one service name per model (SERVING when a version is ready)."""
@@ -108,12 +114,15 @@ class CandorServer:
         credentials = server_credentials(s.tls_cert_file, s.tls_key_file, s.tls_client_ca_file) if s.tls_cert_file else None
         self._metrics_http, _ = start_http_server(s.metrics_port, addr=s.metrics_host, registry=self.metrics.registry)
         self.metrics_port = self._metrics_http.server_port
-        await self.repository.refresh()
+        self._loop = asyncio.get_running_loop()
         try:
-            store = SQLiteFeedbackStore(Path(s.data_dir) / FEEDBACK_DB, s.feedback_store_max_bytes)
-            feedback = FeedbackService(s, self.repository, store, self.events)
+            store = await asyncio.to_thread(open_store, s)
         except (OSError, StoreError) as e:
-            raise OSError(f"cannot open the feedback store under data_dir {s.data_dir!r}: {e}") from e
+            where = "under data_dir " + repr(s.data_dir) if not s.store else "named by the store setting"
+            hint = " (--store-optional starts without it)" if s.store.startswith("postgres") else ""
+            raise OSError(f"cannot open the store {where}: {e}{hint}") from e
+        await self.repository.refresh()
+        feedback = FeedbackService(s, self.repository, store, self.events, self._notify)
         register_core_views(self.metrics.registry, self.repository, feedback, self.thresholds)
         self.plane = DataPlane(s, self.repository, feedback, self.thresholds, self.events)
         options = [

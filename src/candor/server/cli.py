@@ -30,10 +30,13 @@ FLAGS = {
     "poll_interval_s": ("--poll-interval", float, "seconds between repository scans (0: no watching)"),
     "grace_period_s": ("--grace-period", float, "seconds calls in flight get on SIGTERM"),
     "log_level": ("--log-level", str, "DEBUG, INFO, WARNING or ERROR"),
-    "data_dir": ("--data-dir", str, "folder for durable feedback (SQLite)"),
-    "feedback_store_max_bytes": ("--feedback-store-max-bytes", int, "cap on the feedback database file (0: none)"),
-    "prediction_store_rows": ("--prediction-store-rows", int, "recent predictions kept for feedback to join"),
-    "prediction_ttl_s": ("--prediction-ttl", float, "seconds a prediction waits for its feedback"),
+    "data_dir": ("--data-dir", str, "folder of the embedded store (SQLite)"),
+    "store": ("--store", str, "store URL: empty (SQLite in --data-dir), sqlite:///PATH or postgresql://... (env CANDOR_STORE)"),
+    "store_timeout_s": ("--store-timeout", float, "seconds an operation waits for a store connection"),
+    "feedback_store_max_bytes": ("--feedback-store-max-bytes", int, "cap on the SQLite database file (0: none)"),
+    "prediction_store_rows": ("--prediction-store-rows", int, "recent predictions cached in memory for feedback"),
+    "prediction_ttl_s": ("--prediction-ttl", float, "seconds the prediction log keeps a prediction for its feedback"),
+    "prediction_log_buffer_rows": ("--prediction-log-buffer-rows", int, "rows waiting for the log writer before drops"),
     "feedback_window_rows": ("--feedback-window-rows", int, "joined feedback rows in the label-based window"),
     "feedback_window_s": ("--feedback-window-seconds", float, "oldest feedback in the label-based window"),
     "drift_window_rows": ("--drift-window-rows", int, "rows in the label-free drift window"),
@@ -59,6 +62,8 @@ def cmd_serve(a: argparse.Namespace) -> int:
         cli["auth_open_health"] = False
     if a.auth_open_reflection:
         cli["auth_open_reflection"] = True
+    if a.store_optional:
+        cli["store_optional"] = True
     settings = Settings.load(cli=cli, file=a.settings)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("candor.server").debug("settings: %s", as_dict(settings))
@@ -80,6 +85,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--allow-spinning", action="store_true", help="let onnxruntime threads busy-wait between runs (many-core hosts)"
     )
+    p.add_argument("--store-optional", action="store_true",
+                   help="start degraded when the store cannot be reached (Feedback UNAVAILABLE until it answers)")  # fmt: skip
     p.add_argument("--auth-lock-health", action="store_true", help="with auth on, health checks need a token too")
     p.add_argument("--auth-open-reflection", action="store_true", help="with auth on, reflection answers without a token")
     p.set_defaults(handler=cmd_serve)

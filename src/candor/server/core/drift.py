@@ -12,7 +12,9 @@ Signals per model version (DESIGN.md, "Flow of data" step 4):
 * mean entropy of the predicted distributions (nats).
 
 The window keeps whole batches: the newest ones that together cover at least
-``max_rows`` rows, none older than ``max_age_s``.
+``max_rows`` rows, none older than ``max_age_s``. Its signals describe this replica's recent
+traffic. Next to it, running totals since the version loaded (rows per PSI bin, per predicted
+class, confidence sums) add up across replicas, so Prometheus can compute the fleet's PSI.
 """
 
 from __future__ import annotations
@@ -68,6 +70,18 @@ class _Batch:
     entropy_sum: float
 
 
+@dataclass(frozen=True)
+class DriftTotals:
+    """Everything predicted since the version loaded on this replica."""
+
+    rows: int
+    confidence_fine: np.ndarray  # [REFERENCE_BINS] entries per fine confidence bin
+    confidence_bins: np.ndarray  # [groups] entries per PSI bin (DriftWindow.group_upper_edges)
+    classes: np.ndarray  # [K] predicted-class counts
+    confidence_sum: float
+    confidence_n: int  # rows (multiclass) or rows x classes (multi-label)
+
+
 def psi_groups(reference_hist, min_share: float = PSI_GROUP_SHARE) -> np.ndarray:
     """Group index of each fine bin: consecutive bins merged until a group holds ``min_share`` of the reference."""
     ref = np.asarray(reference_hist, dtype=np.float64)
@@ -94,6 +108,12 @@ class DriftWindow:
         self.max_rows = max_rows
         self.max_age_s = max_age_s
         self._groups = psi_groups(reference.confidence_histogram)
+        n_groups = int(self._groups[-1]) + 1
+        fine_upper = np.arange(1, REFERENCE_BINS + 1) / REFERENCE_BINS
+        # The upper edge of each PSI bin (its last fine bin's), and the reference's share of it.
+        self.group_upper_edges = np.array([fine_upper[self._groups == g][-1] for g in range(n_groups)])
+        self.reference_group_shares = self._coarse(reference.confidence_histogram) / sum(reference.confidence_histogram)
+        self._totals = DriftTotals(0, np.zeros(REFERENCE_BINS), np.zeros(n_groups), np.zeros(num_classes, np.int64), 0.0, 0)
         self._batches: deque[_Batch] = deque()
         self._rows = 0
         self._lock = threading.Lock()
@@ -114,10 +134,20 @@ class DriftWindow:
             entropy = -(clipped * np.log(clipped)).sum(axis=1)
         hist = confidence_histogram(conf) * len(conf)
         batch = _Batch(now, len(p), hist, classes, float(conf.sum()), len(conf), float(entropy.sum()))
+        fine = np.rint(hist)
+        groups = self._coarse(fine)
         with self._lock:
+            t = self._totals
+            self._totals = DriftTotals(t.rows + batch.rows, t.confidence_fine + fine, t.confidence_bins + groups,
+                                       t.classes + classes, t.confidence_sum + batch.confidence_sum,
+                                       t.confidence_n + batch.confidence_n)  # fmt: skip
             self._batches.append(batch)
             self._rows += batch.rows
             self._evict(now)
+
+    def totals(self) -> DriftTotals:
+        """Since the version loaded (an immutable value: safe to read from any thread)."""
+        return self._totals
 
     def _evict(self, now: float) -> None:
         while self._batches and (

@@ -27,3 +27,7 @@ class DeadlineExceeded(CandorError):
 
 class FailedPrecondition(CandorError):
     """The system is not in a state where the call can act (e.g. too little feedback)."""
+
+
+class Aborted(CandorError):
+    """A conflicting operation is running (another recalibration of the same model); retry after it."""

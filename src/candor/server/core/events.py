@@ -97,13 +97,28 @@ class FeedbackAnswered:
 
 
 @dataclass(frozen=True)
+class PredictionsLogged:
+    """Rows the prediction log's writer committed to the store."""
+
+    rows: int
+
+
+@dataclass(frozen=True)
+class PredictionLogDropped:
+    """Rows that never reached the prediction log: ``buffer_full`` or ``store_error``."""
+
+    rows: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class StoreWriteFailed:
     message: str
 
 
 @dataclass(frozen=True)
 class StoreHealthChanged:
-    """The feedback store started failing writes (``ok`` False) or recovered."""
+    """The store started failing (``ok`` False) or answers again."""
 
     ok: bool
 

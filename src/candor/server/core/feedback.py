@@ -1,5 +1,9 @@
-"""Feedback: ground-truth labels joined to earlier predictions, stored durably,
-feeding the label-based signals. Transport-neutral; the servicer maps it."""
+"""Feedback: ground-truth labels joined to earlier predictions, stored durably, feeding
+the label-based signals. Transport-neutral; the servicer maps it.
+
+A label can reach any replica: the join looks in this replica's cache of recent requests
+first, then in the store's prediction log, which every replica on the store writes.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -15,12 +19,14 @@ import numpy as np
 
 from candor.calibration import scale_logits
 from candor.server.core.errors import InvalidArgument, Unavailable
-from candor.server.core.events import Events, FeedbackAnswered, StoreHealthChanged, StoreWriteFailed
-from candor.server.core.observed import FeedbackWindow
-from candor.server.core.predictions import PredictionStore, new_prediction_ids
+from candor.server.core.events import Events, FeedbackAnswered, StoreWriteFailed
+from candor.server.core.observed import FeedbackTotals, ObservedReport, observed_report
+from candor.server.core.prediction_log import PredictionLog
+from candor.server.core.predictions import PredictionCache, StoredPrediction, new_prediction_ids, row_of, split_id
 from candor.server.core.repository import ModelRepository
 from candor.server.core.settings import Settings
-from candor.server.core.store import FeedbackRow, FeedbackStore, StoreError
+from candor.server.core.store import FeedbackRow, LoggedRequest, Store, StoreError
+from candor.server.core.store_health import StoreHealth
 
 FEEDBACK_OUTCOMES = ("ACCEPTED", "DUPLICATE", "EXPIRED", "UNKNOWN_ID")  # what Feedback answers per item
 ACCEPTED, DUPLICATE, EXPIRED, UNKNOWN_ID = FEEDBACK_OUTCOMES
@@ -40,51 +46,65 @@ class FeedbackItem:
 
 
 class FeedbackService:
-    """Joins labels to logged predictions, keeps them in ``store``, and feeds the label-based windows.
+    """Joins labels to logged predictions, keeps them in ``store``, and adds them to this
+    replica's label-based totals.
 
-    The windows rebuild from the store at construction (a restart keeps them). Thread safety:
-    :meth:`windows` returns a mapping the event loop never changes after publishing it (a new
-    version's window is added by replacing the whole map), and each window locks itself.
+    Thread safety: :meth:`totals` returns a mapping the event loop never changes after
+    publishing it (a new version's totals are added by replacing the whole map), and each
+    totals object locks itself.
     """
 
-    def __init__(self, settings: Settings, repository: ModelRepository, store: FeedbackStore, events: Events):
+    def __init__(self, settings: Settings, repository: ModelRepository, store: Store, events: Events,
+                 notify: Callable[[object], None]):  # fmt: skip
+        """``notify`` delivers an event from any thread (the prediction log's writer reports through it)."""
         self.settings = settings
         self.repository = repository
         self.store = store
         self.events = events
-        self._store_ok: bool | None = None
-        self.predictions = PredictionStore(settings.prediction_store_rows, settings.prediction_ttl_s)
-        self._windows: Mapping[tuple[str, str], FeedbackWindow] = {}
-        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="candor-feedback")  # one writer, in order
-        since = time.time() - settings.feedback_window_s
-        for row in self.store.recent(settings.feedback_window_rows, since):
-            self._window(row.model, row.version).add(row.probabilities, row.label, row.received_at)
-        self._store_health(True)
+        self.health = StoreHealth(notify)
+        self.cache = PredictionCache(settings.prediction_store_rows, settings.prediction_ttl_s)
+        self.log = PredictionLog(store, self.health, notify, max_buffer_rows=settings.prediction_log_buffer_rows,
+                                 retention_s=settings.prediction_ttl_s)  # fmt: skip
+        self._totals: Mapping[tuple[str, str], FeedbackTotals] = {}
+        self._db = ThreadPoolExecutor(max_workers=4, thread_name_prefix="candor-feedback")
+        try:
+            store.ping()
+            self.health.report(True)
+        except StoreError as e:  # started degraded (store_optional): the writer's pings bring it back
+            self.health.report(False, str(e))
 
-    def windows(self) -> Mapping[tuple[str, str], FeedbackWindow]:
-        """(model, version) -> its window: a snapshot, safe to read from any thread."""
-        return self._windows
+    def totals(self) -> Mapping[tuple[str, str], FeedbackTotals]:
+        """(model, version) -> this replica's running sums: a snapshot, safe to read from any thread."""
+        return self._totals
 
-    def window(self, model: str, version: str) -> FeedbackWindow | None:
-        return self._windows.get((model, version))
-
-    def _store_health(self, ok: bool) -> None:
-        """Report the store's state when it changes, not on every write."""
-        if ok != self._store_ok:
-            self._store_ok = ok
-            self.events.emit(StoreHealthChanged(ok))
-
-    def _window(self, model: str, version: int) -> FeedbackWindow:
+    def _totals_of(self, model: str, version: int) -> FeedbackTotals:
         key = (model, str(version))
-        window = self._windows.get(key)
-        if window is None:
-            window = FeedbackWindow(self.settings.feedback_window_rows, self.settings.feedback_window_s)
-            self._windows = {**self._windows, key: window}  # copy on write: readers keep the map they hold
-        return window
+        totals = self._totals.get(key)
+        if totals is None:
+            totals = FeedbackTotals()
+            self._totals = {**self._totals, key: totals}  # copy on write: readers keep the map they hold
+        return totals
 
-    def remember(self, model: str, version: str, ids: list[str], logits: np.ndarray, probs: np.ndarray) -> None:
-        """Keep what Predict answered, so feedback can join it by id."""
-        self.predictions.add(model, int(version), ids, logits, probs)
+    def keep(self, request: LoggedRequest) -> None:
+        """Keep what Predict answered, so feedback on any replica can join it by id."""
+        self.cache.add(request)
+        self.log.add(request)
+
+    async def _read(self, what: str, fn, *args, **kwargs):
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._db, lambda: fn(*args, **kwargs))
+        except StoreError as e:
+            self.health.report(False, str(e))
+            raise Unavailable(f"the store cannot be read ({e}); {what}; retry once it answers") from None
+
+    async def observed(self, model: str, version: str) -> ObservedReport | None:
+        """The label-based signals of the fleet's newest feedback for one version (None without any)."""
+        since = time.time() - self.settings.feedback_window_s
+        rows = await self._read("no report", self.store.feedback, model, int(version), since=since,
+                                limit=self.settings.feedback_window_rows)  # fmt: skip
+        if not rows:
+            return None
+        return observed_report(np.stack([r.probabilities for r in rows]), np.array([r.label for r in rows]))
 
     def _self_recorded_row(self, model_name: str, version: str, item: FeedbackItem, now: float) -> FeedbackRow:
         model = self.repository.resolve(model_name, version)
@@ -105,6 +125,26 @@ class FeedbackService:
         pid = item.prediction_id or new_prediction_ids(1, now)[0]
         return FeedbackRow(pid, model_name, int(model.version), item.label, probs, logits, now, now)
 
+    async def _joined(self, items: list[FeedbackItem]) -> dict[int, StoredPrediction]:
+        """The served prediction behind each item that names one: this replica's cache first, then the log."""
+        found: dict[int, StoredPrediction] = {}
+        wanted: dict[str, list[tuple[int, int]]] = {}
+        for i, item in enumerate(items):
+            if item.self_recorded or not item.prediction_id:
+                continue
+            stored = self.cache.get(item.prediction_id)
+            if stored is not None:
+                found[i] = stored
+            elif (parts := split_id(item.prediction_id)) is not None:
+                wanted.setdefault(parts[0], []).append((i, parts[1]))
+        if wanted:
+            logged = await self._read("nothing from this batch was stored", self.store.logged, list(wanted))
+            for request_id, request in logged.items():
+                for i, row in wanted[request_id]:
+                    if (stored := row_of(request, row)) is not None:
+                        found[i] = stored
+        return found
+
     async def submit(self, model_name: str, version: str, items: list[FeedbackItem]) -> list[str]:
         """One outcome per item. Validation covers every item before anything is written."""
         if not model_name:
@@ -121,17 +161,17 @@ class FeedbackService:
         rows: list[tuple[int, FeedbackRow]] = []
         missing: list[tuple[int, str]] = []
         for i, item in enumerate(items):
+            if not item.self_recorded and not item.prediction_id:
+                raise InvalidArgument(f"item {i} has neither a prediction_id nor probabilities/logits")
+        joined = await self._joined(items)
+        for i, item in enumerate(items):
             row = None
             if item.self_recorded:
                 row = self._self_recorded_row(model_name, version, item, now)
-            elif not item.prediction_id:
-                raise InvalidArgument(f"item {i} has neither a prediction_id nor probabilities/logits")
-            else:
-                stored = self.predictions.get(item.prediction_id)
-                if stored is not None and stored.model == model_name:
-                    row = FeedbackRow(item.prediction_id, model_name, stored.version, item.label, stored.probabilities,
-                                      stored.logits, stored.at, now)  # fmt: skip
-            # The joined row knows its class count; an id no longer held is checked against the newest version.
+            elif (stored := joined.get(i)) is not None and stored.model == model_name:
+                row = FeedbackRow(item.prediction_id, model_name, stored.version, item.label, stored.probabilities,
+                                  stored.logits, stored.at, now)  # fmt: skip
+            # The joined row knows its class count; an id not found is checked against the newest version.
             k = len(row.probabilities) if row is not None else newest.manifest.num_classes if newest is not None else None
             if k is not None and not 0 <= item.label < k:
                 raise InvalidArgument(
@@ -150,23 +190,25 @@ class FeedbackService:
             # The batch was rolled back whole: nothing of it is stored or acknowledged, and the
             # predictions stay joinable, so the caller can send the same batch again later.
             self.events.emit(StoreWriteFailed(str(e)))
-            self._store_health(False)
-            log.error("feedback store write failed: %s", e)
+            self.health.report(False, str(e))
             raise Unavailable(f"the feedback store cannot write ({e}); nothing from this batch was stored, "
-                              "predictions are unaffected; retry once the store has room") from None  # fmt: skip
-        if rows:
-            self._store_health(True)
+                              "predictions are unaffected; retry once the store answers") from None  # fmt: skip
+        self.health.report(True)
         outcomes: list[str] = [""] * len(items)
+        accepted: dict[int, list[FeedbackRow]] = {}
         for (i, row), ok in zip(rows, inserted, strict=True):
             outcomes[i] = ACCEPTED if ok else DUPLICATE
             if ok:
-                self._window(row.model, row.version).add(row.probabilities, row.label, row.received_at)
-        self.predictions.remove([row.prediction_id for (_, row), ok in zip(rows, inserted, strict=True) if ok])
+                accepted.setdefault(row.version, []).append(row)
+        for v, joined_rows in accepted.items():
+            probs, labels = np.stack([r.probabilities for r in joined_rows]), np.array([r.label for r in joined_rows])
+            self._totals_of(model_name, v).add(probs, labels)
         for i, pid in missing:
-            outcomes[i] = DUPLICATE if pid in seen else EXPIRED if self.predictions.expired(pid, now) else UNKNOWN_ID
+            outcomes[i] = DUPLICATE if pid in seen else EXPIRED if self.cache.expired(pid, now) else UNKNOWN_ID
         self.events.emit(FeedbackAnswered(model_name, dict(Counter(outcomes))))
         return outcomes
 
     def close(self) -> None:
+        self.log.close()
         self._db.shutdown(wait=True)
         self.store.close()

@@ -1,22 +1,29 @@
-"""Label-based calibration signals over a sliding window of joined feedback.
+"""Label-based calibration signals on joined feedback.
 
-Per model version: observed accuracy, top-label ECE (the convention of
-candor.calibration), NLL, Brier, the live reliability diagram (count, mean
-confidence and accuracy per bin), and the gap between the accuracy the
-confidences promised and the one observed.
+Two views of the same rows:
+
+* :func:`observed_report`: the signals of a set of rows (the newest of the fleet's feedback,
+  read from the store for GetCalibration): observed accuracy, top-label ECE (the convention
+  of candor.calibration), NLL, Brier, the reliability diagram, and the gap between the
+  accuracy the confidences promised and the one observed;
+* :class:`FeedbackTotals`: running sums per confidence bin of the rows this replica joined
+  (rows, confidence, correct) plus NLL and Brier sums. Sums add up across replicas, so
+  Prometheus recording rules recover the fleet's ECE, accuracy and gap over any window
+  exactly, which per-replica ECE gauges cannot (ECE of a union is not a mean of ECEs).
 """
 
 from __future__ import annotations
 
 import threading
-import time
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
 from candor.calibration import brier, ece, nll, reliability_bins
-from candor.calibration.binning import ReliabilityBins
+from candor.calibration.binning import ReliabilityBins, bin_edges, bin_index
+from candor.calibration.metrics import EPS
+
+ECE_BINS = 15  # candor.calibration's default: the live counters use the same bins
 
 
 @dataclass(frozen=True)
@@ -31,29 +38,56 @@ class ObservedReport:
     reliability: ReliabilityBins
 
 
-class FeedbackWindow:
-    """The newest joined rows of one model version, at most ``max_rows`` and ``max_age_s`` old."""
+def observed_report(probabilities: np.ndarray, labels: np.ndarray) -> ObservedReport:
+    """The signals of joined rows ``probabilities`` [N, K] (as served) and ``labels`` [N]."""
+    probs = np.asarray(probabilities, dtype=np.float64)
+    probs = probs / probs.sum(axis=1, keepdims=True)  # float32 round-off in served rows
+    labels = np.asarray(labels)
+    accuracy = float(np.mean(probs.argmax(axis=1) == labels))
+    expected = float(probs.max(axis=1).mean())
+    return ObservedReport(len(labels), accuracy, ece(probs, labels, ECE_BINS), nll(probs, labels), brier(probs, labels),
+                          expected, expected - accuracy, reliability_bins(probs, labels, ECE_BINS))  # fmt: skip
 
-    def __init__(self, max_rows: int, max_age_s: float):
-        self.max_age_s = max_age_s
-        self._rows: deque[tuple[float, np.ndarray, int]] = deque(maxlen=max_rows)
+
+@dataclass(frozen=True)
+class TotalsSnapshot:
+    rows: np.ndarray  # [ECE_BINS] rows per top-label confidence bin
+    confidence: np.ndarray  # [ECE_BINS] sum of top-label confidence
+    correct: np.ndarray  # [ECE_BINS] rows whose top label was the true one
+    nll: float  # sum of -log p(true label)
+    brier: float  # sum over rows of the squared error summed over classes
+
+
+class FeedbackTotals:
+    """Running sums of the rows one replica joined for one version (since it started)."""
+
+    upper_edges = bin_edges(ECE_BINS)[1:]
+
+    def __init__(self) -> None:
+        self._rows = np.zeros(ECE_BINS, np.int64)
+        self._confidence = np.zeros(ECE_BINS)
+        self._correct = np.zeros(ECE_BINS, np.int64)
+        self._nll = 0.0
+        self._brier = 0.0
         self._lock = threading.Lock()
 
-    def add(self, probabilities: np.ndarray, label: int, at: float) -> None:
+    def add(self, probabilities: np.ndarray, labels: np.ndarray) -> None:
+        """Rows as served: no renormalising, so that the sums match the stored rows bit for bit."""
+        p = np.asarray(probabilities, dtype=np.float64)
+        y = np.asarray(labels, dtype=np.int64)
+        conf = p.max(axis=1)
+        hit = (p.argmax(axis=1) == y).astype(np.int64)
+        b = bin_index(conf, ECE_BINS)
+        truth = p[np.arange(len(y)), y]
+        onehot = np.zeros_like(p)
+        onehot[np.arange(len(y)), y] = 1.0
         with self._lock:
-            self._rows.append((at, np.asarray(probabilities, dtype=np.float64), int(label)))
+            self._rows += np.bincount(b, minlength=ECE_BINS)
+            self._confidence += np.bincount(b, weights=conf, minlength=ECE_BINS)
+            self._correct += np.bincount(b, weights=hit, minlength=ECE_BINS).astype(np.int64)
+            self._nll += float(-np.log(np.clip(truth, EPS, 1.0)).sum())
+            self._brier += float(((p - onehot) ** 2).sum())
 
-    def report(self, now: float | None = None) -> ObservedReport | None:
-        now = time.time() if now is None else now
+    def snapshot(self) -> TotalsSnapshot:
         with self._lock:
-            while self._rows and now - self._rows[0][0] > self.max_age_s:
-                self._rows.popleft()
-            if not self._rows:
-                return None
-            probs = np.stack([r[1] for r in self._rows])
-            labels = np.array([r[2] for r in self._rows])
-        probs = probs / probs.sum(axis=1, keepdims=True)  # float32 round-off in served rows
-        accuracy = float(np.mean(probs.argmax(axis=1) == labels))
-        expected = float(probs.max(axis=1).mean())
-        return ObservedReport(len(labels), accuracy, ece(probs, labels), nll(probs, labels), brier(probs, labels), expected,
-                              expected - accuracy, reliability_bins(probs, labels))  # fmt: skip
+            return TotalsSnapshot(self._rows.copy(), self._confidence.copy(), self._correct.copy(), self._nll, self._brier)

@@ -13,6 +13,8 @@ behaviour (a check, a bound, what is logged for feedback) is written once.
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,16 +23,16 @@ from pathlib import Path
 import numpy as np
 
 from candor.server.core.drift import DriftReport, DriftThresholds
-from candor.server.core.errors import InvalidArgument, ResourceExhausted, Unavailable
+from candor.server.core.errors import Aborted, InvalidArgument, ResourceExhausted, Unavailable
 from candor.server.core.events import Events, RequestRejected
 from candor.server.core.feedback import FeedbackItem, FeedbackService
 from candor.server.core.model import LoadedModel
 from candor.server.core.observed import ObservedReport
-from candor.server.core.predictions import new_prediction_ids
+from candor.server.core.predictions import new_request_id, prediction_ids
 from candor.server.core.recalibrate import Recalibration, recalibrate
 from candor.server.core.repository import READY, ModelRepository, VersionEntry
 from candor.server.core.settings import Settings
-from candor.server.core.store import StoreError
+from candor.server.core.store import LoggedRequest, StoreBusy, StoreError
 from candor.server.core.tensors import rows_from_parts
 
 
@@ -131,8 +133,10 @@ class DataPlane:
         top = None if k is None else np.argsort(-probs, axis=1, kind="stable")[:, :k]
         ids: list[str] = []
         if keep_for_feedback:
-            ids = new_prediction_ids(len(probs))
-            self.feedback_service.predictions.add(model.name, int(model.version), ids, logits, probs)
+            now = time.time()
+            request_id = new_request_id(now)
+            ids = prediction_ids(request_id, len(probs))
+            self.feedback_service.keep(LoggedRequest(request_id, model.name, int(model.version), now, probs, logits))
         return Prediction(model, logits, probs, top, ids)
 
     # --- labels and calibration ---------------------------------------------------------
@@ -141,27 +145,47 @@ class DataPlane:
         """One outcome per item (ACCEPTED, DUPLICATE, EXPIRED, UNKNOWN_ID); see FeedbackService.submit."""
         return await self.feedback_service.submit(model, version, items)
 
-    def calibration(self, name: str, version: str) -> CalibrationState:
+    async def calibration(self, name: str, version: str) -> CalibrationState:
+        """Drift of this replica's recent traffic; label-based signals of the fleet's feedback in the store."""
         if not name:
             raise InvalidArgument("model is empty; name the model to report on")
         model = self.model(name, version)
         drift = model.drift.report()
-        window = self.feedback_service.window(model.name, model.version)
+        observed = await self.feedback_service.observed(model.name, model.version)
         states = (0, 0) if drift is None else (self.thresholds.state(drift.confidence_psi),
                                                self.thresholds.state(drift.prediction_psi))  # fmt: skip
-        return CalibrationState(model, drift, *states, None if window is None else window.report())
+        return CalibrationState(model, drift, *states, observed)
 
     async def recalibrate(self, name: str, version: str, *, holdout_share: float = 0.3, min_rows: int = 100,
                           dry_run: bool = False) -> Recalibration:  # fmt: skip
-        """Refit the version's temperature on its stored feedback; publish and serve the child if it helps."""
+        """Refit the version's temperature on the fleet's stored feedback; publish and serve the child if it helps.
+
+        One recalibration per model at a time across every replica on the store: a second call
+        meanwhile is ABORTED, naming the one running."""
         if not name:
             raise InvalidArgument("model is empty; name the model to recalibrate")
-        model = self.model(name, version)
+        self.model(name, version)  # NOT_FOUND or UNAVAILABLE before taking the lock
+        store = self.feedback_service.store
+        holder = f"{socket.gethostname()} pid {os.getpid()}"
         try:
-            rows = await asyncio.to_thread(self.feedback_service.store.rows_for, model.name, int(model.version))
+            lock = await asyncio.to_thread(store.lock_recalibration, name, holder)
+        except StoreBusy as e:
+            raise Aborted(str(e)) from None
         except StoreError as e:
-            raise Unavailable(f"the feedback store cannot be read ({e}); nothing was refitted, retry later") from None
-        result = await asyncio.to_thread(recalibrate, Path(self.repository.root), model, rows, holdout_share, min_rows, dry_run)
-        if result.published:
-            await self.repository.refresh()  # serve it now rather than at the next poll
-        return result
+            raise Unavailable(f"the store cannot be reached ({e}); nothing was refitted, retry later") from None
+        try:
+            # Under the lock, see what another replica may have published meanwhile, so the newest
+            # version is the parent rather than one already refitted.
+            await self.repository.refresh()
+            model = self.model(name, version)
+            try:
+                rows = await asyncio.to_thread(store.feedback, model.name, int(model.version))
+            except StoreError as e:
+                raise Unavailable(f"the feedback store cannot be read ({e}); nothing was refitted, retry later") from None
+            result = await asyncio.to_thread(recalibrate, Path(self.repository.root), model, rows, holdout_share,
+                                             min_rows, dry_run)  # fmt: skip
+            if result.published:
+                await self.repository.refresh()  # serve it now rather than at the next poll
+            return result
+        finally:
+            await asyncio.to_thread(lock.release)

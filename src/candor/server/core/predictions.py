@@ -1,8 +1,9 @@
-"""Recent predictions kept in memory so that feedback can join them by id.
+"""Prediction ids, and the recent requests kept in memory in front of the store's prediction log.
 
-Bounded by rows and by age. A prediction id starts with the second it was
-made (8 hex digits), so feedback for an id that is no longer here can be told
-apart: older than what the store keeps is EXPIRED, anything else UNKNOWN.
+A prediction id is 32 hex digits: the request id (8 for the unix second it was made, 16
+random) followed by the row's index in its request (8). So one log entry per request serves
+every row's id, and feedback for an id no longer anywhere can be told apart: older than the
+log's retention is EXPIRED, anything else UNKNOWN_ID.
 """
 
 from __future__ import annotations
@@ -15,34 +16,44 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from candor.server.core.store import LoggedRequest
+
+REQUEST_ID_HEX = 24
+ROW_HEX = 8
+
+
+def new_request_id(now: float | None = None) -> str:
+    """24 hex digits: 8 for the unix second, 16 random (64 bits per second across a fleet)."""
+    return f"{int(time.time() if now is None else now) & 0xFFFFFFFF:08x}{os.urandom(8).hex()}"
+
+
+def prediction_ids(request_id: str, n: int) -> list[str]:
+    return [f"{request_id}{i:08x}" for i in range(n)]
+
 
 def new_prediction_ids(n: int, now: float | None = None) -> list[str]:
-    """``n`` ids of 32 hex digits: 8 for the unix second, 24 random (96 bits)."""
-    stamp = f"{int(time.time() if now is None else now) & 0xFFFFFFFF:08x}"
-    text = os.urandom(12 * n).hex()
-    return [stamp + text[i : i + 24] for i in range(0, 24 * n, 24)]
+    """The ids of one new request of ``n`` rows."""
+    return prediction_ids(new_request_id(now), n)
 
 
-def id_time(prediction_id: str) -> float | None:
-    """The second an id was made, or None if it is not one of ours."""
-    if len(prediction_id) != 32:
+def split_id(prediction_id: str) -> tuple[str, int] | None:
+    """(request id, row) of one of our ids, or None."""
+    if len(prediction_id) != REQUEST_ID_HEX + ROW_HEX:
         return None
     try:
-        int(prediction_id, 16)
-        return float(int(prediction_id[:8], 16))
+        return prediction_id[:REQUEST_ID_HEX].lower(), int(prediction_id[REQUEST_ID_HEX:], 16)
     except ValueError:
         return None
 
 
-@dataclass(frozen=True)
-class _Request:
-    """One Predict call's outputs, shared by its rows' entries (no per-row copies)."""
-
-    model: str
-    version: int
-    probabilities: np.ndarray  # [N, K]
-    logits: np.ndarray  # [N, K]
-    at: float
+def id_time(prediction_id: str) -> float | None:
+    """The second an id was made, or None if it is not one of ours."""
+    if split_id(prediction_id) is None:
+        return None
+    try:
+        return float(int(prediction_id[:8], 16))
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -54,54 +65,52 @@ class StoredPrediction:
     at: float  # unix seconds
 
 
-class PredictionStore:
+def row_of(request: LoggedRequest, row: int) -> StoredPrediction | None:
+    if not 0 <= row < request.rows:
+        return None
+    return StoredPrediction(request.model, request.version, request.probabilities[row], request.logits[row], request.at)
+
+
+class PredictionCache:
+    """The newest requests, one entry each, bounded by the rows they hold and by age."""
+
     def __init__(self, max_rows: int, ttl_s: float):
         self.max_rows = max_rows
         self.ttl_s = ttl_s
-        self._items: OrderedDict[str, tuple[_Request, int]] = OrderedDict()
-        self._oldest_evicted = 0.0  # newest time of anything dropped for room
+        self._items: OrderedDict[str, LoggedRequest] = OrderedDict()
+        self._rows = 0
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._items)
+        """Rows held."""
+        return self._rows
 
-    def add(
-        self, model: str, version: int, ids: list[str], logits: np.ndarray, probs: np.ndarray, now: float | None = None
-    ) -> None:
-        now = time.time() if now is None else now
-        request = _Request(model, version, probs, logits, now)
+    def add(self, request: LoggedRequest) -> None:
         with self._lock:
-            self._items.update(zip(ids, ((request, i) for i in range(len(ids))), strict=True))
-            self._evict(now)
+            self._items[request.request_id] = request
+            self._rows += request.rows
+            self._evict(request.at)
 
     def _evict(self, now: float) -> None:
         items = self._items
         while items:
-            oldest, _ = next(iter(items.values()))
-            if len(items) > self.max_rows or now - oldest.at > self.ttl_s:
+            oldest = next(iter(items.values()))
+            if self._rows > self.max_rows or now - oldest.at > self.ttl_s:
                 items.popitem(last=False)
-                self._oldest_evicted = max(self._oldest_evicted, oldest.at)
+                self._rows -= oldest.rows
             else:
                 break
 
     def get(self, prediction_id: str) -> StoredPrediction | None:
-        with self._lock:
-            found = self._items.get(prediction_id)
-        if found is None:
+        parts = split_id(prediction_id)
+        if parts is None:
             return None
-        r, i = found
-        return StoredPrediction(r.model, r.version, r.probabilities[i], r.logits[i], r.at)
-
-    def remove(self, prediction_ids: list[str]) -> None:
         with self._lock:
-            for pid in prediction_ids:
-                self._items.pop(pid, None)
+            request = self._items.get(parts[0])
+        return None if request is None else row_of(request, parts[1])
 
     def expired(self, prediction_id: str, now: float | None = None) -> bool:
-        """True if the id is ours and older than what the store still holds."""
+        """True if the id is ours and older than the log keeps predictions."""
         made = id_time(prediction_id)
-        if made is None:
-            return False
         now = time.time() if now is None else now
-        # Ids carry whole seconds: anything made in a second that was evicted counts as gone.
-        return now - made > self.ttl_s or made <= int(self._oldest_evicted)
+        return made is not None and now - made > self.ttl_s

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -44,10 +45,14 @@ class Settings:
     poll_interval_s: float = 5.0  # model repository watch; 0 turns it off
     grace_period_s: float = 10.0  # time calls in flight get to finish on SIGTERM
     reflection: bool = True
-    data_dir: str = "data"  # where joined feedback is stored (SQLite)
-    feedback_store_max_bytes: int = 0  # cap on the feedback database; 0: the disk is the limit
-    prediction_store_rows: int = 100_000  # recent predictions kept for feedback to join
-    prediction_ttl_s: float = 86_400.0  # ... and for how long
+    data_dir: str = "data"  # where the embedded store (SQLite) keeps the prediction log and feedback
+    store: str = ""  # empty: SQLite under data_dir; sqlite:///PATH; or postgresql://USER:PASSWORD@HOST:PORT/DB (fleets)
+    store_optional: bool = False  # start even when the store cannot be reached (degraded) instead of exiting
+    store_timeout_s: float = 5.0  # how long an operation waits for a store connection
+    feedback_store_max_bytes: int = 0  # cap on the SQLite database; 0: the disk is the limit
+    prediction_store_rows: int = 100_000  # recent predictions cached in memory, in front of the store's log
+    prediction_ttl_s: float = 86_400.0  # how long the prediction log keeps a prediction for its feedback
+    prediction_log_buffer_rows: int = 100_000  # rows waiting for the log writer; more are dropped and counted
     feedback_window_rows: int = 5000  # label-based signals cover at most this many joined rows ...
     feedback_window_s: float = 7 * 86_400.0  # ... received no longer ago than this
     drift_window_rows: int = 5000  # label-free drift signals cover at most this many recent rows ...
@@ -77,6 +82,7 @@ class Settings:
             "max_inflight_requests",
             "max_concurrent_streams",
             "warmup_rows",
+            "prediction_log_buffer_rows",
         ):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -92,6 +98,12 @@ class Settings:
         ):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.store_timeout_s <= 0:
+            problems.append(f"store_timeout_s must be > 0, got {self.store_timeout_s}")
+        if self.store and not self.store.startswith(("postgresql://", "postgres://", "sqlite://")):
+            scheme = self.store.split("://")[0] if "://" in self.store else self.store[:12]  # never echo a password
+            problems.append(f"store must be empty (SQLite under data_dir), sqlite:///PATH or "
+                            f"postgresql://USER:PASSWORD@HOST:PORT/DATABASE, got one starting {scheme!r}")  # fmt: skip
         if self.provider not in ("auto", "cpu", "cuda"):
             problems.append(f"provider must be auto, cpu or cuda, got {self.provider!r}")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -178,4 +190,7 @@ def _from_file(path: Path) -> dict[str, Any]:
 
 
 def as_dict(settings: Settings) -> dict[str, Any]:
-    return dataclasses.asdict(settings)
+    """The settings for a log line: a password in the store URL is masked."""
+    values = dataclasses.asdict(settings)
+    values["store"] = re.sub(r"(://[^:/@]*):.*@", r"\1:***@", settings.store)
+    return values

@@ -1,20 +1,36 @@
-"""The feedback store interface: what the core needs from durable storage of joined labels.
+"""The store interface: what the core needs from durable storage.
 
-Backends live in :mod:`candor.server.store` (SQLite, embedded). A backend raises
-:class:`StoreError` for any failure to read or write, so the core handles every backend's
-faults the same way, and it never acknowledges a row it has not made durable.
+A store holds two things for every replica that shares it:
+
+* the **prediction log**: one entry per Predict request that kept ids for feedback (model,
+  version, time, the probabilities served and the raw logits of every row), written in
+  batches off the request path, kept for the retention the server is configured with;
+* the **joined feedback**: one row per labelled prediction, durable before ACCEPTED.
+
+Backends live in :mod:`candor.server.store`: SQLite (embedded, one process) and PostgreSQL
+(a fleet of replicas). A backend raises :class:`StoreError` for any failure to read or write,
+so the core handles every backend's faults the same way; nothing of a failed write is kept.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
+# Version 1: the feedback table alone (SQLite stores made before the prediction log).
+# Version 2: the prediction log and the recalibration runs table.
+SCHEMA_VERSION = 2
+
 
 class StoreError(Exception):
     """The store could not complete an operation; nothing of a failed write was kept."""
+
+
+class StoreBusy(StoreError):
+    """A lock is held elsewhere; the message names who holds it."""
 
 
 @dataclass(frozen=True)
@@ -29,19 +45,65 @@ class FeedbackRow:
     received_at: float
 
 
-class FeedbackStore(Protocol):
-    def insert(self, rows: list[FeedbackRow]) -> list[bool]:
+@dataclass(frozen=True)
+class LoggedRequest:
+    """One Predict request's outputs, as the prediction log keeps them."""
+
+    request_id: str  # the first 24 hex digits every prediction id of the request shares
+    model: str
+    version: int
+    at: float  # unix seconds
+    probabilities: np.ndarray  # [N, K] float32, as served
+    logits: np.ndarray  # [N, K] float32, raw
+
+    @property
+    def rows(self) -> int:
+        return len(self.probabilities)
+
+
+class RecalibrationLock(Protocol):
+    def release(self) -> None: ...
+
+
+class Store(Protocol):
+    def log_predictions(self, requests: Sequence[LoggedRequest]) -> None:
+        """Append requests to the prediction log in one transaction (an id logged twice keeps the first)."""
+
+    def logged(self, request_ids: Sequence[str]) -> dict[str, LoggedRequest]:
+        """The logged requests among ``request_ids``."""
+
+    def purge(self, before: float) -> int:
+        """Drop prediction-log entries made before ``before`` (unix seconds); the number dropped."""
+
+    def insert(self, rows: Sequence[FeedbackRow]) -> list[bool]:
         """Insert all of ``rows`` in one transaction; per row, False if its id already had feedback."""
 
-    def known(self, prediction_ids: list[str]) -> set[str]:
+    def known(self, prediction_ids: Sequence[str]) -> set[str]:
         """The ids among ``prediction_ids`` that already have feedback."""
 
-    def recent(self, limit: int, since: float) -> list[FeedbackRow]:
-        """The newest ``limit`` rows per (model, version) received after ``since``, oldest first."""
+    def feedback(self, model: str, version: int, *, since: float = 0.0, limit: int | None = None) -> list[FeedbackRow]:
+        """The newest ``limit`` (None: all) rows of one version received at or after ``since``, oldest first."""
 
-    def rows_for(self, model: str, version: int) -> list[FeedbackRow]:
-        """Every stored row of one model version, oldest first."""
+    def lock_recalibration(self, model: str, holder: str) -> RecalibrationLock:
+        """Hold the model's recalibration lock (every replica on this store sees it) until ``release()``.
+        Raises :class:`StoreBusy` naming the holder when another caller has it."""
 
-    def count(self) -> int: ...
+    def ping(self) -> None:
+        """Raise StoreError unless the store answers."""
+
+    def count(self) -> int:
+        """Feedback rows stored."""
 
     def close(self) -> None: ...
+
+
+def migrations_to_run(found: int, where: str) -> range:
+    """Schema versions to apply to a store at ``found``; refuses a store newer than this server."""
+    if found > SCHEMA_VERSION:
+        raise StoreError(f"{where} has schema version {found}, newer than this server understands "
+                         f"({SCHEMA_VERSION}); upgrade candor on this replica, or point it at another store")  # fmt: skip
+    return range(found + 1, SCHEMA_VERSION + 1)
+
+
+def rows_of(requests: Sequence[LoggedRequest]) -> int:
+    return sum(r.rows for r in requests)

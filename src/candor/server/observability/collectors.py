@@ -2,42 +2,56 @@
 
 They run on the metrics HTTP server's thread while the event loop keeps serving, so they
 only read what the core publishes for that: the repository's immutable entry list, the
-feedback service's window map, and windows that take their own locks.
+feedback service's totals map, windows and totals that take their own locks.
+
+Two kinds of series, told apart in their help text:
+
+* **fleet-ready counters** (``..._total``, reference shares): sums that add up across
+  replicas; ``deploy/prometheus/recording.yml`` computes the fleet's ECE, accuracy, gaps and
+  PSI from them (``candor:*:fleet_*``);
+* **this replica's gauges** (``candor_confidence_psi`` and the other drift-window signals):
+  what one process saw in its own recent window; for a per-pod breakdown, not for alerts.
 """
 
 from __future__ import annotations
 
 import math
-import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from candor.calibration.reference import REFERENCE_BINS
 from candor.server.core.drift import DriftThresholds, DriftWindow
 from candor.server.core.feedback import FeedbackService
-from candor.server.core.observed import FeedbackWindow
+from candor.server.core.model import LoadedModel
+from candor.server.core.observed import FeedbackTotals
 from candor.server.core.repository import ModelRepository
 
 CONFIDENCE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
 
 
 class ServingCollector(Collector):
-    """Rows queued per version and recent predictions held for feedback, read when scraped (no pushing on the hot path)."""
+    """Rows queued per version, recent predictions cached for feedback and rows waiting for the
+    prediction log, read when scraped (no pushing on the hot path)."""
 
-    def __init__(self, queues: Callable[[], Iterable[tuple[str, str, int]]], prediction_store_rows: Callable[[], int]):
+    def __init__(self, queues: Callable[[], Iterable[tuple[str, str, int]]], prediction_store_rows: Callable[[], int],
+                 log_buffer_rows: Callable[[], int]):  # fmt: skip
         self.queues = queues
         self.prediction_store_rows = prediction_store_rows
+        self.log_buffer_rows = log_buffer_rows
 
     def collect(self):
         queue = GaugeMetricFamily("candor_queue_rows", "Rows waiting for a batch", labels=["model", "version"])
         for model, version, rows in self.queues():
             queue.add_metric([model, version], rows)
         held = GaugeMetricFamily("candor_prediction_store_rows",
-                                 "Recent predictions held for feedback to join (bounded by prediction_store_rows)",
+                                 "Recent predictions cached in memory for feedback (bounded by prediction_store_rows)",
                                  value=self.prediction_store_rows())  # fmt: skip
-        yield from (queue, held)
+        waiting = GaugeMetricFamily("candor_prediction_log_buffer_rows", "Rows waiting for the prediction log writer",
+                                    value=self.log_buffer_rows())  # fmt: skip
+        yield from (queue, held, waiting)
 
 
 class DriftCollector(Collector):
@@ -48,10 +62,12 @@ class DriftCollector(Collector):
     """
 
     SIGNALS = (
-        ("candor_drift_window_rows", "Rows in the label-free drift window", "rows"),
-        ("candor_confidence_psi", "PSI of the live top-label confidence histogram vs the reference", "confidence_psi"),
+        ("candor_drift_window_rows", "Rows in this replica's label-free drift window", "rows"),
+        ("candor_confidence_psi", "PSI of this replica's live top-label confidence histogram vs the reference "
+         "(fleet: candor:confidence_psi:fleet_1h)", "confidence_psi"),
         ("candor_confidence_js_distance", "Jensen-Shannon distance (base 2) of live vs reference confidence", "confidence_js"),
-        ("candor_prediction_psi", "PSI of the live predicted-class mix vs the reference", "prediction_psi"),
+        ("candor_prediction_psi", "PSI of this replica's live predicted-class mix vs the reference "
+         "(fleet: candor:prediction_psi:fleet_1h)", "prediction_psi"),
         (
             "candor_expected_accuracy",
             "Mean top-label confidence in the window (accuracy estimate without labels)",
@@ -86,110 +102,111 @@ class DriftCollector(Collector):
         yield from (*families.values(), state, ref_acc, ref_conf)
 
 
-class ObservedCollector(Collector):
-    """Prometheus view of the feedback windows, computed at scrape time from the core's snapshot of them."""
-
-    SIGNALS = (
-        ("candor_feedback_window_rows", "Joined feedback rows in the window", "rows"),
-        ("candor_observed_accuracy", "Accuracy on joined feedback in the window", "accuracy"),
-        ("candor_observed_ece", "Top-label ECE (15 equal-width bins) on joined feedback in the window", "ece"),
-        ("candor_observed_nll", "NLL on joined feedback in the window", "nll"),
-        ("candor_observed_brier", "Brier score (sum over classes) on joined feedback in the window", "brier"),
-        ("candor_observed_accuracy_gap", "Mean confidence minus observed accuracy on the same rows", "accuracy_gap"),
-    )
-
-    def __init__(self, windows: Callable[[], dict[tuple[str, str], FeedbackWindow]]):
-        self.windows = windows
-
-    def collect(self):
-        labels = ["model", "version"]
-        families = {attr: GaugeMetricFamily(name, doc, labels=labels) for name, doc, attr in self.SIGNALS}
-        bin_labels = [*labels, "le"]
-        count = GaugeMetricFamily("candor_live_reliability_count", "Feedback rows per confidence bin (upper edge le)",
-                                  labels=bin_labels)  # fmt: skip
-        conf = GaugeMetricFamily("candor_live_reliability_confidence", "Mean confidence per bin", labels=bin_labels)
-        acc = GaugeMetricFamily("candor_live_reliability_accuracy", "Observed accuracy per bin", labels=bin_labels)
-        for (model, version), window in sorted(self.windows().items()):
-            report = window.report()
-            if report is None:
-                continue
-            for attr, family in families.items():
-                family.add_metric([model, version], float(getattr(report, attr)))
-            bins = report.reliability
-            for hi, n, c, a in zip(bins.edges[1:], bins.count, bins.confidence, bins.accuracy, strict=True):
-                if n:
-                    edge = f"{hi:.4g}"
-                    count.add_metric([model, version, edge], float(n))
-                    conf.add_metric([model, version, edge], float(c))
-                    acc.add_metric([model, version, edge], float(a))
-        yield from (*families.values(), count, conf, acc)
+def _edge(value: float) -> str:
+    """A bin's upper edge as a label value."""
+    return f"{value:.4f}"
 
 
-class PredictionStats(Collector):
-    """Rows, per-class predictions and the top-label confidence histogram per
-    model version, kept as numpy counts so that a 256-row batch costs a few
-    vector operations rather than 256 observe() calls.
+class TrafficCollector(Collector):
+    """What each loaded version predicted on this replica since it loaded, as counters that add up
+    across replicas, and the reference they are compared with, as gauges.
 
-    Exposed as ``candor_predicted_rows_total``, ``candor_predictions_total``
-    (label ``class_name``) and the histogram ``candor_confidence``. For
-    multi-label models a row's confidence is its mean max(p, 1 - p) and every
-    class predicted present counts.
+    * ``candor_predicted_rows_total``, ``candor_predictions_total{class_name}`` (every class,
+      zeros too) and the histogram ``candor_confidence``;
+    * ``candor_live_confidence_rows_total{bin}``: entries per PSI bin of the reference (label
+      ``bin``: the bin's upper edge), next to ``candor_reference_confidence_share{bin}``;
+    * ``candor_reference_class_share{class_name}``: the reference's predicted-class mix.
+
+    The recording rules in ``deploy/prometheus/recording.yml`` turn these into the fleet's PSI.
+    Every series exists from the moment a version loads (at 0), so an increase over a window
+    never misses a series' first rows. For multi-label models every (row, class) entry counts
+    in the confidence series, as in the drift window.
     """
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._edges = np.asarray(CONFIDENCE_BUCKETS)
-        self._state: dict[tuple[str, str], dict] = {}
-
-    def observe(self, model: str, version: str, probs: np.ndarray, class_names: list[str], multilabel: bool) -> None:
-        if multilabel:
-            present = (probs > 0.5).sum(axis=0)
-            conf = np.maximum(probs, 1 - probs).mean(axis=1)
-        else:
-            present = np.bincount(probs.argmax(axis=1), minlength=probs.shape[1])
-            conf = probs.max(axis=1)
-        # Prometheus buckets are cumulative "<= le": index of the first edge >= value.
-        buckets = np.bincount(np.searchsorted(self._edges, conf, side="left"), minlength=len(self._edges) + 1)
-        with self._lock:
-            s = self._state.get((model, version))
-            if s is None:
-                s = self._state[(model, version)] = {
-                    "names": list(class_names), "classes": np.zeros(len(class_names), np.int64),
-                    "buckets": np.zeros(len(self._edges) + 1, np.int64), "sum": 0.0, "rows": 0,
-                }  # fmt: skip
-            s["classes"] += present
-            s["buckets"] += buckets
-            s["sum"] += float(conf.sum())
-            s["rows"] += len(probs)
-
-    def forget(self, model: str, version: str) -> None:
-        with self._lock:
-            self._state.pop((model, version), None)
+    def __init__(self, models: Callable[[], Iterable[LoadedModel]]):
+        self.models = models
 
     def collect(self):
-        rows = CounterMetricFamily("candor_predicted_rows", "Rows predicted", labels=["model", "version"])
-        classes = CounterMetricFamily(
-            "candor_predictions", "Predicted top class per row", labels=["model", "version", "class_name"]
-        )
-        hist = HistogramMetricFamily(
-            "candor_confidence", "Top-label confidence of each predicted row", labels=["model", "version"]
-        )
-        with self._lock:
-            for (model, version), s in self._state.items():
-                rows.add_metric([model, version], s["rows"])
-                for name, count in zip(s["names"], s["classes"], strict=True):
-                    if count:
-                        classes.add_metric([model, version, name], int(count))
-                cumulative = np.cumsum(s["buckets"])
-                bounds = [(f"{e:g}", int(c)) for e, c in zip(self._edges, cumulative[:-1], strict=True)]
-                hist.add_metric([model, version], bounds + [("+Inf", int(cumulative[-1]))], s["sum"])
-        yield from (rows, classes, hist)
+        mv = ["model", "version"]
+        rows = CounterMetricFamily("candor_predicted_rows", "Rows predicted since the version loaded", labels=mv)
+        classes = CounterMetricFamily("candor_predictions", "Predicted top class per row (multi-label: each class "
+                                      "predicted present)", labels=[*mv, "class_name"])  # fmt: skip
+        hist = HistogramMetricFamily("candor_confidence", "Top-label confidence of each predicted row (multi-label: "
+                                     "of each entry, max(p, 1 - p))", labels=mv)  # fmt: skip
+        live = CounterMetricFamily("candor_live_confidence_rows", "Predicted rows per PSI bin of the reference "
+                                   "(bin: upper edge of the bin); fleet-ready", labels=[*mv, "bin"])  # fmt: skip
+        ref_share = GaugeMetricFamily("candor_reference_confidence_share", "Reference share of each PSI bin",
+                                      labels=[*mv, "bin"])  # fmt: skip
+        ref_class = GaugeMetricFamily("candor_reference_class_share", "Reference share of each predicted class",
+                                      labels=[*mv, "class_name"])  # fmt: skip
+        fine_at = np.rint(np.asarray(CONFIDENCE_BUCKETS) * REFERENCE_BINS).astype(int)  # fine bins at or below each edge
+        for model in self.models():
+            labels = [model.name, model.version]
+            window = model.drift
+            t = window.totals()
+            rows.add_metric(labels, t.rows)
+            names = model.manifest.class_names
+            for name, count in zip(names, t.classes, strict=True):
+                classes.add_metric([*labels, name], int(count))
+            cumulative = np.concatenate([[0.0], np.cumsum(t.confidence_fine)])
+            bounds = [(f"{e:g}", float(cumulative[i])) for e, i in zip(CONFIDENCE_BUCKETS, fine_at, strict=True)]
+            hist.add_metric(labels, bounds + [("+Inf", float(cumulative[-1]))], t.confidence_sum)
+            for edge, count, share in zip(window.group_upper_edges, t.confidence_bins, window.reference_group_shares,
+                                          strict=True):  # fmt: skip
+                live.add_metric([*labels, _edge(edge)], float(count))
+                ref_share.add_metric([*labels, _edge(edge)], float(share))
+            mix = np.asarray(window.reference.class_frequencies, dtype=np.float64)
+            if mix.sum() > 0:
+                for name, share in zip(names, mix / mix.sum(), strict=True):
+                    ref_class.add_metric([*labels, name], float(share))
+        yield from (rows, classes, hist, live, ref_share, ref_class)
+
+
+class FeedbackCollector(Collector):
+    """The label-based running sums of the rows this replica joined, per version and confidence bin.
+
+    Counters that add up across replicas: the recording rules compute the fleet's ECE, observed
+    accuracy, gap, NLL and Brier over a window from them, equal to those of the pooled rows.
+    Loaded multiclass versions without feedback yet show zeros, so that their series exist
+    before their first label.
+    """
+
+    def __init__(self, totals: Callable[[], Mapping[tuple[str, str], FeedbackTotals]],
+                 models: Callable[[], Iterable[LoadedModel]]):  # fmt: skip
+        self.totals = totals
+        self.models = models
+
+    def collect(self):
+        mv, bins = ["model", "version"], ["model", "version", "bin"]
+        rows = CounterMetricFamily("candor_feedback_rows", "Joined feedback rows per top-label confidence bin "
+                                   "(bin: upper edge; 15 equal-width bins); fleet-ready", labels=bins)  # fmt: skip
+        conf = CounterMetricFamily("candor_feedback_confidence", "Sum of top-label confidence of joined rows, per bin",
+                                   labels=bins)  # fmt: skip
+        correct = CounterMetricFamily("candor_feedback_correct", "Joined rows whose top label was right, per bin",
+                                      labels=bins)  # fmt: skip
+        nll = CounterMetricFamily("candor_feedback_nll", "Sum of -log p(true label) over joined rows", labels=mv)
+        brier = CounterMetricFamily("candor_feedback_brier", "Sum of the Brier score over joined rows", labels=mv)
+        totals: dict[tuple[str, str], FeedbackTotals | None] = dict(self.totals())
+        for model in self.models():
+            if not model.multilabel:
+                totals.setdefault((model.name, model.version), None)
+        edges = [_edge(e) for e in FeedbackTotals.upper_edges]
+        for (name, version), running in sorted(totals.items()):
+            snap = (running or FeedbackTotals()).snapshot()
+            for edge, n, c, k in zip(edges, snap.rows, snap.confidence, snap.correct, strict=True):
+                rows.add_metric([name, version, edge], float(n))
+                conf.add_metric([name, version, edge], float(c))
+                correct.add_metric([name, version, edge], float(k))
+            nll.add_metric([name, version], snap.nll)
+            brier.add_metric([name, version], snap.brier)
+        yield from (rows, conf, correct, nll, brier)
 
 
 def register_core_views(registry: CollectorRegistry, repository: ModelRepository, feedback: FeedbackService,
                         thresholds: DriftThresholds) -> None:  # fmt: skip
-    """The scrape-time views of a running core: drift, feedback windows, queues and the prediction store."""
+    """The scrape-time views of a running core: drift, traffic and feedback totals, queues and the prediction cache."""
     registry.register(DriftCollector(lambda: [(m.name, m.version, m.drift) for m in repository.loaded()], thresholds))
-    registry.register(ObservedCollector(feedback.windows))
+    registry.register(TrafficCollector(repository.loaded))
+    registry.register(FeedbackCollector(feedback.totals, repository.loaded))
     registry.register(ServingCollector(lambda: [(m.name, m.version, m.batcher.queued_rows) for m in repository.loaded()],
-                                       lambda: len(feedback.predictions)))  # fmt: skip
+                                       lambda: len(feedback.cache), lambda: feedback.log.buffered_rows))  # fmt: skip

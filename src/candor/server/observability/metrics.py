@@ -18,6 +18,8 @@ from candor.server.core.events import (
     BatchRun,
     FeedbackAnswered,
     LoadFailed,
+    PredictionLogDropped,
+    PredictionsLogged,
     RequestRejected,
     RowsDropped,
     StoreHealthChanged,
@@ -26,7 +28,6 @@ from candor.server.core.events import (
     VersionUnloaded,
 )
 from candor.server.core.feedback import FEEDBACK_OUTCOMES
-from candor.server.observability.collectors import PredictionStats
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
@@ -74,16 +75,20 @@ class ServerMetrics:
             registry=r,
         )
         self.store_errors = Counter("candor_feedback_store_errors", "Feedback batches the store failed to write", registry=r)
-        self.store_up = Gauge("candor_feedback_store_up", "1 while the last feedback write succeeded, 0 after a failure",
-                              registry=r)  # fmt: skip
+        self.store_up = Gauge("candor_feedback_store_up", "1 while the store (prediction log and feedback) answers, "
+                              "0 while it fails", registry=r)  # fmt: skip
+        self.logged_rows = Counter("candor_prediction_log_rows", "Rows the prediction log committed to the store",
+                                   registry=r)  # fmt: skip
+        self.log_dropped = Counter("candor_prediction_log_dropped_rows", "Rows never logged: reason=buffer_full (the "
+                                   "writer fell behind) or store_error", ("reason",), registry=r)  # fmt: skip
+        for reason in ("buffer_full", "store_error"):
+            self.log_dropped.labels(reason)
         self.feedback = Counter("candor_feedback", "Feedback items by outcome", ("model", "outcome"), registry=r)
         self.load_failures = Counter("candor_model_load_failures", "Model versions that failed to load", ("model",), registry=r)
         self.model_info = Gauge(
             "candor_model_info", "1 for each loaded model version", ("model", "version", "provider", "task"), registry=r
         )
         self.model_ready = Gauge("candor_model_ready", "1 when the model version serves, else 0", mv, registry=r)
-        self.prediction_stats = PredictionStats()
-        r.register(self.prediction_stats)
         # Labelled children looked up once per key: labels() takes a lock on every call.
         self._calls: dict[tuple[str, str], Counter] = {}
         self._durations: dict[str, Histogram] = {}
@@ -120,8 +125,6 @@ class ServerMetrics:
         match event:
             case BatchRun():
                 labels = (event.model, event.version)
-                # Once per batch rather than per request: the statistics cost the same for 1 row or 256.
-                self.prediction_stats.observe(*labels, event.probabilities, event.class_names, event.multilabel)
                 self.batch_size.labels(*labels).observe(event.rows)
                 self.inference_duration.labels(*labels).observe(event.run_seconds)
                 queue = self.queue_duration.labels(*labels)
@@ -136,7 +139,6 @@ class ServerMetrics:
             case VersionUnloaded():
                 self.model_info.remove(event.model, event.version, event.provider, event.task)
                 if event.removed:
-                    self.prediction_stats.forget(event.model, event.version)
                     self.model_ready.remove(event.model, event.version)
             case LoadFailed():
                 self.load_failures.labels(event.model).inc()
@@ -149,6 +151,10 @@ class ServerMetrics:
                 self.store_errors.inc()
             case StoreHealthChanged():
                 self.store_up.set(1 if event.ok else 0)
+            case PredictionsLogged():
+                self.logged_rows.inc(event.rows)
+            case PredictionLogDropped():
+                self.log_dropped.labels(event.reason).inc(event.rows)
 
     def _start_series(self, event: VersionLoaded) -> None:
         """A loaded version's gauges, and its counters at 0, so that rates and dashboards read 0 rather than no data."""

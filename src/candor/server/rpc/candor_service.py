@@ -43,7 +43,7 @@ class InferenceService(pb_grpc.InferenceServiceServicer):
 
     @unary("GetCalibration")
     async def GetCalibration(self, request: pb.GetCalibrationRequest, context) -> pb.GetCalibrationResponse:
-        return convert.calibration_response(self.plane.calibration(request.model, request.version))
+        return convert.calibration_response(await self.plane.calibration(request.model, request.version))
 
     @unary("Recalibrate")
     async def Recalibrate(self, request: pb.RecalibrateRequest, context) -> pb.RecalibrateResponse:

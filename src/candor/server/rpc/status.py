@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 
 from candor.server.core.errors import (
+    Aborted,
     CandorError,
     DeadlineExceeded,
     FailedPrecondition,
@@ -21,6 +22,7 @@ _CODES: dict[type[CandorError], grpc.StatusCode] = {
     ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
     FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    Aborted: grpc.StatusCode.ABORTED,
 }
 
 

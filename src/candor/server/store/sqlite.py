@@ -1,39 +1,66 @@
-"""The embedded feedback store: SQLite in WAL mode under the data directory.
+"""The embedded store: SQLite in WAL mode under the data directory, for one process.
 
-Every write commits before the caller is told ACCEPTED, so a restart loses no
-acknowledged row. One connection, guarded by a lock. Implements
-:class:`candor.server.core.store.FeedbackStore`; every sqlite3 error leaves as
+Every write commits before the caller is told ACCEPTED, so a restart loses no acknowledged
+row. One connection, guarded by a lock. The recalibration lock is a file lock next to the
+database. Implements :class:`candor.server.core.store.Store`; every sqlite3 error leaves as
 :class:`~candor.server.core.store.StoreError`.
 """
 
 from __future__ import annotations
 
+import fcntl
 import functools
+import hashlib
+import os
 import sqlite3
 import threading
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
+from candor.server.core.store import FeedbackRow, LoggedRequest, StoreError, migrations_to_run
+from candor.server.store.rows import (
+    FEEDBACK_COLUMNS,
+    LOG_COLUMNS,
+    busy,
+    feedback_params,
+    feedback_row,
+    log_params,
+    logged_request,
+)
 
-from candor.server.core.store import FeedbackRow, StoreError
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS feedback (
-    prediction_id TEXT PRIMARY KEY,
-    model TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    label INTEGER NOT NULL,
-    probabilities BLOB NOT NULL,   -- float32 [K], as served
-    logits BLOB,                   -- float32 [K], raw; NULL when the caller sent only probabilities
-    predicted_at REAL NOT NULL,
-    received_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS feedback_by_version ON feedback (model, version, received_at);
-"""
+MIGRATIONS = {
+    1: """
+        CREATE TABLE IF NOT EXISTS feedback (
+            prediction_id TEXT PRIMARY KEY,
+            model TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            label INTEGER NOT NULL,
+            probabilities BLOB NOT NULL,   -- float32 [K], as served
+            logits BLOB,                   -- float32 [K], raw, or NULL when the caller sent only probabilities
+            predicted_at REAL NOT NULL,
+            received_at REAL NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS feedback_by_version ON feedback (model, version, received_at);
+    """,
+    2: """
+        CREATE TABLE prediction_log (
+            request_id TEXT PRIMARY KEY,
+            model TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            predicted_at REAL NOT NULL,
+            num_rows INTEGER NOT NULL,
+            num_classes INTEGER NOT NULL,
+            probabilities BLOB NOT NULL,   -- float32 [num_rows, num_classes], as served
+            logits BLOB NOT NULL           -- float32 [num_rows, num_classes], raw
+        );
+        CREATE INDEX prediction_log_by_time ON prediction_log (predicted_at);
+    """,
+}
 
 
 def _store_errors(method):
-    """sqlite3's errors leave as the interface's StoreError, naming the database."""
+    """sqlite3's errors leave as the interface's StoreError."""
 
     @functools.wraps(method)
     def wrapped(self, *args, **kwargs):
@@ -45,40 +72,66 @@ def _store_errors(method):
     return wrapped
 
 
-class SQLiteFeedbackStore:
+class _FileLock:
+    def __init__(self, fd: int):
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # closing the file drops the flock
+            self._fd = -1
+
+
+class SQLiteStore:
     def __init__(self, path: Path, max_bytes: int = 0):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self._lock = threading.Lock()
         try:
             self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
             self._setup(max_bytes)
         except sqlite3.Error as e:
             raise StoreError(f"SQLite {path}: {e}") from e
-        self._lock = threading.Lock()
+
+    def _schema_version(self) -> int:
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "candor_schema" in tables:
+            return self._db.execute("SELECT version FROM candor_schema").fetchone()[0]
+        return 1 if "feedback" in tables else 0  # stores from before the schema table held feedback alone
 
     def _setup(self, max_bytes: int) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # an acknowledged row survives power loss too
-        self._db.executescript(SCHEMA)
+        self._db.execute("BEGIN IMMEDIATE")  # one migrator at a time, all of a migration or none
+        try:
+            found = self._schema_version()
+            todo = migrations_to_run(found, f"SQLite store {self.path.name}")  # refuses before writing anything
+            if found < 2:
+                self._db.execute("CREATE TABLE IF NOT EXISTS candor_schema (version INTEGER NOT NULL)")
+                self._db.execute("INSERT INTO candor_schema VALUES (?)", (found,))
+            for version in todo:
+                for statement in MIGRATIONS[version].split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute("UPDATE candor_schema SET version = ?", (version,))
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
         if max_bytes:
             # A cap on the file: past it every write fails with SQLITE_FULL, exactly as on a full disk.
             page = self._db.execute("PRAGMA page_size").fetchone()[0]
             self._db.execute(f"PRAGMA max_page_count = {max(1, max_bytes // page)}")
 
-    @_store_errors
-    def insert(self, rows: list[FeedbackRow]) -> list[bool]:
-        """Insert in one transaction; per row, False if the id already had feedback."""
-        inserted = []
+    def _transaction(self, statement: str, params: list[tuple]) -> list[int]:
+        """Run ``statement`` once per parameter tuple in one transaction; the rows each changed."""
+        changed = []
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                for r in rows:
-                    cur = self._db.execute(
-                        "INSERT OR IGNORE INTO feedback VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (r.prediction_id, r.model, r.version, r.label, r.probabilities.astype("<f4").tobytes(),
-                         None if r.logits is None else r.logits.astype("<f4").tobytes(), r.predicted_at, r.received_at),
-                    )  # fmt: skip
-                    inserted.append(cur.rowcount == 1)
+                for p in params:
+                    changed.append(self._db.execute(statement, p).rowcount)
                 self._db.execute("COMMIT")
             except BaseException:
                 # SQLite rolls back by itself on some errors (SQLITE_FULL among them); a second
@@ -86,42 +139,74 @@ class SQLiteFeedbackStore:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise
-        return inserted
+        return changed
 
     @_store_errors
-    def known(self, prediction_ids: list[str]) -> set[str]:
-        """The ids among ``prediction_ids`` that already have feedback."""
+    def log_predictions(self, requests: Sequence[LoggedRequest]) -> None:
+        self._transaction("INSERT INTO prediction_log VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING",
+                          [log_params(q) for q in requests])  # fmt: skip
+
+    def _select_in(self, sql: str, keys: Sequence[str]) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql.format(marks=",".join("?" * len(keys))), list(keys)).fetchall()
+
+    @_store_errors
+    def logged(self, request_ids: Sequence[str]) -> dict[str, LoggedRequest]:
+        if not request_ids:
+            return {}
+        rows = self._select_in(f"SELECT {LOG_COLUMNS} FROM prediction_log WHERE request_id IN ({{marks}})", request_ids)
+        return {r[0]: logged_request(r) for r in rows}
+
+    @_store_errors
+    def purge(self, before: float) -> int:
+        return self._transaction("DELETE FROM prediction_log WHERE predicted_at < ?", [(before,)])[0]
+
+    @_store_errors
+    def insert(self, rows: Sequence[FeedbackRow]) -> list[bool]:
+        # ON CONFLICT on the key alone: OR IGNORE would also skip a row that breaks NOT NULL, and call it a duplicate.
+        changed = self._transaction("INSERT INTO feedback VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (prediction_id) DO NOTHING",
+                                    [feedback_params(r) for r in rows])  # fmt: skip
+        return [n == 1 for n in changed]
+
+    @_store_errors
+    def known(self, prediction_ids: Sequence[str]) -> set[str]:
         if not prediction_ids:
             return set()
-        with self._lock:
-            marks = ",".join("?" * len(prediction_ids))
-            rows = self._db.execute(f"SELECT prediction_id FROM feedback WHERE prediction_id IN ({marks})", prediction_ids)
-            return {r[0] for r in rows}
+        rows = self._select_in("SELECT prediction_id FROM feedback WHERE prediction_id IN ({marks})", prediction_ids)
+        return {r[0] for r in rows}
 
     @_store_errors
-    def recent(self, limit: int, since: float) -> list[FeedbackRow]:
-        """The newest ``limit`` rows per (model, version) received after ``since``, oldest first."""
+    def feedback(self, model: str, version: int, *, since: float = 0.0, limit: int | None = None) -> list[FeedbackRow]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY model, version ORDER BY received_at DESC) AS n "
-                "FROM feedback WHERE received_at >= ?) WHERE n <= ? ORDER BY received_at",
-                (since, limit),
+                f"SELECT * FROM (SELECT {FEEDBACK_COLUMNS} FROM feedback WHERE model = ? AND version = ? "
+                "AND received_at >= ? ORDER BY received_at DESC, prediction_id DESC LIMIT ?) "
+                "ORDER BY received_at, prediction_id",
+                (model, version, since, -1 if limit is None else limit),
             ).fetchall()
-        return [self._row(r) for r in rows]
+        return [feedback_row(r) for r in rows]
+
+    def lock_recalibration(self, model: str, holder: str) -> _FileLock:
+        name = hashlib.sha256(model.encode()).hexdigest()[:16]
+        path = self.path.with_name(f"{self.path.name}.recalibrate-{name}.lock")
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise StoreError(f"cannot open the recalibration lock file: {e.strerror}") from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            running = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+            os.close(fd)
+            raise busy(model, running) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{holder}, since {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}".encode(), 0)
+        return _FileLock(fd)
 
     @_store_errors
-    def rows_for(self, model: str, version: int) -> list[FeedbackRow]:
-        """Every stored row of one model version, oldest first."""
+    def ping(self) -> None:
         with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM feedback WHERE model = ? AND version = ? ORDER BY received_at", (model, version)
-            ).fetchall()
-        return [self._row(r) for r in rows]
-
-    @staticmethod
-    def _row(r) -> FeedbackRow:
-        logits = None if r[5] is None else np.frombuffer(r[5], "<f4")
-        return FeedbackRow(r[0], r[1], r[2], r[3], np.frombuffer(r[4], "<f4"), logits, r[6], r[7])
+            self._db.execute("SELECT 1").fetchone()
 
     @_store_errors
     def count(self) -> int:

@@ -1,0 +1,42 @@
+"""How both backends lay rows out: float32 little-endian blobs, one column order, one busy message."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from candor.server.core.store import FeedbackRow, LoggedRequest, StoreBusy
+
+# Column order of SELECTs on the two tables (the backends' DDL matches it).
+FEEDBACK_COLUMNS = "prediction_id, model, version, label, probabilities, logits, predicted_at, received_at"
+LOG_COLUMNS = "request_id, model, version, predicted_at, num_rows, num_classes, probabilities, logits"
+
+
+def blob(values: np.ndarray | None) -> bytes | None:
+    return None if values is None else np.ascontiguousarray(values, dtype="<f4").tobytes()
+
+
+def feedback_params(r: FeedbackRow) -> tuple:
+    # Plain Python numbers: a column of PostgreSQL's unnest arrays must hold one type.
+    return (r.prediction_id, r.model, int(r.version), int(r.label), blob(r.probabilities), blob(r.logits),
+            float(r.predicted_at), None if r.received_at is None else float(r.received_at))  # fmt: skip
+
+
+def feedback_row(r) -> FeedbackRow:
+    logits = None if r[5] is None else np.frombuffer(r[5], "<f4")
+    return FeedbackRow(r[0], r[1], int(r[2]), int(r[3]), np.frombuffer(r[4], "<f4"), logits, float(r[6]), float(r[7]))
+
+
+def log_params(q: LoggedRequest) -> tuple:
+    n, k = q.probabilities.shape
+    return (q.request_id, q.model, int(q.version), float(q.at), n, k, blob(q.probabilities), blob(q.logits))
+
+
+def logged_request(r) -> LoggedRequest:
+    shape = (int(r[4]), int(r[5]))
+    return LoggedRequest(r[0], r[1], int(r[2]), float(r[3]), np.frombuffer(r[6], "<f4").reshape(shape),
+                         np.frombuffer(r[7], "<f4").reshape(shape))  # fmt: skip
+
+
+def busy(model: str, holder: str) -> StoreBusy:
+    return StoreBusy(f"a recalibration of model {model!r} is already running ({holder or 'holder unknown'}); "
+                     "wait for it to finish, then check the versions it published")  # fmt: skip
