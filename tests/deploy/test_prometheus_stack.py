@@ -59,8 +59,11 @@ def dashboard_expressions() -> list[tuple[str, str]]:
 
 
 def rule_expressions() -> list[tuple[str, str]]:
-    rules = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())
-    return [(f"alert {r['alert']}", r["expr"]) for g in rules["groups"] for r in g["rules"]]
+    found = []
+    for name in ("recording.yml", "alerts.yml"):
+        rules = yaml.safe_load((PROMETHEUS / name).read_text())
+        found += [(f"rule {r.get('alert') or r['record']}", r["expr"]) for g in rules["groups"] for r in g["rules"]]
+    return found
 
 
 class Prometheus:
@@ -87,7 +90,7 @@ class Prometheus:
             time.sleep(0.5)
 
 
-def start_prometheus(tmp_path, metrics_port: int) -> Prometheus:
+def start_prometheus(tmp_path, *metrics_ports: int) -> Prometheus:
     exe = shutil.which("prometheus")
     if exe is None:
         pytest.fail("prometheus is not installed; .ci/run installs Debian's prometheus package (apt-get install prometheus)")
@@ -95,11 +98,12 @@ def start_prometheus(tmp_path, metrics_port: int) -> Prometheus:
     config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
     # The repo's own file with two changes: targets on loopback, and one-second intervals so the test is short.
     config["global"] |= {"scrape_interval": "1s", "evaluation_interval": "1s"}
-    targets = {"candor": f"127.0.0.1:{metrics_port}", "prometheus": f"127.0.0.1:{port}"}
+    targets = {"candor": [f"127.0.0.1:{p}" for p in metrics_ports], "prometheus": [f"127.0.0.1:{port}"]}
     for job in config["scrape_configs"]:
-        job["static_configs"] = [{"targets": [targets[job["job_name"]]]}]
+        job["static_configs"] = [{"targets": targets[job["job_name"]]}]
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    shutil.copy(PROMETHEUS / "alerts.yml", tmp_path / "alerts.yml")
+    for rules in config["rule_files"]:
+        shutil.copy(PROMETHEUS / rules, tmp_path / rules)
     log = open(tmp_path / "prometheus.log", "w")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen([exe, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                              f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
@@ -171,6 +175,7 @@ def test_the_dashboard_covers_every_metric_family_it_should(stack):
     wanted = ["candor_requests_total", "candor_request_duration_seconds_bucket", "candor_queue_duration_seconds_bucket",
               "candor_inference_duration_seconds_bucket", "candor_batch_size_rows", "candor_queue_rows",
               "candor_confidence_bucket", "candor_predictions_total", "candor_confidence_psi", "candor_prediction_psi",
-              "candor_expected_accuracy", "candor_observed_accuracy", "candor_observed_ece", "candor_feedback_total",
+              "candor:expected_accuracy:fleet_1h", "candor:observed_accuracy:fleet_1d", "candor:observed_ece:fleet_1d",
+              "candor:confidence_psi:fleet_1h", "candor:prediction_psi:fleet_1h", "candor_feedback_total",
               "candor_model_info", "ALERTS"]  # fmt: skip
     assert [w for w in wanted if w not in exprs] == []

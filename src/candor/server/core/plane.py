@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from candor.server.core.drift import DriftReport, DriftThresholds
-from candor.server.core.errors import Aborted, InvalidArgument, ResourceExhausted, Unavailable
+from candor.server.core.errors import Aborted, FailedPrecondition, InvalidArgument, ResourceExhausted, Unavailable
 from candor.server.core.events import Events, RequestRejected
 from candor.server.core.feedback import FeedbackItem, FeedbackService
 from candor.server.core.model import LoadedModel
@@ -178,6 +178,12 @@ class DataPlane:
             # version is the parent rather than one already refitted.
             await self.repository.refresh()
             model = self.model(name, version)
+            parent = f"{model.name}/{model.version}"
+            child = next((e for e in self.repository.versions(name) if e.model is not None
+                          and e.model.manifest.parent == parent), None)  # fmt: skip
+            if child is not None:
+                raise FailedPrecondition(f"version {model.version} of {name!r} was already recalibrated into version "
+                                         f"{child.version}; recalibrate that one once it has feedback")  # fmt: skip
             try:
                 rows = await asyncio.to_thread(store.feedback, model.name, int(model.version))
             except StoreError as e:
