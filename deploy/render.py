@@ -5,7 +5,7 @@
   filled in here so that they cannot disagree);
 - ``deploy/k8s/generated/grafana-dashboard.yaml``: the same dashboard as a
   ConfigMap for the Grafana sidecar;
-- ``deploy/k8s/generated/prometheusrule.yaml``: ``deploy/prometheus/alerts.yml``
+- ``deploy/k8s/generated/prometheusrule.yaml``: ``deploy/prometheus/recording.yml`` and ``alerts.yml``
   as a PrometheusRule for the Prometheus Operator.
 
 ``python deploy/render.py`` writes them (``make deploy-files``);
@@ -94,45 +94,58 @@ def drift() -> list[Panel]:
               description="Top-label confidence of every predicted row: a shift to the left is the model growing unsure.",
               extra={"options": {"calculate": False, "yAxis": {"unit": "percentunit"}, "color": {"scheme": "Oranges"},
                                  "cellGap": 1, "tooltip": {"mode": "single", "yHistogram": True}}}),
-        Panel("Confidence drift (PSI vs training reference)",
-              [(sel("candor_confidence_psi"), "PSI v{{version}}"), (sel("candor_confidence_js_distance"), "JS v{{version}}")],
-              steps=PSI_STEPS, description="Population stability index of live top-label confidence against the histogram "
-                                           "recorded on the test split at training time. Lines: warn 0.1, drift 0.25."),
-        Panel("Prediction drift (PSI of predicted-class mix)", [(sel("candor_prediction_psi"), "PSI v{{version}}")],
-              steps=PSI_STEPS),
+        Panel("Confidence drift, fleet (PSI vs training reference, 1h)",
+              [(sel("candor:confidence_psi:fleet_1h"), "PSI v{{version}}")],
+              steps=PSI_STEPS, description="Population stability index of the whole fleet's top-label confidence over the "
+                                           "last hour (every replica's rows added up) against the histogram recorded at "
+                                           "training time. Lines: warn 0.1, drift 0.25."),
+        Panel("Prediction drift, fleet (PSI of predicted-class mix, 1h)",
+              [(sel("candor:prediction_psi:fleet_1h"), "PSI v{{version}}")], steps=PSI_STEPS),
+        Panel("Confidence PSI per replica (its own window)",
+              [(sel("candor_confidence_psi"), "{{instance}} v{{version}}")], steps=PSI_STEPS,
+              description="Each replica's own drift window: a breakdown to find a pod that sees different traffic. "
+                          "Alerts use the fleet series, never these."),
         Panel("Predicted class mix", [(rate("candor_predictions_total", "class_name"), "{{class_name}}")],
               unit="percentunit", extra={"fieldConfig": {"custom": {"stacking": {"mode": "percent"}, "fillOpacity": 60}}}),
         Panel("Drift state", [(sel("candor_drift_state"), "{{signal}} v{{version}}")], kind="state-timeline",
               steps=[(None, "green"), (1, "orange"), (2, "red")],
               extra={"fieldConfig": {"mappings": [{"type": "value", "options": {"0": {"text": "ok"}, "1": {"text": "warn"},
                                                                                  "2": {"text": "drift"}}}]}}),
-        Panel("Rows behind the signals", [(sel("candor_drift_window_rows"), "drift window v{{version}}"),
-                                          (sel("candor_feedback_window_rows"), "feedback window v{{version}}")],
-              description="Alerts wait for 200 rows (drift) and 100 labelled rows (calibration)."),
+        Panel("Rows behind the fleet signals", [(sel("candor:drift_rows:fleet_1h"), "predicted, 1h v{{version}}"),
+                                                (sel("candor:feedback_rows:fleet_1d"), "labelled, 1d v{{version}}")],
+              description="Alerts wait for 200 rows (drift) and 100 labelled rows (calibration) in the whole fleet."),
     ]  # fmt: skip
 
 
 def calibration() -> list[Panel]:
     return [
-        Panel("Expected vs observed accuracy", [
-            (sel("candor_expected_accuracy"), "expected (mean confidence) v{{version}}"),
-            (sel("candor_observed_accuracy"), "observed (feedback) v{{version}}"),
+        Panel("Expected vs observed accuracy, fleet", [
+            (sel("candor:expected_accuracy:fleet_1h"), "expected (mean confidence, 1h) v{{version}}"),
+            (sel("candor:observed_accuracy:fleet_1d"), "observed (feedback, 1d) v{{version}}"),
             (sel("candor_reference_accuracy"), "at training (test split) v{{version}}"),
         ], unit="percentunit", description="A calibrated model's mean confidence equals its accuracy."),
-        Panel("Live ECE", [(sel("candor_observed_ece"), "ECE v{{version}}")], steps=[(None, "green"), (0.1, "red")],
-              description="15 equal-width bins on top-label confidence over the feedback window; alert above 0.1."),
-        Panel("Expected minus observed accuracy", [(sel("candor_observed_accuracy_gap"), "gap v{{version}}")],
+        Panel("Live ECE, fleet (1d of feedback)", [(sel("candor:observed_ece:fleet_1d"), "ECE v{{version}}")],
+              steps=[(None, "green"), (0.1, "red")],
+              description="15 equal-width bins on top-label confidence over every replica's joined feedback of the last "
+                          "day, computed from summed counters: the ECE of the pooled rows. Alert above 0.1."),
+        Panel("Expected minus observed accuracy, fleet", [(sel("candor:observed_accuracy_gap:fleet_1d"), "gap v{{version}}")],
               unit="percentunit", steps=[(None, "green"), (0.05, "red")],
-              description="Positive: overconfident. Alert when the gap exceeds 0.05 either way."),
-        Panel("NLL and Brier on feedback", [(sel("candor_observed_nll"), "NLL v{{version}}"),
-                                            (sel("candor_observed_brier"), "Brier v{{version}}")]),
-        Panel("Live reliability diagram", [(sel("candor_live_reliability_accuracy"), "accuracy at confidence <= {{le}}")],
+              description="On the same labelled rows. Positive: overconfident. Alert when the gap exceeds 0.05 either way."),
+        Panel("NLL and Brier on feedback, fleet", [(sel("candor:observed_nll:fleet_1d"), "NLL v{{version}}"),
+                                                   (sel("candor:observed_brier:fleet_1d"), "Brier v{{version}}")]),
+        Panel("Live reliability diagram, fleet", [
+            (f'{sel("candor:reliability_correct:fleet_1d")} / ({sel("candor:reliability_rows:fleet_1d")} > 0)',
+             "accuracy at confidence <= {{bin}}")],
               kind="bargauge", instant=True, unit="percentunit",
-              description="Observed accuracy per confidence bin over the feedback window; calibrated bins sit near their edge.",
+              description="Observed accuracy per confidence bin (upper edge) over the fleet's feedback of the last day; "
+                          "calibrated bins sit near their edge.",
               extra={"options": {"displayMode": "gradient", "orientation": "horizontal"},
                      "fieldConfig": {"min": 0, "max": 1}}),
+        Panel("Feedback joined per replica", [
+            (f'sum by (instance) (rate(candor_feedback_rows_total{{{MV}}}{RATE}))', "{{instance}}")],
+              unit="reqps", description="Labelled rows each replica joined: labels may reach any replica."),
         Panel("Feedback received", [(f'sum by (outcome) (rate(candor_feedback_total{{model=~"$model"}}{RATE}))', "{{outcome}}")],
-              unit="reqps", description="Feedback items per second: ACCEPTED joins a stored prediction."),
+              unit="reqps", description="Feedback items per second: ACCEPTED joins a logged prediction."),
     ]  # fmt: skip
 
 
@@ -215,18 +228,19 @@ def _yaml(doc: dict, source: str) -> str:
 
 def outputs(root: Path = ROOT) -> dict[Path, str]:
     board = json.dumps(dashboard(), indent=2) + "\n"
-    rules = yaml.safe_load((root / "deploy/prometheus/alerts.yml").read_text(encoding="utf-8"))
+    groups = [g for name in ("recording.yml", "alerts.yml")
+              for g in yaml.safe_load((root / "deploy/prometheus" / name).read_text(encoding="utf-8"))["groups"]]  # fmt: skip
     labels = {"app.kubernetes.io/name": "candor", "app.kubernetes.io/part-of": "candor"}
     configmap = {"apiVersion": "v1", "kind": "ConfigMap",
                  "metadata": {"name": "candor-grafana-dashboard", "labels": {**labels, "grafana_dashboard": "1"}},
                  "data": {"candor.json": board}}  # fmt: skip
     rule = {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
             "metadata": {"name": "candor-calibration", "labels": {**labels, "release": "prometheus"}},
-            "spec": {"groups": rules["groups"]}}  # fmt: skip
+            "spec": {"groups": groups}}  # fmt: skip
     return {
         root / "deploy/grafana/dashboards/candor.json": board,
         root / "deploy/k8s/generated/grafana-dashboard.yaml": _yaml(configmap, "deploy/render.py (the dashboard)"),
-        root / "deploy/k8s/generated/prometheusrule.yaml": _yaml(rule, "deploy/prometheus/alerts.yml"),
+        root / "deploy/k8s/generated/prometheusrule.yaml": _yaml(rule, "deploy/prometheus/recording.yml and alerts.yml"),
     }
 
 

@@ -38,4 +38,4 @@ def test_a_wrong_expectation_is_caught(tmp_path):
 def test_scrape_config_is_valid():
     """The compose stack's Prometheus configuration, which loads the same rules file."""
     result = promtool("check", "config", "prometheus.yml")
-    assert result.returncode == 0 and "1 rule files found" in result.stdout, result.stdout + result.stderr
+    assert result.returncode == 0 and "2 rule files found" in result.stdout, result.stdout + result.stderr

@@ -158,3 +158,16 @@ def test_a_broken_compose_file_is_refused(tmp_path):
     result = subprocess.run([shutil.which("docker-compose") or "docker-compose", "-f", str(tmp_path / "compose.yaml"), "config"],
                             capture_output=True, text=True, timeout=120)  # fmt: skip
     assert result.returncode != 0
+
+
+def test_the_postgres_override_points_the_server_at_a_pinned_healthy_database():
+    services = resolved(["compose.yaml", "compose.postgres.yaml"])["services"]
+    db, server = services["postgres"], services["server"]
+    assert db["image"].startswith("postgres:") and db["image"].split(":")[1][0].isdigit()
+    assert "ports" not in db  # only the compose network reaches it
+    store = server["environment"]["CANDOR_STORE"]
+    assert store.startswith("postgresql://candor:") and store.endswith("@postgres:5432/candor")
+    assert server["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert db["environment"]["POSTGRES_PASSWORD"] in store
+    # SQLite stays the default of the plain file.
+    assert "CANDOR_STORE" not in resolved(["compose.yaml"])["services"]["server"].get("environment", {})

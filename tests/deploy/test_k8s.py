@@ -32,8 +32,8 @@ def manifests() -> list[dict]:
     return [doc for path in kustomization["resources"] for doc in yaml.safe_load_all((K8S / path).read_text()) if doc]
 
 
-def by_kind(kind: str) -> dict:
-    (found,) = [d for d in manifests() if d["kind"] == kind]
+def by_kind(kind: str, name: str = "") -> dict:
+    (found,) = [d for d in manifests() if d["kind"] == kind and (not name or d["metadata"]["name"] == name)]
     return found
 
 
@@ -113,7 +113,7 @@ def test_server_pod_is_locked_down_and_probed_over_grpc():
     # Every path the server writes is a mounted volume, since the root filesystem is read-only.
     args = build_parser().parse_args([*exec_form(last(stages()["server"], "ENTRYPOINT"))[1:], *container["args"]])
     mounted = {m["mountPath"] for m in container["volumeMounts"]}
-    assert {args.model_repository, args.data_dir, "/tmp"} <= mounted
+    assert {args.model_repository, "/tmp"} <= mounted
     assert args.grace_period_s < pod["terminationGracePeriodSeconds"]
     claims = {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
     assert claims == {by_kind("PersistentVolumeClaim")["metadata"]["name"]}
@@ -122,7 +122,7 @@ def test_server_pod_is_locked_down_and_probed_over_grpc():
 def test_service_monitor_hpa_and_pdb_point_at_the_server():
     deployment = by_kind("Deployment")
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
-    service = by_kind("Service")
+    service = by_kind("Service", "candor")
     assert service["spec"]["selector"].items() <= pod_labels.items()
     assert {p["name"] for p in service["spec"]["ports"]} == {"grpc", "metrics"}
     monitor = by_kind("ServiceMonitor")
@@ -144,9 +144,29 @@ def test_training_job_writes_into_the_servers_repository():
     assert job["securityContext"]["runAsNonRoot"] is True and container["securityContext"]["readOnlyRootFilesystem"] is True
 
 
+def test_every_replica_shares_the_postgres_store_and_nothing_per_pod_holds_feedback():
+    pod = by_kind("Deployment")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    ref = env["CANDOR_STORE"]["valueFrom"]["secretKeyRef"]
+    secret = by_kind("Secret", ref["name"])
+    assert secret["stringData"][ref["key"]].startswith("postgresql://")
+    database = by_kind("StatefulSet", "candor-postgres")
+    host = secret["stringData"][ref["key"]].split("@")[1].split(":")[0]
+    assert host == by_kind("Service", "candor-postgres")["metadata"]["name"] == database["spec"]["serviceName"]
+    (db,) = database["spec"]["template"]["spec"]["containers"]
+    assert db["image"].startswith("postgres:") and db["image"].split(":")[1][0].isdigit()  # official image, pinned
+    password = next(e for e in db["env"] if e["name"] == "POSTGRES_PASSWORD")["valueFrom"]["secretKeyRef"]
+    assert password["name"] == ref["name"] and secret["stringData"][password["key"]] in secret["stringData"][ref["key"]]
+    assert database["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
+    assert all("emptyDir" not in v or v["name"] == "tmp" for v in pod["volumes"])  # no per-pod feedback
+
+
 def test_prometheus_rule_holds_the_alert_rules_promtool_accepts(tmp_path):
     rule = by_kind("PrometheusRule")
-    assert rule["spec"]["groups"] == yaml.safe_load((REPO_ROOT / "deploy/prometheus/alerts.yml").read_text())["groups"]
+    expected = [g for name in ("recording.yml", "alerts.yml")
+                for g in yaml.safe_load((REPO_ROOT / "deploy/prometheus" / name).read_text())["groups"]]  # fmt: skip
+    assert rule["spec"]["groups"] == expected
     (tmp_path / "rules.yml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
     exe = shutil.which("promtool") or pytest.fail("promtool is not installed; .ci/run installs Debian's prometheus package")
     result = subprocess.run([exe, "check", "rules", str(tmp_path / "rules.yml")], capture_output=True, text=True, timeout=60)
