@@ -4,6 +4,9 @@ other replica, and the fleet series must equal the values of the pooled rows com
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import psycopg
 import pytest
@@ -15,10 +18,17 @@ from candor.server.core.drift import psi_groups
 from candor.trainer.options import DataOptions
 from candor.trainer.split import split_dataset
 from tests.deploy.test_prometheus_stack import start_prometheus
-from tests.server.conftest import served_repo, start_server  # noqa: F401 - a fixture
+from tests.server.conftest import start_server
 
 pytestmark = pytest.mark.slow
 V1 = '{model="digits",version="1"}'
+
+
+@pytest.fixture
+def served_repo(digits_repo, tmp_path) -> Path:
+    repo = tmp_path / "models"
+    shutil.copytree(digits_repo, repo)
+    return repo
 
 
 def value(prom, expr: str) -> float:
