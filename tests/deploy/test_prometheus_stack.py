@@ -136,8 +136,10 @@ def stack(digits_repo, tmp_path_factory):
         prom.wait_for('up{job="candor"} == 1', timeout=30)
         X, y = load_labelled_rows(rows)
         with server.client() as client:
-            for plan in (SimulationPlan(rate=0, drift_after_s=None, feedback_delay_s=0.2, duration_s=4, report_every_s=0),
-                         SimulationPlan(rate=0, drift_after_s=0, feedback_delay_s=0.2, duration_s=6, report_every_s=0)):
+            # The fleet series cover an hour: a short clean phase, then mostly drifted traffic, so that
+            # the hour's mix drifts too.
+            for plan in (SimulationPlan(rate=0, drift_after_s=None, feedback_delay_s=0.2, duration_s=1, report_every_s=0),
+                         SimulationPlan(rate=0, drift_after_s=0, feedback_delay_s=0.2, duration_s=8, report_every_s=0)):
                 stats = simulate(client, "digits", X, y, plan, log=lambda _: None)
                 assert stats.errors == {} and stats.feedback_accepted == stats.rows
         # Alerts go pending at the first evaluation that finds their condition true (`for:` then delays firing).
@@ -174,7 +176,7 @@ def test_the_dashboard_covers_every_metric_family_it_should(stack):
     exprs = " ".join(e for _, e in dashboard_expressions())
     wanted = ["candor_requests_total", "candor_request_duration_seconds_bucket", "candor_queue_duration_seconds_bucket",
               "candor_inference_duration_seconds_bucket", "candor_batch_size_rows", "candor_queue_rows",
-              "candor_confidence_bucket", "candor_predictions_total", "candor_confidence_psi", "candor_prediction_psi",
+              "candor_confidence_bucket", "candor_predictions_total", "candor_confidence_psi",
               "candor:expected_accuracy:fleet_1h", "candor:observed_accuracy:fleet_1d", "candor:observed_ece:fleet_1d",
               "candor:confidence_psi:fleet_1h", "candor:prediction_psi:fleet_1h", "candor_feedback_total",
               "candor_model_info", "ALERTS"]  # fmt: skip

@@ -21,8 +21,8 @@ from candor.calibration import scale_logits
 from candor.server.core.errors import InvalidArgument, Unavailable
 from candor.server.core.events import Events, FeedbackAnswered, StoreWriteFailed
 from candor.server.core.observed import FeedbackTotals, ObservedReport, observed_report
-from candor.server.core.prediction_log import PredictionLog
-from candor.server.core.predictions import PredictionCache, StoredPrediction, new_prediction_ids, row_of, split_id
+from candor.server.core.prediction_log import FLUSH_INTERVAL_S, PredictionLog
+from candor.server.core.predictions import PredictionCache, StoredPrediction, id_time, new_prediction_ids, row_of, split_id
 from candor.server.core.repository import ModelRepository
 from candor.server.core.settings import Settings
 from candor.server.core.store import FeedbackRow, LoggedRequest, Store, StoreError
@@ -31,6 +31,7 @@ from candor.server.core.store_health import StoreHealth
 FEEDBACK_OUTCOMES = ("ACCEPTED", "DUPLICATE", "EXPIRED", "UNKNOWN_ID")  # what Feedback answers per item
 ACCEPTED, DUPLICATE, EXPIRED, UNKNOWN_ID = FEEDBACK_OUTCOMES
 log = logging.getLogger("candor.server")
+RECENT_S = 2.0  # a request id this young may not have reached the shared log yet (ids carry whole seconds)
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,13 @@ class FeedbackService:
                 wanted.setdefault(parts[0], []).append((i, parts[1]))
         if wanted:
             logged = await self._read("nothing from this batch was stored", self.store.logged, list(wanted))
+            # A request made a moment ago on another replica may still sit in that replica's log
+            # buffer: look once more after its writer's next flush rather than answer UNKNOWN_ID.
+            now = time.time()
+            fresh = [r for r in wanted if r not in logged and now - (id_time(r + "0" * 8) or 0) <= RECENT_S]
+            if fresh:
+                await asyncio.sleep(2 * FLUSH_INTERVAL_S)
+                logged |= await self._read("nothing from this batch was stored", self.store.logged, fresh)
             for request_id, request in logged.items():
                 for i, row in wanted[request_id]:
                     if (stored := row_of(request, row)) is not None:

@@ -20,13 +20,14 @@ from candor.server.core.store_health import StoreHealth
 
 log = logging.getLogger("candor.server")
 FLUSH_ROWS = 2048  # a batch this large is written at once rather than at the next tick
+FLUSH_INTERVAL_S = 0.1  # otherwise the buffer is written this often
 PING_INTERVAL_S = 1.0  # while the store fails
 PURGE_INTERVAL_S = 60.0
 
 
 class PredictionLog:
     def __init__(self, store: Store, health: StoreHealth, notify: Callable[[object], None], *, max_buffer_rows: int,
-                 retention_s: float, flush_interval_s: float = 0.1):  # fmt: skip
+                 retention_s: float, flush_interval_s: float = FLUSH_INTERVAL_S):  # fmt: skip
         self.store = store
         self.health = health
         self.notify = notify
