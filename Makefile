@@ -37,9 +37,11 @@ deploy-files: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/candor demo --model-repository models --name digits
 
-# Raw onnxruntime vs a bare gRPC echo server vs Candor; writes docs/benchmarks.md.
+# Raw onnxruntime vs a bare gRPC echo server vs Candor, then the fleet store (PostgreSQL
+# prediction log vs SQLite, feedback joined through another replica); writes docs/benchmarks.md.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/fleet.py
 
 # Bad inputs, fault tests, a peak-load soak with memory and bounds; writes docs/reliability.md (about 8 minutes).
 reliability: $(STAMP)
