@@ -20,6 +20,12 @@ $(STAMP): pyproject.toml constraints.txt
 $(BUF):
 	npm install --silent --no-audit --no-fund --prefix .tools @bufbuild/buf@$(BUF_VERSION)
 
+# Test oracles (netcal), without their dependency trees: see tests/oracles.txt.
+ORACLES := $(VENV)/.oracles
+$(ORACLES): $(STAMP) tests/oracles.txt
+	$(BIN)/pip install --quiet --no-deps -r tests/oracles.txt
+	touch $(ORACLES)
+
 install: $(STAMP) $(BUF)
 
 # Regenerate src/candor/v1 and src/candor/kserve from protos/ (a test fails when they disagree).
@@ -53,7 +59,7 @@ audit: $(STAMP)
 	$(BIN)/pip install --quiet pip-audit==2.10.1
 	$(BIN)/pip-audit --requirement constraints.txt --no-deps --disable-pip --strict
 
-test: $(STAMP) $(BUF)
+test: $(STAMP) $(ORACLES) $(BUF)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest

@@ -124,10 +124,13 @@ def calibration() -> list[Panel]:
             (sel("candor:observed_accuracy:fleet_1d"), "observed (feedback, 1d) v{{version}}"),
             (sel("candor_reference_accuracy"), "at training (test split) v{{version}}"),
         ], unit="percentunit", description="A calibrated model's mean confidence equals its accuracy."),
-        Panel("Live ECE, fleet (1d of feedback)", [(sel("candor:observed_ece:fleet_1d"), "ECE v{{version}}")],
+        Panel("Live ECE, fleet (1d of feedback)", [(sel("candor:observed_ece:fleet_1d"), "ECE v{{version}}"),
+                                                   (sel("candor:observed_ece_low:fleet_1d"), "90% band low v{{version}}"),
+                                                   (sel("candor:observed_ece_high:fleet_1d"), "90% band high v{{version}}")],
               steps=[(None, "green"), (0.1, "red")],
               description="15 equal-width bins on top-label confidence over every replica's joined feedback of the last "
-                          "day, computed from summed counters: the ECE of the pooled rows. Alert above 0.1."),
+                          "day, computed from summed counters: the ECE of the pooled rows, with a 90% band (per-bin "
+                          "normal bound). The alert fires when the band's low end is above 0.1."),
         Panel("Expected minus observed accuracy, fleet", [(sel("candor:observed_accuracy_gap:fleet_1d"), "gap v{{version}}")],
               unit="percentunit", steps=[(None, "green"), (0.05, "red")],
               description="On the same labelled rows. Positive: overconfident. Alert when the gap exceeds 0.05 either way."),

@@ -1,6 +1,14 @@
-"""The temperature of a Candor ONNX graph: read it, or write a copy with another.
+"""The calibrated head of a Candor ONNX graph: build it, read it, or write a copy with another.
 
-Shared by the trainer (export, ``candor calibrate``) and the server
+Every Candor graph ends in the same head after the network's raw ``logits``::
+
+    logits -> Div(temperature) -> [calibrator] -> Softmax (multiclass) | Sigmoid (multi-label) -> probabilities
+
+where ``[calibrator]`` is nothing for temperature scaling, ``* calibration_scale +
+calibration_bias`` for vector scaling, ``@ calibration_weight^T + calibration_bias`` for
+matrix scaling, and LogSoftmax followed by the same affine map for Dirichlet calibration.
+Its parameters are initializers, so a refit rewrites the head and keeps the network's
+weights byte for byte. Shared by the trainer (export, ``candor calibrate``) and the server
 (``Recalibrate``); needs only the ``onnx`` package, never torch.
 """
 
@@ -10,9 +18,17 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
+from onnx import TensorProto, helper, numpy_helper
+
+from candor.calibration.calibrators import Calibrator
 
 TEMPERATURE = "temperature"
+SCALE = "calibration_scale"
+WEIGHT = "calibration_weight_t"  # stored transposed, so the head is one MatMul
+BIAS = "calibration_bias"
+HEAD_INITIALIZERS = (TEMPERATURE, SCALE, WEIGHT, BIAS)
+# Nodes of the head by name; a rewrite removes these and builds them again.
+HEAD_NODES = ("apply_temperature", "log_softmax", "apply_scale", "apply_weight", "apply_bias", "softmax", "sigmoid")
 
 
 def temperature_tensor(temperature: float | np.ndarray) -> onnx.TensorProto:
@@ -24,21 +40,90 @@ def temperature_tensor(temperature: float | np.ndarray) -> onnx.TensorProto:
     return numpy_helper.from_array(t, TEMPERATURE)
 
 
-def read_temperature(path: str | Path) -> np.ndarray:
+def _tensor(value: np.ndarray, name: str) -> onnx.TensorProto:
+    a = np.asarray(value, dtype=np.float32)
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} must be finite")
+    return numpy_helper.from_array(a, name)
+
+
+def head(calibrator: Calibrator, multilabel: bool) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """The nodes and initializers from ``logits`` to ``probabilities``."""
+    nodes = [helper.make_node("Div", ["logits", TEMPERATURE], ["scaled_logits"], name="apply_temperature")]
+    inits = [temperature_tensor(calibrator.temperature)]
+    last = "scaled_logits"
+    if calibrator.method == "vector":
+        nodes.append(helper.make_node("Mul", [last, SCALE], ["vector_scaled"], name="apply_scale"))
+        inits.append(_tensor(calibrator.scale, SCALE))
+        last = "vector_scaled"
+    if calibrator.method == "dirichlet":
+        nodes.append(helper.make_node("LogSoftmax", [last], ["log_probabilities"], name="log_softmax", axis=-1))
+        last = "log_probabilities"
+    if calibrator.method in ("matrix", "dirichlet"):
+        nodes.append(helper.make_node("MatMul", [last, WEIGHT], ["mapped"], name="apply_weight"))
+        inits.append(_tensor(np.asarray(calibrator.weight).T, WEIGHT))
+        last = "mapped"
+    if calibrator.method != "temperature":
+        nodes.append(helper.make_node("Add", [last, BIAS], ["calibrated_logits"], name="apply_bias"))
+        inits.append(_tensor(calibrator.bias, BIAS))
+        last = "calibrated_logits"
+    if multilabel:
+        nodes.append(helper.make_node("Sigmoid", [last], ["probabilities"], name="sigmoid"))
+    else:
+        nodes.append(helper.make_node("Softmax", [last], ["probabilities"], name="softmax", axis=-1))
+    return nodes, inits
+
+
+def append_head(proto: onnx.ModelProto, calibrator: Calibrator, multilabel: bool) -> None:
+    """Add the head to a graph whose only output so far is ``logits`` [N, K]."""
+    graph = proto.graph
+    k = graph.output[0].type.tensor_type.shape.dim[1].dim_value
+    nodes, inits = head(calibrator, multilabel)
+    graph.node.extend(nodes)
+    graph.initializer.extend(inits)
+    graph.output.append(helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", k]))
+    squash = "sigmoid" if multilabel else "softmax"
+    proto.doc_string = f"Candor model: probabilities = {squash}({calibrator.method} calibrator(logits))"
+
+
+def read_calibrator(path: str | Path) -> Calibrator:
+    """The calibrator a graph's head applies (method inferred from its initializers)."""
     proto = onnx.load(str(path))
-    for init in proto.graph.initializer:
-        if init.name == TEMPERATURE:
-            return numpy_helper.to_array(init).astype(np.float64)
-    raise ValueError(f"{path}: no '{TEMPERATURE}' initializer; not a Candor model")
+    found = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in proto.graph.initializer if t.name in HEAD_INITIALIZERS}
+    if TEMPERATURE not in found:
+        raise ValueError(f"{path}: no '{TEMPERATURE}' initializer; not a Candor model")
+    t = found[TEMPERATURE]
+    if SCALE in found:
+        return Calibrator("vector", t, scale=found[SCALE], bias=found[BIAS])
+    if WEIGHT in found:
+        dirichlet = any(n.name == "log_softmax" for n in proto.graph.node)
+        return Calibrator("dirichlet" if dirichlet else "matrix", t, weight=found[WEIGHT].T, bias=found[BIAS])
+    return Calibrator.from_temperature(t)
+
+
+def read_temperature(path: str | Path) -> np.ndarray:
+    return read_calibrator(path).temperature
+
+
+def set_calibrator(src: str | Path, dst: str | Path, calibrator: Calibrator) -> None:
+    """Copy the graph at ``src`` to ``dst`` with a new head; the network's weights untouched."""
+    proto = onnx.load(str(src))
+    graph = proto.graph
+    if not any(t.name == TEMPERATURE for t in graph.initializer):
+        raise ValueError(f"{src}: no '{TEMPERATURE}' initializer; not a Candor model")
+    multilabel = any(n.name == "sigmoid" for n in graph.node)
+    kept_nodes = [n for n in graph.node if n.name not in HEAD_NODES]
+    kept_inits = [t for t in graph.initializer if t.name not in HEAD_INITIALIZERS]
+    kept_outputs = [o for o in graph.output if o.name != "probabilities"]
+    del graph.node[:], graph.initializer[:], graph.output[:]
+    graph.node.extend(kept_nodes)
+    graph.initializer.extend(kept_inits)
+    graph.output.extend(kept_outputs)
+    append_head(proto, calibrator, multilabel)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(dst))
 
 
 def set_temperature(src: str | Path, dst: str | Path, temperature: float | np.ndarray) -> None:
-    """Copy the graph at ``src`` to ``dst`` with a new temperature; weights untouched."""
-    proto = onnx.load(str(src))
-    inits = proto.graph.initializer
-    index = next((i for i, t in enumerate(inits) if t.name == TEMPERATURE), None)
-    if index is None:
-        raise ValueError(f"{src}: no '{TEMPERATURE}' initializer; not a Candor model")
-    inits[index].CopyFrom(temperature_tensor(temperature))
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(dst))
+    """Copy the graph at ``src`` to ``dst`` with temperature scaling at ``temperature``."""
+    set_calibrator(src, dst, Calibrator.from_temperature(temperature))

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from candor.calibration.lineage import Calibrator, derive_manifest, publish_child
+from candor.calibration.calibrators import Calibrator
+from candor.calibration.lineage import Refit, derive_manifest, publish_child
 from candor.calibration.manifest import MANIFEST_FILE, MODEL_FILE, read_manifest, sha256_file
 from candor.calibration.repository import versions
 from tests.calibration.test_manifest import sample_manifest
@@ -12,7 +13,8 @@ from tests.calibration.test_manifest import sample_manifest
 
 def test_a_child_inherits_everything_but_what_it_changes():
     parent = sample_manifest()
-    child = derive_manifest(parent, version=7, model_sha256="a" * 64, calibrator=Calibrator([2.5], "feedback", True))
+    refit = Refit(Calibrator.from_temperature(2.5, True), "feedback")
+    child = derive_manifest(parent, version=7, model_sha256="a" * 64, refit=refit)
     assert (child.version, child.parent, child.model_sha256) == (7, f"{parent.name}/{parent.version}", "a" * 64)
     assert child.temperature.value == [2.5] and child.temperature.fitted_on == "feedback" and child.temperature.clamped
     assert child.temperature.bounds == parent.temperature.bounds and child.temperature.per_class == parent.temperature.per_class
@@ -32,7 +34,7 @@ def test_publish_child_writes_graph_manifest_and_extras_as_one_version(tmp_path)
         (folder / "report.md").write_text("r")
 
     folder = publish_child(tmp_path, parent, write_model=lambda path: path.write_bytes(b"graph"), extras=extras,
-                           calibrator=Calibrator([1.5], "val", False))  # fmt: skip
+                           refit=Refit(Calibrator.from_temperature(1.5), "val"))  # fmt: skip
     child = read_manifest(folder / MANIFEST_FILE)
     assert folder == tmp_path / parent.name / "1" and seen == [1] and (folder / "report.md").is_file()
     assert child.model_sha256 == sha256_file(folder / MODEL_FILE) and child.temperature.value == [1.5]

@@ -8,6 +8,7 @@ import pytest
 
 from candor.calibration import SchemaError, read_manifest, write_manifest
 from candor.calibration.manifest import (
+    CalibratorSpec,
     DataSpec,
     InputSpec,
     Manifest,
@@ -23,13 +24,14 @@ from candor.calibration.reference import build_reference, confidence_histogram
 
 
 def sample_manifest() -> Manifest:
-    ms = MetricSet(0.9, 0.3, 0.15, 0.05, 0.02, 0.2, 0.07, 0.04)
+    ms = MetricSet(0.9, 0.3, 0.15, 0.05, 0.02, 0.2, 0.07, 0.04, 0.03, 0.07, 0.01)
     probs = np.array([[0.9, 0.05, 0.05], [0.2, 0.7, 0.1], [0.3, 0.3, 0.4]])
     return Manifest(
-        schema_version=1, candor_version="0.1.0", name="demo", version=3, created_at="2026-11-23T00:00:00+00:00",
+        schema_version=2, candor_version="0.1.0", name="demo", version=3, created_at="2026-11-23T00:00:00+00:00",
         task="multiclass", class_names=["a", "b", "c"],
         input=InputSpec("input", "float32", [-1, 4], None), outputs=["logits", "probabilities"],
         temperature=TemperatureSpec([1.5], False, "val", False, [0.05, 20.0]),
+        calibrator=CalibratorSpec("temperature", None, None, None, None, None, None),
         smoothing=SmoothingSpec("uniform", 0.1, [1 / 3] * 3, None, None),
         training=TrainingSpec("mlp", 8, 1, 0.0, 10, 5, 4, 32, 1e-3, 0.0, 3, 0, 1, None),
         data=DataSpec("synthetic", {"n_samples": 100, "seed": 0}, "0" * 64, 4, 60, 20, 20, 0, 0.2, 0.2, None),
@@ -69,7 +71,10 @@ def _broken(tmp_path, mutate):
         (lambda d: d["smoothing"].update(epsilon=1.0), "smoothing.epsilon"),
         (lambda d: d.update(class_names=["a", "b"]), "reference.class_frequencies"),
         (lambda d: d.update(class_names=["a", "a", "b"]), "duplicates"),
-        (lambda d: d.update(schema_version=2), "schema_version"),
+        (lambda d: d.update(schema_version=3), "schema_version"),
+        (lambda d: d["calibrator"].update(method="vector"), "calibrator.scale"),
+        (lambda d: d["calibrator"].update(method="matrix", weight=[[1.0] * 3] * 2, bias=[0.0] * 3), "calibrator.weight"),
+        (lambda d: d["calibrator"].update(method="sideways"), "calibrator.method"),
         (lambda d: d.update(model_sha256="xyz"), "model_sha256"),
         (lambda d: d["input"].update(shape=[4]), "input.shape"),
         (lambda d: d["input"].update(image_shape=[1, 3, 3]), "input.image_shape"),
@@ -119,3 +124,18 @@ def test_reference_statistics():
     hist = confidence_histogram(np.array([0.0, 0.005, 0.01, 1.0]))
     assert hist[0] == pytest.approx(0.75) and hist[-1] == pytest.approx(0.25)
     assert manifest_from_dict(sample_manifest().to_dict()).reference.n_samples == 3
+
+
+def test_a_schema_1_manifest_is_read_as_temperature_scaling_without_a_stored_sample(tmp_path):
+    data = sample_manifest().to_dict()
+    data["schema_version"] = 1
+    del data["calibrator"]
+    for key in ("ece_low", "ece_high", "debiased_rms_ece"):
+        del data["metrics"]["before_temperature"][key], data["metrics"]["after_temperature"][key]
+    for key in ("source", "sample", "ece_interval"):
+        del data["reference"][key]
+    (tmp_path / "candor.json").write_text(json.dumps(data))
+    m = read_manifest(tmp_path / "candor.json")
+    assert (m.schema_version, m.calibrator.method, m.reference.sample, m.metrics.after_temperature.ece_low) == (
+        2, "temperature", None, None)
+    assert "not re-derivable" in m.reference.source

@@ -45,5 +45,7 @@ def test_report_holds_every_metric():
     z = rng.normal(size=(50, 4))
     probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
     r = calibration_report(probs, rng.integers(0, 4, 50))
-    assert set(r) == {"accuracy", "nll", "brier", "ece", "mce", "rms_ece", "adaptive_ece", "classwise_ece"}
+    assert set(r) == {"accuracy", "nll", "brier", "ece", "mce", "rms_ece", "adaptive_ece", "classwise_ece", "ece_low", "ece_high",
+                      "debiased_rms_ece"}
+    assert r["ece_low"] <= r["ece"] <= r["ece_high"]
     assert r["mce"] >= r["rms_ece"] >= r["ece"] >= 0

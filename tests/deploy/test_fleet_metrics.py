@@ -11,7 +11,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from candor.calibration import ece, read_manifest
+from candor.calibration import ece, read_manifest, reliability_bins
 from candor.calibration.drift import psi
 from candor.calibration.reference import confidence_histogram
 from candor.server.core.drift import psi_groups
@@ -63,6 +63,16 @@ def test_fleet_recording_rules_equal_the_pooled_rows(served_repo, pg_url, tmp_pa
         probs = np.stack([np.frombuffer(p, "<f4") for p, _ in stored]).astype(np.float64)
         labels = np.array([label for _, label in stored])
         assert value(prom, f"candor:observed_ece:fleet_1d{V1}") == pytest.approx(ece(probs, labels), abs=1e-6)
+        # The band from the same sums, recomputed here per bin from the stored rows.
+        bins = reliability_bins(probs, labels)
+        filled = bins.count > 0
+        n, c = bins.count[filled], (bins.accuracy * bins.count)[filled]
+        gap, noise = np.abs(bins.confidence * bins.count - bins.accuracy * bins.count)[filled], \
+            1.645 * np.sqrt((c + 0.5) * (n - c + 0.5) / (n + 1))  # fmt: skip
+        low, high = np.clip(gap - noise, 0, None).sum() / len(labels), (gap + noise).sum() / len(labels)
+        assert value(prom, f"candor:observed_ece_low:fleet_1d{V1}") == pytest.approx(low, abs=1e-6)
+        assert value(prom, f"candor:observed_ece_high:fleet_1d{V1}") == pytest.approx(high, abs=1e-6)
+        assert low <= ece(probs, labels) <= high
         accuracy = np.mean(probs.argmax(axis=1) == labels)
         assert value(prom, f"candor:observed_accuracy:fleet_1d{V1}") == pytest.approx(accuracy, abs=1e-6)
         gap = probs.max(axis=1).mean() - accuracy

@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,8 +17,11 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from sklearn.datasets import load_digits
 
-from candor.calibration.lineage import Calibrator, publish_child
+from candor.calibration.calibrators import Calibrator
+from candor.calibration.lineage import Refit, publish_child
 from candor.calibration.manifest import MODEL_FILE, read_manifest, write_manifest
+from candor.calibration.reference import confidence_histogram, read_sample
+from candor.calibration.temperature import softmax
 from candor.client import CalibrationReport, PredictResult
 from candor.graph import set_temperature
 from candor.server.core.drift import DriftThresholds
@@ -186,12 +190,14 @@ def test_recalibration_fits_on_stored_feedback_publishes_a_child_and_serves_it(r
     parent = read_manifest(repo / "digits/1/candor.json")
     # An overconfident v2 (T far too low), made the one way a child version is made.
     publish_child(repo, parent, write_model=lambda path: set_temperature(repo / "digits/1" / MODEL_FILE, path, 0.2),
-                  calibrator=Calibrator([0.2], "test: made overconfident", False))  # fmt: skip
+                  refit=Refit(Calibrator.from_temperature(0.2), "test: made overconfident"))  # fmt: skip
 
     async def scenario(core: Core):
         with pytest.raises(FailedPrecondition, match="needs at least 100"):
             await core.plane.recalibrate("digits", "2")
-        answer = await core.predict(X[:400], keep_for_feedback=True)
+        # Mildly noisy inputs: some mistakes, so an overconfident T costs NLL that a refit can win back.
+        rows = np.clip(X[:400] + np.random.default_rng(2).normal(0, 2.0, X[:400].shape), 0, 16).astype(np.float32)
+        answer = await core.predict(rows, keep_for_feedback=True)
         items = [FeedbackItem(pid, int(label)) for pid, label in zip(answer.prediction_ids, y[:400], strict=True)]
         assert (await core.plane.feedback("digits", "2", items)).count("ACCEPTED") == 400
         result = await core.plane.recalibrate("digits", "2")
@@ -204,6 +210,41 @@ def test_recalibration_fits_on_stored_feedback_publishes_a_child_and_serves_it(r
     child = read_manifest(repo / "digits/3/candor.json")
     assert child.parent == "digits/2" and child.temperature.value == [pytest.approx(result.new_temperature)]
     assert child.training == parent.training and "feedback of digits/2" in child.temperature.fitted_on
+    assert child.calibrator.nll_improvement[1] > 0 and result.nll_improvement_low > 0
+    # The child's reference is the stored clean test rows through its own calibrator, never the feedback.
+    sample = read_sample(repo / "digits/1", parent.reference.sample)
+    clean = softmax(sample.test_logits, result.new_temperature)
+    assert child.reference.confidence_histogram == pytest.approx(confidence_histogram(clean.max(axis=1)).tolist())
+    assert child.reference.n_samples == len(sample.test_labels) and "logits stored with digits/1" in child.reference.source
+
+
+def test_recalibration_after_drift_fits_the_window_and_keeps_clean_traffic_quiet(repo, tmp_path, digits):
+    X, y = digits
+    noisy = np.clip(X + np.random.default_rng(1).normal(0, 2.0, X.shape), 0, 16).astype(np.float32)
+
+    async def scenario(core: Core):
+        for rows in (X[:300], noisy[300:700]):  # clean feedback first, then drifted
+            answer = await core.predict(rows, keep_for_feedback=True)
+            labels = y[:300] if len(rows) == 300 else y[300:700]
+            items = [FeedbackItem(pid, int(label)) for pid, label in zip(answer.prediction_ids, labels, strict=True)]
+            assert (await core.plane.feedback("digits", "1", items)).count("ACCEPTED") == len(rows)
+        with pytest.raises(InvalidArgument, match="unknown calibration method 'isotonic'; choose one of temperature"):
+            await core.plane.recalibrate("digits", "1", method="isotonic")
+        with pytest.raises(InvalidArgument, match="since must be a time in the past"):
+            await core.plane.recalibrate("digits", "1", since=time.time() + 3600)
+        with pytest.raises(FailedPrecondition, match="matrix scaling has 110 parameters"):
+            await core.plane.recalibrate("digits", "1", method="matrix", newest_rows=120)
+        result = await core.plane.recalibrate("digits", "1", newest_rows=400)  # the drifted rows only
+        assert sum(result.label_counts) == 400 and result.fit_rows + result.holdout_rows == 400
+        assert result.published and result.new_temperature > result.old_temperature  # noisy inputs: soften
+        assert result.validation_nll_after > result.validation_nll_before  # the cost on clean validation rows, shown
+        await core.predict(X[700:1100])  # clean traffic on the child
+        state = await core.plane.calibration("digits", "2")
+        return result, state
+
+    result, state = run(repo, tmp_path, scenario)
+    # The child's reference went with its calibrator: clean traffic is not drift.
+    assert state.drift.confidence_psi < 0.1, state.drift
 
 
 def test_responses_map_core_results_to_protocol_and_sdk_types(repo, tmp_path, digits):

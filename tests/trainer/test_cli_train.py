@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from candor.calibration import read_manifest
+from candor.calibration.calibrators import Calibrator
+from candor.calibration.lineage import Refit, publish_child
 from candor.calibration.manifest import sha256_file
-from candor.graph import read_temperature
+from candor.graph import read_temperature, set_temperature
 from candor.trainer.export import run_onnx
 from candor.trainer.loop import LoopOptions
 from candor.trainer.options import DataOptions, TrainOptions
@@ -31,7 +33,12 @@ def test_train_writes_a_complete_version(digits_repo):
     assert m.data.n_train + m.data.n_val + m.data.n_test == 1797
     assert sum(m.reference.class_frequencies) == pytest.approx(1)
     assert (v1 / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "after temperature" in (v1 / "report.md").read_text()
+    report = (v1 / "report.md").read_text()
+    assert "after calibration" in report and "90% bootstrap interval" in report and "drift reference: test split" in report
+    assert m.calibrator.method == "temperature" and m.reference.sample is not None
+    assert sha256_file(v1 / m.reference.sample.file) == m.reference.sample.sha256
+    low, high = m.reference.ece_interval
+    assert low <= m.reference.ece <= high and m.metrics.after_temperature.ece_low <= m.metrics.after_temperature.ece
     assert not [p for p in (digits_repo / "digits").iterdir() if p.name.startswith(".")]  # no staging left
 
 
@@ -45,32 +52,53 @@ def test_evaluate_reproduces_the_manifest_numbers_through_onnx(digits_repo):
         assert report["calibrated"][key] == pytest.approx(getattr(m.metrics.after_temperature, key), abs=1e-5)
         assert report["uncalibrated"][key] == pytest.approx(getattr(m.metrics.before_temperature, key), abs=1e-5)
     table = run_candor("evaluate", "--model-repository", str(digits_repo), "--name", "digits", "--version", "1")
-    assert "served (T)" in table.stdout
+    assert "served (temperature)" in table.stdout and "[" in table.stdout
 
 
-def test_calibrate_refits_on_onnx_logits_and_publishes_a_new_version(digits_repo, tmp_path):
-    repo = tmp_path / "repo"
-    (repo / "digits").mkdir(parents=True)
+def test_calibrate_publishes_only_a_significant_refit_and_rederives_the_reference(digits_repo, tmp_path):
     import shutil
 
+    repo = tmp_path / "repo"
+    (repo / "digits").mkdir(parents=True)
     shutil.copytree(digits_repo / "digits" / "1", repo / "digits" / "1")
+    # The same method on the same validation rows finds the same temperature: unchanged, nothing written.
     result = run_candor("calibrate", "--model-repository", str(repo), "--name", "digits")
     assert result.returncode == 0, result.stderr
-    v1, v2 = read_manifest(repo / "digits/1/candor.json"), read_manifest(repo / "digits/2/candor.json")
-    assert v2.parent == "digits/1" and v2.version == 2
-    # Same validation rows, same logits (up to float32): the same temperature.
-    assert v2.temperature.value[0] == pytest.approx(v1.temperature.value[0], rel=1e-3)
-    assert v2.model_sha256 == sha256_file(repo / "digits/2/model.onnx")
-    logits1, _ = run_onnx(repo / "digits/1/model.onnx", np.ones((2, 64), np.float32))
-    logits2, _ = run_onnx(repo / "digits/2/model.onnx", np.ones((2, 64), np.float32))
-    assert np.array_equal(logits1, logits2)
+    assert "unchanged:" in result.stdout and not (repo / "digits/2").exists()
 
-    result = run_candor("export", "--model-repository", str(repo), "--name", "digits", "--version", "1", "--opset", "18")
+    # A child made overconfident (T = 0.2), then calibrated: significantly better, published.
+    v1 = read_manifest(repo / "digits/1/candor.json")
+    publish_child(repo, v1, write_model=lambda path: set_temperature(repo / "digits/1/model.onnx", path, 0.2),
+                  refit=Refit(Calibrator.from_temperature(0.2), "test: made overconfident"))  # fmt: skip
+    v2 = read_manifest(repo / "digits/2/candor.json")
+    assert v2.reference.confidence_histogram != v1.reference.confidence_histogram  # its own calibrator's reference
+    result = run_candor("calibrate", "--model-repository", str(repo), "--name", "digits")
     assert result.returncode == 0, result.stderr
+    assert "Wrote" in result.stdout and "90% paired bootstrap" in result.stdout
     v3 = read_manifest(repo / "digits/3/candor.json")
-    assert v3.parent == "digits/1" and v3.temperature == v1.temperature
+    assert v3.parent == "digits/2" and v3.temperature.value[0] == pytest.approx(v1.temperature.value[0], rel=1e-3)
+    low = v3.calibrator.nll_improvement[1]
+    assert low > 0
+    # The reference comes back to the clean one: the same stored logits through (nearly) the same T.
+    assert np.abs(np.subtract(v3.reference.confidence_histogram, v1.reference.confidence_histogram)).sum() < 0.02
+    assert v3.reference.sample.sha256 == v1.reference.sample.sha256 and "digits/3's temperature calibrator" in v3.reference.source
+    logits1, _ = run_onnx(repo / "digits/1/model.onnx", np.ones((2, 64), np.float32))
     logits3, _ = run_onnx(repo / "digits/3/model.onnx", np.ones((2, 64), np.float32))
-    assert np.allclose(logits1, logits3, atol=1e-5)
+    assert np.array_equal(logits1, logits3)
+
+    # A calibrated child has no checkpoint of its own; export finds its ancestor's and keeps its calibrator.
+    result = run_candor("export", "--model-repository", str(repo), "--name", "digits", "--version", "3", "--opset", "18")
+    assert result.returncode == 0, result.stderr
+    v4 = read_manifest(repo / "digits/4/candor.json")
+    assert v4.parent == "digits/3" and v4.temperature == v3.temperature
+    logits4, _ = run_onnx(repo / "digits/4/model.onnx", np.ones((2, 64), np.float32))
+    assert np.allclose(logits1, logits4, atol=1e-5)
+
+
+def test_calibrate_refuses_an_unknown_method_in_one_line(digits_repo):
+    result = run_candor("calibrate", "--model-repository", str(digits_repo), "--name", "digits", "--method", "isotonic")
+    assert result.returncode == 2 and "temperature" in result.stderr and "dirichlet" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_training_is_reproducible():
@@ -78,7 +106,7 @@ def test_training_is_reproducible():
     a, b = fit(opts), fit(opts)
     for (name, ta), tb in zip(a.model.state_dict().items(), b.model.state_dict().values(), strict=True):
         assert np.array_equal(ta.numpy(), tb.numpy()), name
-    assert a.temperature.value == b.temperature.value
+    assert a.calibrator.temperature == b.calibrator.temperature
 
 
 def test_torchrun_data_parallel_writes_one_version(tmp_path):
@@ -176,7 +204,7 @@ def test_manifest_records_the_class_weights_the_loss_used(tmp_path):
     data = DataOptions(dataset="synthetic", n_samples=900, n_classes=4, imbalance=4.0, label_noise=0.4)
     t = fit(TrainOptions(data=data, class_weights="balanced", loop=LoopOptions(max_epochs=1, progress=False)))
     again = fit(TrainOptions(data=data, class_weights="balanced", loop=LoopOptions(max_epochs=1, progress=False)))
-    manifest = build_manifest(t, "noisy", 1, "0" * 64)
+    manifest = build_manifest(t, "noisy", 1, "0" * 64, t.test.reference)
     clean_split = t.data.y[t.split.train]
     assert manifest.training.class_weights == pytest.approx(t.class_weights.tolist())
     assert t.class_weights.tolist() == again.class_weights.tolist()  # reproducible

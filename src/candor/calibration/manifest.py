@@ -23,7 +23,7 @@ from typing import Literal
 
 from candor.calibration._strict import SchemaError, from_dict
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the calibrator, ECE intervals and the reference sample (1 is upgraded on read)
 MANIFEST_FILE = "candor.json"
 MODEL_FILE = "model.onnx"
 
@@ -42,11 +42,27 @@ class InputSpec:
 
 @dataclass(frozen=True)
 class TemperatureSpec:
-    value: list[float]  # one shared T, or one per class (multi-label)
+    value: list[float]  # one shared T, or one per class (multi-label); 1 for the affine calibrators
     per_class: bool
-    fitted_on: str  # what data the temperature was fitted on
+    fitted_on: str  # what data the calibrator (whichever method) was fitted on
     clamped: bool  # the optimum hit the documented range [bounds]
     bounds: list[float]
+
+
+CalibrationMethod = Literal["temperature", "vector", "matrix", "dirichlet"]
+
+
+@dataclass(frozen=True)
+class CalibratorSpec:
+    """The post-hoc calibrator folded into the graph after the temperature (see candor.calibration.calibrators)."""
+
+    method: CalibrationMethod
+    scale: list[float] | None  # vector: s = z * scale + bias
+    weight: list[list[float]] | None  # matrix, dirichlet: s = x @ weight^T + bias
+    bias: list[float] | None
+    regularisation: float | None  # ODIR lambda = mu (matrix, dirichlet)
+    selected_by: str | None  # how --method auto chose it, in words
+    nll_improvement: list[float] | None  # [mean, low, high] held-out NLL decrease over the parent (90% paired bootstrap)
 
 
 @dataclass(frozen=True)
@@ -101,6 +117,9 @@ class MetricSet:
     mce: float | None  # None for multi-label (no top label)
     rms_ece: float | None
     adaptive_ece: float | None
+    ece_low: float | None  # 90% bootstrap interval of ece (candor.calibration.intervals)
+    ece_high: float | None
+    debiased_rms_ece: float | None  # Kumar et al. 2019; None for multi-label
 
 
 @dataclass(frozen=True)
@@ -112,16 +131,30 @@ class Metrics:
 
 
 @dataclass(frozen=True)
+class ReferenceSample:
+    """Raw logits and labels the reference is derived from, stored next to the graph."""
+
+    file: str  # in the version folder, "reference.npz"
+    sha256: str
+    split: str  # the rows the reference statistics use, e.g. "test"
+    rows: int
+    stored_with: str  # "name/version" whose network produced the logits (children share it)
+
+
+@dataclass(frozen=True)
 class Reference:
-    """What healthy traffic looks like, measured after temperature scaling."""
+    """What healthy traffic looks like: the served calibrator applied to held-out rows."""
 
     split: str
+    source: str  # where the statistics came from, in words a CLI prints as is
+    sample: ReferenceSample | None  # None: not re-derivable (made before schema 2)
     n_samples: int
     confidence_histogram: list[float]  # shares over equal-width (lo, hi] bins of [0, 1]
     class_frequencies: list[float]  # predicted-class mix (multi-label: P(predicted present))
     mean_confidence: float
     accuracy: float
     ece: float
+    ece_interval: list[float] | None  # [low, high], 90% bootstrap; None before schema 2
 
 
 @dataclass(frozen=True)
@@ -136,6 +169,7 @@ class Manifest:
     input: InputSpec
     outputs: list[str]
     temperature: TemperatureSpec
+    calibrator: CalibratorSpec
     smoothing: SmoothingSpec
     training: TrainingSpec
     data: DataSpec
@@ -181,6 +215,18 @@ def _check_semantics(m: Manifest) -> None:
         raise SchemaError(f"field 'temperature.value' must hold 1 value, or {k} when per_class, got {len(t)}")
     if not all(math.isfinite(v) and v > 0 for v in t):
         raise SchemaError(f"field 'temperature.value' must be finite and > 0, got {t}")
+    c = m.calibrator
+    shapes = {"scale": [k], "weight": [k, k], "bias": [k]}
+    wanted = {"temperature": (), "vector": ("scale", "bias"), "matrix": ("weight", "bias"), "dirichlet": ("weight", "bias")}
+    for part, shape in shapes.items():
+        value = getattr(c, part)
+        if (value is not None) != (part in wanted[c.method]):
+            raise SchemaError(f"field 'calibrator.{part}' must be {'set' if part in wanted[c.method] else 'null'} "
+                              f"for method {c.method!r}")  # fmt: skip
+        if value is not None and [len(value)] + ([len(value[0])] if part == "weight" else []) != shape:
+            raise SchemaError(f"field 'calibrator.{part}' must have shape {shape}")
+    if c.method != "temperature" and (m.task != "multiclass" or m.temperature.value != [1.0]):
+        raise SchemaError(f"calibrator {c.method!r} needs a multiclass model with temperature [1.0]")
     if not 0 <= m.smoothing.epsilon < 1:
         raise SchemaError(f"field 'smoothing.epsilon' must lie in [0, 1), got {m.smoothing.epsilon}")
     if len(m.reference.class_frequencies) != k:
@@ -191,9 +237,29 @@ def _check_semantics(m: Manifest) -> None:
         raise SchemaError("field 'model_sha256' must be 64 lower-case hex digits")
 
 
+def upgrade(data: dict) -> dict:
+    """A schema-1 manifest in schema 2: temperature scaling, no intervals, no stored sample."""
+    if not isinstance(data, dict) or data.get("schema_version") != 1:
+        return data
+    data = {**data, "schema_version": 2,
+            "calibrator": {"method": "temperature", "scale": None, "weight": None, "bias": None, "regularisation": None,
+                           "selected_by": None, "nll_improvement": None}}  # fmt: skip
+    metrics = data.get("metrics")
+    if isinstance(metrics, dict):
+        extra = {"ece_low": None, "ece_high": None, "debiased_rms_ece": None}
+        data["metrics"] = {**metrics, **{key: {**v, **extra} if isinstance(v, dict) else v for key, v in metrics.items()
+                                         if key in ("before_temperature", "after_temperature")}}  # fmt: skip
+    ref = data.get("reference")
+    if isinstance(ref, dict):
+        data["reference"] = {**ref, "source": f"{ref.get('split')} split at training time (not re-derivable: made before "
+                                               "reference samples were stored)", "sample": None,
+                             "ece_interval": None}  # fmt: skip
+    return data
+
+
 def manifest_from_dict(data: dict) -> Manifest:
-    """Validate ``data`` and build a :class:`Manifest`; raises :class:`SchemaError`."""
-    manifest = from_dict(Manifest, data)
+    """Validate ``data`` (schema 1 is upgraded first) and build a :class:`Manifest`; raises :class:`SchemaError`."""
+    manifest = from_dict(Manifest, upgrade(data))
     _check_semantics(manifest)
     return manifest
 

@@ -20,10 +20,15 @@ def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(p.argmax(axis=1) == y))
 
 
+def row_nll(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Negative log-likelihood of each row's true class, natural log, ``[N]``."""
+    p, y = as_probs_and_labels(probs, labels)
+    return -np.log(np.clip(p[np.arange(len(y)), y], EPS, 1.0))
+
+
 def nll(probs: np.ndarray, labels: np.ndarray) -> float:
     """Mean negative log-likelihood of the true class, natural log."""
-    p, y = as_probs_and_labels(probs, labels)
-    return float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], EPS, 1.0))))
+    return float(np.mean(row_nll(probs, labels)))
 
 
 def brier(probs: np.ndarray, labels: np.ndarray) -> float:

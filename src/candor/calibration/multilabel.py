@@ -16,6 +16,13 @@ from candor.calibration.ece import per_class_ece
 from candor.calibration.metrics import EPS
 
 
+def row_binary_nll(probs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Each row's binary NLL averaged over its classes, ``[N]`` (the per-row loss a paired test compares)."""
+    p, y = as_multilabel(probs, targets)
+    pc = np.clip(p, EPS, 1 - EPS)
+    return -np.mean(y * np.log(pc) + (1 - y) * np.log(1 - pc), axis=1)
+
+
 def multilabel_report(probs: np.ndarray, targets: np.ndarray, n_bins: int = DEFAULT_BINS) -> dict:
     """Per-class metric lists and their macro averages.
 

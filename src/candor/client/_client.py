@@ -130,13 +130,17 @@ class _BaseClient:
         return pb.FeedbackRequest(model=model, version=_version(version), items=items)
 
     @staticmethod
-    def _recalibrate_request(model: str, version, holdout_share: float, min_rows: int, dry_run: bool) -> pb.RecalibrateRequest:
+    def _recalibrate_request(model: str, version, holdout_share: float, min_rows: int, dry_run: bool, method: str,
+                             since: float, newest_rows: int) -> pb.RecalibrateRequest:  # fmt: skip
         if not model:
             raise ValueError("model is required")
         if not 0 < holdout_share < 1:
             raise ValueError(f"holdout_share must lie in (0, 1), got {holdout_share}")
+        if since < 0 or newest_rows < 0:
+            raise ValueError("since and newest_rows must be >= 0 (0: the server's feedback window)")
         return pb.RecalibrateRequest(model=model, version=_version(version), holdout_share=holdout_share,
-                                     min_rows=max(1, min_rows), dry_run=dry_run)  # fmt: skip
+                                     min_rows=max(1, min_rows), dry_run=dry_run, method=method, since=since,
+                                     newest_rows=newest_rows)  # fmt: skip
 
     @staticmethod
     def _predict_request(rows, model: str, version: str | int | None, top_k: int, return_logits: bool) -> pb.PredictRequest:
@@ -184,9 +188,10 @@ class Client(_BaseClient):
         return CalibrationReport.from_proto(self._call(self._stub.GetCalibration, request, timeout))
 
     def recalibrate(self, model: str, version: str | int | None = None, *, holdout_share: float = 0.3, min_rows: int = 100,
-                    dry_run: bool = False, timeout: float | None = None) -> Recalibration:  # fmt: skip
+                    dry_run: bool = False, method: str = "temperature", since: float = 0.0, newest_rows: int = 0,
+                    timeout: float | None = None) -> Recalibration:  # fmt: skip
         """Refit the version's temperature on its feedback; publishes a new version if held-out NLL improves."""
-        request = self._recalibrate_request(model, version, holdout_share, min_rows, dry_run)
+        request = self._recalibrate_request(model, version, holdout_share, min_rows, dry_run, method, since, newest_rows)
         return Recalibration.from_proto(self._call(self._stub.Recalibrate, request, timeout))
 
     def models(self, *, timeout: float | None = None) -> list[ModelDescription]:
@@ -246,8 +251,9 @@ class AsyncClient(_BaseClient):
         return CalibrationReport.from_proto(await self._call(self._stub.GetCalibration, request, timeout))
 
     async def recalibrate(self, model: str, version: str | int | None = None, *, holdout_share: float = 0.3, min_rows: int = 100,
-                          dry_run: bool = False, timeout: float | None = None) -> Recalibration:  # fmt: skip
-        request = self._recalibrate_request(model, version, holdout_share, min_rows, dry_run)
+                          dry_run: bool = False, method: str = "temperature", since: float = 0.0, newest_rows: int = 0,
+                          timeout: float | None = None) -> Recalibration:  # fmt: skip
+        request = self._recalibrate_request(model, version, holdout_share, min_rows, dry_run, method, since, newest_rows)
         return Recalibration.from_proto(await self._call(self._stub.Recalibrate, request, timeout))
 
     async def models(self, *, timeout: float | None = None) -> list[ModelDescription]:

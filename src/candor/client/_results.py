@@ -66,12 +66,13 @@ class ModelDescription:
     epsilon: float
     test_ece: float
     test_accuracy: float
+    calibration_method: str  # temperature, vector, matrix or dirichlet
 
     @classmethod
     def from_proto(cls, m: pb.ModelInfo) -> ModelDescription:
         return cls(m.name, m.version, _STATES.get(m.state, "UNKNOWN"), m.message, m.task, list(m.class_names), m.num_features,
                    [round(t, 6) for t in m.temperature], m.provider, m.smoothing_convention, round(m.smoothing_epsilon, 6),
-                   m.test_ece, m.test_accuracy)  # fmt: skip
+                   m.test_ece, m.test_accuracy, m.calibration_method)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,8 @@ class ReferenceSignals:
     mean_confidence: float
     confidence_histogram: list[float]  # shares over 100 equal-width (lo, hi] bins of [0, 1]
     class_frequencies: list[float]  # predicted-class mix
+    source: str  # where the statistics came from, in words
+    ece_interval: tuple[float, float] | None  # 90% bootstrap; None for versions made without one
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,10 @@ class ObservedSignals:
     expected_accuracy: float
     accuracy_gap: float  # expected minus observed: > 0 means overconfident
     reliability: list[ReliabilityBin]
+    # 90% bootstrap intervals (1,000 resamples of the rows, seed 0): ECE basic, gap percentile.
+    ece_interval: tuple[float, float]
+    accuracy_gap_interval: tuple[float, float]
+    debiased_rms_ece: float  # Kumar et al. 2019; 0 when the error is within noise
 
 
 @dataclass(frozen=True)
@@ -145,6 +152,7 @@ class CalibrationReport:
     model: str
     version: str
     temperature: list[float]
+    calibration_method: str
     reference: ReferenceSignals
     drift: DriftSignals | None
     observed: ObservedSignals | None
@@ -152,8 +160,9 @@ class CalibrationReport:
     @classmethod
     def from_proto(cls, r: pb.GetCalibrationResponse) -> CalibrationReport:
         ref, d, o = r.reference, r.drift, r.observed
+        interval = (ref.ece_low, ref.ece_high) if ref.ece_high > 0 else None
         reference = ReferenceSignals(ref.accuracy, ref.ece, ref.mean_confidence, list(ref.confidence_histogram),
-                                     list(ref.class_frequencies))  # fmt: skip
+                                     list(ref.class_frequencies), ref.source, interval)  # fmt: skip
         drift = None
         if r.HasField("drift"):
             drift = DriftSignals(int(d.rows), d.confidence_psi, d.confidence_js_distance, d.prediction_psi, d.expected_accuracy,
@@ -162,8 +171,10 @@ class CalibrationReport:
         observed = None
         if r.HasField("observed"):
             bins = [ReliabilityBin(b.upper_edge, int(b.count), b.confidence, b.accuracy) for b in o.reliability]
-            observed = ObservedSignals(int(o.rows), o.accuracy, o.ece, o.nll, o.brier, o.expected_accuracy, o.accuracy_gap, bins)
-        return cls(r.model, r.version, [round(t, 6) for t in r.temperature], reference, drift, observed)
+            observed = ObservedSignals(int(o.rows), o.accuracy, o.ece, o.nll, o.brier, o.expected_accuracy, o.accuracy_gap, bins,
+                                       (o.ece_low, o.ece_high), (o.accuracy_gap_low, o.accuracy_gap_high),
+                                       o.debiased_rms_ece)  # fmt: skip
+        return cls(r.model, r.version, [round(t, 6) for t in r.temperature], r.calibration_method, reference, drift, observed)
 
 
 @dataclass(frozen=True)
@@ -181,9 +192,18 @@ class Recalibration:
     holdout_ece_before: float
     holdout_ece_after: float
     message: str
+    method: str
+    selected_by: str  # how auto chose the method; empty when named
+    nll_improvement: tuple[float, float, float]  # held-out mean NLL decrease, 90% paired-bootstrap low, high
+    window: tuple[float, float]  # first and last feedback time fitted on (unix seconds)
+    label_counts: list[int]  # rows per class in the window
+    rows_without_logits: int  # left out: probabilities only, and the method needs raw logits
+    validation_nll: tuple[float, float]  # before, after on the version's own validation logits (0, 0: none stored)
 
     @classmethod
     def from_proto(cls, r: pb.RecalibrateResponse) -> Recalibration:
         return cls(r.published, r.new_version or None, r.old_temperature, r.new_temperature, int(r.fit_rows),
                    int(r.holdout_rows), r.holdout_nll_before, r.holdout_nll_after, r.holdout_ece_before, r.holdout_ece_after,
-                   r.message)  # fmt: skip
+                   r.message, r.method, r.selected_by, (r.nll_improvement, r.nll_improvement_low, r.nll_improvement_high),
+                   (r.window_start, r.window_end), [int(n) for n in r.label_counts], int(r.rows_without_logits),
+                   (r.validation_nll_before, r.validation_nll_after))  # fmt: skip

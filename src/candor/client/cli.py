@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as dt
 import io
 import json
 import sys
@@ -161,8 +162,10 @@ def cmd_calibration(a: argparse.Namespace) -> int:
         print(json.dumps(dataclasses.asdict(report), indent=2))
         return 0
     ref = report.reference
-    print(f"{report.model} v{report.version}, temperature {report.temperature}")
-    print(f"reference (training time): accuracy {ref.accuracy:.4f}, ECE {ref.ece:.4f}, mean confidence {ref.mean_confidence:.4f}")
+    print(f"{report.model} v{report.version}, {report.calibration_method} calibrator, temperature {report.temperature}")
+    print(f"reference: {ref.source}")
+    print(f"  accuracy {ref.accuracy:.4f}, ECE {_with_interval(ref.ece, ref.ece_interval)}, "
+          f"mean confidence {ref.mean_confidence:.4f}")  # fmt: skip
     d = report.drift
     if d is None:
         print("drift: no predictions in the window yet")
@@ -175,8 +178,10 @@ def cmd_calibration(a: argparse.Namespace) -> int:
     if o is None:
         print("feedback: none joined yet")
         return 0
-    print(f"feedback over {o.rows} rows: accuracy {o.accuracy:.4f}, ECE {o.ece:.4f}, NLL {o.nll:.4f}, "
-          f"Brier {o.brier:.4f}, expected - observed accuracy {o.accuracy_gap:+.4f}")  # fmt: skip
+    print(f"feedback over {o.rows} rows: accuracy {o.accuracy:.4f}, ECE {_with_interval(o.ece, o.ece_interval)}, "
+          f"debiased RMS ECE {o.debiased_rms_ece:.4f}, NLL {o.nll:.4f}, Brier {o.brier:.4f}, "
+          f"expected - observed accuracy {_with_interval(o.accuracy_gap, o.accuracy_gap_interval, '+.4f')}")  # fmt: skip
+    print(INTERVAL_NOTE)
     print(f"\n{'bin (upper edge)':>16} {'rows':>6} {'confidence':>10} {'accuracy':>9}")
     for b in o.reliability:
         if b.count:
@@ -187,15 +192,49 @@ def cmd_calibration(a: argparse.Namespace) -> int:
     return 0
 
 
+INTERVAL_NOTE = "[low, high]: 90% bootstrap interval (1,000 resamples of the rows, seed 0)"
+
+
+def _with_interval(value: float, interval: tuple[float, float] | None, fmt: str = ".4f") -> str:
+    return f"{value:{fmt}}" + ("" if interval is None else f" [{interval[0]:{fmt}}, {interval[1]:{fmt}}]")
+
+
+def _when(text: str) -> float:
+    """--since: unix seconds, or an ISO 8601 time (UTC when it names no zone)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        t = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected unix seconds or an ISO 8601 time, got {text!r}") from None
+    return (t if t.tzinfo else t.replace(tzinfo=dt.UTC)).timestamp()
+
+
+def _utc(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec="seconds")
+
+
 def cmd_recalibrate(a: argparse.Namespace) -> int:
     with _client(a) as client:
-        r = client.recalibrate(a.model, a.version, holdout_share=a.holdout_share, min_rows=a.min_rows, dry_run=a.dry_run)
+        r = client.recalibrate(a.model, a.version, holdout_share=a.holdout_share, min_rows=a.min_rows, dry_run=a.dry_run,
+                               method=a.method, since=a.since, newest_rows=a.newest_rows)  # fmt: skip
     if a.json:
         print(json.dumps(dataclasses.asdict(r), indent=2))
         return 0
-    print(f"T {r.old_temperature:.4f} -> {r.new_temperature:.4f} on {r.fit_rows} rows; held out {r.holdout_rows}: "
-          f"NLL {r.holdout_nll_before:.4f} -> {r.holdout_nll_after:.4f}, ECE {r.holdout_ece_before:.4f} -> "
-          f"{r.holdout_ece_after:.4f}")  # fmt: skip
+    mix = ", ".join(str(n) for n in r.label_counts)
+    print(f"window: {r.fit_rows + r.holdout_rows} rows received {_utc(r.window[0])} .. {_utc(r.window[1])}; "
+          f"labels per class [{mix}]" + (f"; {r.rows_without_logits} rows without logits left out" if r.rows_without_logits
+                                          else ""))  # fmt: skip
+    print(f"{r.method} fitted on {r.fit_rows} rows (T {r.old_temperature:.4f} -> {r.new_temperature:.4f})"
+          + (f"; {r.selected_by}" if r.selected_by else ""))  # fmt: skip
+    gain = r.nll_improvement
+    print(f"held out {r.holdout_rows}: NLL {r.holdout_nll_before:.4f} -> {r.holdout_nll_after:.4f} "
+          f"(decrease {gain[0]:.4f} [{gain[1]:.4f}, {gain[2]:.4f}], 90% paired bootstrap), "
+          f"ECE {r.holdout_ece_before:.4f} -> {r.holdout_ece_after:.4f}")
+    if r.validation_nll != (0.0, 0.0):
+        print(f"on the version's own validation rows: NLL {r.validation_nll[0]:.4f} -> {r.validation_nll[1]:.4f}")
     print(r.message)
     return 0
 
@@ -233,7 +272,10 @@ def plot_live_reliability(report, path: Path) -> None:
     left.legend(loc="upper left", fontsize=8)
     hist = report.reference.confidence_histogram
     right.bar([(i + 0.5) / len(hist) for i in range(len(hist))], hist, width=1 / len(hist), color="#55a868")
-    right.set(xlim=(0, 1), xlabel="confidence", ylabel="share", title=f"reference: ECE {report.reference.ece:.4f}")
+    right.set(xlim=(0, 1), xlabel="confidence", ylabel="share of rows",
+              title=f"reference confidence histogram (ECE {report.reference.ece:.4f})")  # fmt: skip
+    for b in bins:  # each bar's row count, so that a bin of 2 rows is not read like one of 200
+        left.annotate(str(b.count), (b.upper_edge - width / 2, b.accuracy), ha="center", va="bottom", fontsize=7)
     fig.suptitle(f"{report.model} v{report.version}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -278,11 +320,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(handler=cmd_calibration)
 
-    p = sub.add_parser("recalibrate", help="refit a version's temperature on its feedback; publish it if held-out NLL improves")
+    p = sub.add_parser("recalibrate", help="refit a version's calibrator on a window of its feedback; publish it when "
+                                           "held-out NLL improves significantly")  # fmt: skip
     _model_args(p)
     p.add_argument("--holdout-share", type=float, default=0.3, help="feedback share held out to verify (default: 0.3)")
     p.add_argument("--min-rows", type=int, default=100, help="fewest feedback rows to act on (default: 100)")
     p.add_argument("--dry-run", action="store_true", help="fit and report, publish nothing")
+    p.add_argument("--method", default="temperature",
+                   help="temperature, vector, matrix, dirichlet or auto (default: temperature)")  # fmt: skip
+    p.add_argument("--since", type=_when, default=0.0,
+                   help="fit on feedback received at or after this time: unix seconds or ISO 8601 "
+                        "(default: the server's feedback window)")  # fmt: skip
+    p.add_argument("--newest-rows", type=int, default=0, help="fit on at most the newest this many rows (default: the "
+                                                                 "server's --feedback-window-rows)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(handler=cmd_recalibrate)
 

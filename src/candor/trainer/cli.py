@@ -6,8 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
+from candor.calibration.selection import CHOICES as CALIBRATION_METHODS
 from candor.trainer.conventions import DEFAULT_OPSET, MULTICLASS_CONVENTIONS
 from candor.trainer.data import BUNDLED, SYNTHETIC
+from candor.trainer.report import INTERVAL_NOTE
 
 # torch-bound modules are imported inside the verbs: registering the verbs
 # must stay cheap and torch-free (`candor serve` builds this parser too).
@@ -90,6 +92,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay (default: 1e-4)")
     g.add_argument("--seed", type=int, default=0, help="seed of weights and minibatch order (default: 0)")
     g.add_argument("--per-class-temperature", action="store_true", help="multi-label: fit one temperature per class")
+    g.add_argument("--calibrator", choices=CALIBRATION_METHODS, default="temperature",
+                   help="post-hoc calibrator fitted on validation and folded into the graph; auto picks by 5-fold "
+                        "cross-validated NLL (default: temperature)")  # fmt: skip
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -126,6 +131,7 @@ def train_options(a: argparse.Namespace):
         loop=LoopOptions(a.epochs, a.batch_size, a.lr, a.weight_decay, a.patience, a.seed, not a.no_progress),
         class_weights=a.class_weights,
         per_class_temperature=a.per_class_temperature,
+        calibrator=a.calibrator,
     )
 
 
@@ -156,13 +162,16 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     v = open_version(a.model_repository, a.name, a.version)
     X, y, desc = labelled_rows(v, data_options(a) if a.dataset else None, a.split)
     m = evaluate(v, X, y, desc)
+    method = v.manifest.calibrator.method
     if a.json:
         report = {"model": v.manifest.name, "version": v.manifest.version, "data": desc, "rows": len(X)}
-        report |= {"temperature": v.manifest.temperature.value, "uncalibrated": m.before, "calibrated": m.after}
+        report |= {"calibrator": method, "temperature": v.manifest.temperature.value, "uncalibrated": m.before,
+                   "calibrated": m.after}  # fmt: skip
         print(json.dumps(report, indent=2))
     else:
-        print(f"{v.manifest.name} v{v.manifest.version} on {desc} ({len(X)} rows), T = {v.manifest.temperature.value}\n")
-        print(metrics_table({"T = 1": m.before, "served (T)": m.after}))
+        print(f"{v.manifest.name} v{v.manifest.version} on {desc} ({len(X)} rows), {v.calibrator.describe()}\n")
+        print(metrics_table({"uncalibrated": m.before, f"served ({method})": m.after}))
+        print(f"\n{INTERVAL_NOTE}")
     return 0
 
 
@@ -173,11 +182,19 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
 
     v = open_version(a.model_repository, a.name, a.version)
     data = data_options(a) if a.dataset else None
-    folder, m = recalibrate(a.model_repository, v, labelled_rows(v, data, a.fit_split), labelled_rows(v, data, a.eval_split))
-    new = read_manifest(folder / MANIFEST_FILE)
-    print(f"T {v.manifest.temperature.value} -> {new.temperature.value} (fitted on {new.temperature.fitted_on})\n")
-    print(metrics_table({f"v{v.manifest.version} T": m.before, f"v{new.version} T": m.after}))
-    print(f"\nWrote {folder}/")
+    r = recalibrate(a.model_repository, v, labelled_rows(v, data, a.fit_split), labelled_rows(v, data, a.eval_split), a.method)
+    print(f"{v.calibrator.describe()} -> {r.calibrator.describe()} (fitted on {r.fitted_on})")
+    if r.selected_by:
+        print(r.selected_by)
+    print(f"held-out NLL decrease on {r.measurement.split}: {r.improvement} (90% paired bootstrap)\n")
+    print(metrics_table({f"v{v.manifest.version} ({v.manifest.calibrator.method})": r.measurement.before,
+                         f"refit ({r.calibrator.method})": r.measurement.after}))  # fmt: skip
+    print(f"\n{INTERVAL_NOTE}")
+    if r.folder is None:
+        print(f"\nunchanged: {r.reason}; nothing was written")
+        return 0
+    new = read_manifest(r.folder / MANIFEST_FILE)
+    print(f"\nWrote {r.folder}/ (version {new.version})")
     return 0
 
 
@@ -232,8 +249,8 @@ def cmd_sweep(a: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train, fit the temperature, export a new model version",
-                       description="Train a classifier with label smoothing, fit T on validation, measure on test, "
+    p = sub.add_parser("train", help="train, fit the calibrator, export a new model version",
+                       description="Train a classifier with label smoothing, fit a calibrator on validation, measure on test, "
                                    "and write models/<name>/<version>/.")  # fmt: skip
     _train_args(p)
     p.add_argument("--model-repository", default="models", help="model repository folder (default: models)")
@@ -248,10 +265,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(handler=cmd_evaluate)
 
-    p = sub.add_parser("calibrate", help="refit the temperature of a version and write a new version")
+    p = sub.add_parser("calibrate", help="refit the calibrator of a version; write a new version when it is significantly better",
+                       description="Fit a calibrator on --fit-split, compare it with the version's own on --eval-split, "
+                                   "and publish it as the next version only when the held-out NLL decrease has a 90% "
+                                   "paired-bootstrap interval above 0; otherwise say 'unchanged' and write nothing.")  # fmt: skip
     _version_args(p)
     _data_args(p, None)
-    _split_arg(p, "--fit-split", "val", "data T is fitted on")
+    p.add_argument("--method", choices=CALIBRATION_METHODS, default="temperature",
+                   help="calibrator to fit; auto picks by 5-fold cross-validated NLL (default: temperature)")  # fmt: skip
+    _split_arg(p, "--fit-split", "val", "data the calibrator is fitted on")
     _split_arg(p, "--eval-split", "test", "data the result is measured on")
     p.set_defaults(handler=cmd_calibrate)
 

@@ -1,10 +1,10 @@
-"""ONNX export with the temperature folded in as a rewritable initializer.
+"""ONNX export with the calibrator folded in as rewritable initializers.
 
 Graph: ``input`` [N, F] float32 -> (standardise, network) -> ``logits`` [N, K]
--> Div(``temperature``) -> Softmax (multiclass) or Sigmoid (multi-label) ->
-``probabilities`` [N, K]. ``logits`` stay raw (before T) so that a server can
-refit T on stored logits; ``temperature`` is a scalar (or [K] per class)
-initializer, so :func:`candor.graph.set_temperature` changes it without re-exporting.
+-> the calibrated head of :mod:`candor.graph` (temperature, vector, matrix or
+Dirichlet) -> ``probabilities`` [N, K]. ``logits`` stay raw (before calibration)
+so that a server can refit on stored logits; :func:`candor.graph.set_calibrator`
+rewrites the head without re-exporting.
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
-from onnx import TensorProto, helper
 from torch import nn
 
-from candor.calibration import scale_logits
-from candor.graph import TEMPERATURE, temperature_tensor
+from candor.calibration.calibrators import Calibrator
+from candor.graph import append_head
 from candor.trainer.conventions import DEFAULT_OPSET
 
 PARITY_TOLERANCE = 1e-5
@@ -31,7 +30,7 @@ class ExportError(RuntimeError):
 
 
 def to_onnx(
-    model: nn.Module, n_features: int, temperature: float | np.ndarray, multilabel: bool, opset: int = DEFAULT_OPSET
+    model: nn.Module, n_features: int, calibrator: Calibrator, multilabel: bool, opset: int = DEFAULT_OPSET
 ) -> onnx.ModelProto:
     """Trace ``model`` (the torch exporter) and append the calibrated head."""
     if opset < 17:
@@ -48,15 +47,7 @@ def to_onnx(
             dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
         )  # fmt: skip
     proto = onnx.load_from_string(buffer.getvalue())
-    graph = proto.graph
-    k = graph.output[0].type.tensor_type.shape.dim[1].dim_value
-    graph.initializer.append(temperature_tensor(temperature))
-    graph.node.append(helper.make_node("Div", ["logits", TEMPERATURE], ["scaled_logits"], name="apply_temperature"))
-    head = helper.make_node("Sigmoid", ["scaled_logits"], ["probabilities"], name="sigmoid") if multilabel else \
-        helper.make_node("Softmax", ["scaled_logits"], ["probabilities"], name="softmax", axis=-1)  # fmt: skip
-    graph.node.append(head)
-    graph.output.append(helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", k]))
-    proto.doc_string = "Candor model: probabilities = " + ("sigmoid" if multilabel else "softmax") + "(logits / temperature)"
+    append_head(proto, calibrator, multilabel)
     try:
         onnx.checker.check_model(proto, full_check=True)
     except onnx.checker.ValidationError as e:
@@ -74,13 +65,11 @@ def run_onnx(model_bytes: bytes | str | Path, X: np.ndarray) -> tuple[np.ndarray
     return logits, probs
 
 
-def parity_gap(
-    model: nn.Module, proto: onnx.ModelProto, X: np.ndarray, temperature: float | np.ndarray, multilabel: bool
-) -> float:
-    """Max |p_onnx - p_torch| over ``X``, the torch side in float64 math on torch's logits."""
+def parity_gap(model: nn.Module, proto: onnx.ModelProto, X: np.ndarray, calibrator: Calibrator, multilabel: bool) -> float:
+    """Max |p_onnx - p_torch| over ``X``, the calibrator applied in float64 numpy to torch's logits."""
     with torch.no_grad():
         torch_logits = model(torch.as_tensor(X, dtype=torch.float32)).numpy()
-    expected = scale_logits(torch_logits, temperature, "multilabel" if multilabel else "multiclass")
+    expected = calibrator.probabilities(torch_logits, "multilabel" if multilabel else "multiclass")
     _, got = run_onnx(proto.SerializeToString(), X)
     return float(np.max(np.abs(got - expected)))
 
@@ -89,7 +78,7 @@ def export_model(
     model: nn.Module,
     path: Path,
     X_check: np.ndarray,
-    temperature: float | np.ndarray,
+    calibrator: Calibrator,
     multilabel: bool,
     opset: int = DEFAULT_OPSET,
 ) -> float:
@@ -97,8 +86,8 @@ def export_model(
 
     Nothing is written when the graph is invalid or the gap exceeds 1e-5.
     """
-    proto = to_onnx(model, X_check.shape[1], temperature, multilabel, opset)
-    gap = parity_gap(model, proto, X_check, temperature, multilabel)
+    proto = to_onnx(model, X_check.shape[1], calibrator, multilabel, opset)
+    gap = parity_gap(model, proto, X_check, calibrator, multilabel)
     if not gap <= PARITY_TOLERANCE:
         raise ExportError(f"ONNX and torch disagree: max |probability difference| {gap:.3g} > {PARITY_TOLERANCE}")
     onnx.save(proto, str(path))

@@ -1,4 +1,4 @@
-"""Measure a model's logits on labelled data at two temperatures."""
+"""Measure a model's logits on labelled data through two calibrators (before and after a fit)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from candor.calibration import calibration_report, scale_logits
+from candor.calibration import calibration_report
 from candor.calibration.binning import (
     DEFAULT_BINS,
     ReliabilityBins,
     bin_statistics,
     reliability_bins,
 )
+from candor.calibration.calibrators import Calibrator
 from candor.calibration.manifest import Metrics, MetricSet, Reference
 from candor.calibration.reference import build_reference
 
@@ -20,8 +21,8 @@ from candor.calibration.reference import build_reference
 @dataclass(frozen=True)
 class Measurement:
     split: str
-    before: dict  # metrics at the "before" temperature (T = 1 after training)
-    after: dict  # metrics at the fitted temperature
+    before: dict  # metrics through the "before" calibrator (T = 1 after training, the parent's for a refit)
+    after: dict  # metrics through the fitted calibrator
     bins_before: ReliabilityBins
     bins_after: ReliabilityBins
     reference: Reference  # from the "after" probabilities
@@ -30,7 +31,7 @@ class Measurement:
         return Metrics(self.split, DEFAULT_BINS, MetricSet(**self.before), MetricSet(**self.after))
 
     def panels(self) -> dict[str, ReliabilityBins]:
-        return {"before temperature": self.bins_before, "after temperature": self.bins_after}
+        return {"before calibration": self.bins_before, "after calibration": self.bins_after}
 
 
 def reliability(probs: np.ndarray, labels: np.ndarray, multilabel: bool) -> ReliabilityBins:
@@ -40,10 +41,10 @@ def reliability(probs: np.ndarray, labels: np.ndarray, multilabel: bool) -> Reli
     return reliability_bins(probs, labels, DEFAULT_BINS)
 
 
-def measure(logits: np.ndarray, labels: np.ndarray, t_before, t_after, multilabel: bool, split: str) -> Measurement:
+def measure(logits: np.ndarray, labels: np.ndarray, before: Calibrator, after: Calibrator, multilabel: bool,
+            split: str) -> Measurement:  # fmt: skip
     task = "multilabel" if multilabel else "multiclass"
-    before = scale_logits(logits, t_before, task)
-    after = scale_logits(logits, t_after, task)
+    before, after = before.probabilities(logits, task), after.probabilities(logits, task)
     return Measurement(
         split=split,
         before=calibration_report(before, labels, multilabel=multilabel),

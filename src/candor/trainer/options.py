@@ -71,3 +71,4 @@ class TrainOptions:
     loop: LoopOptions = field(default_factory=LoopOptions)
     class_weights: str = "none"  # none | balanced
     per_class_temperature: bool = False  # multi-label only
+    calibrator: str = "temperature"  # a method of candor.calibration.calibrators, or "auto"

@@ -7,6 +7,7 @@ calls ``fit`` alone.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,8 +16,9 @@ import torch
 from torch import nn
 
 from candor import __version__
-from candor.calibration import TemperatureFit, fit_temperature, repository
-from candor.calibration.lineage import utc_now
+from candor.calibration import repository
+from candor.calibration.calibrators import Calibrator
+from candor.calibration.lineage import calibrator_specs, utc_now
 from candor.calibration.manifest import (
     MANIFEST_FILE,
     MODEL_FILE,
@@ -24,13 +26,14 @@ from candor.calibration.manifest import (
     DataSpec,
     InputSpec,
     Manifest,
+    Reference,
     SmoothingSpec,
-    TemperatureSpec,
     TrainingSpec,
     sha256_file,
     write_manifest,
 )
-from candor.calibration.temperature import T_MAX, T_MIN
+from candor.calibration.reference import Sample, write_sample
+from candor.calibration.selection import fit_method
 from candor.trainer.data import Dataset
 from candor.trainer.distributed import DistContext
 from candor.trainer.export import DEFAULT_OPSET, export_model
@@ -47,7 +50,7 @@ CHECKPOINT_FILE = "checkpoint.pt"
 
 @dataclass
 class Trained:
-    """A trained, temperature-scaled model and everything measured about it."""
+    """A trained, calibrated model and everything measured about it."""
 
     options: TrainOptions
     data: Dataset
@@ -56,7 +59,9 @@ class Trained:
     spec: ModelSpec
     loop: LoopResult
     smoothing: SmoothingSpec
-    temperature: TemperatureFit
+    calibrator: Calibrator
+    selected_by: str | None  # how --calibrator auto chose the method
+    sample: Sample  # raw logits of the test (reference) and validation rows
     test: Measurement
     label_noise: dict | None
     world_size: int
@@ -91,7 +96,7 @@ def _noisy_training_labels(train: Dataset, options: TrainOptions) -> tuple[Datas
 
 
 def fit(options: TrainOptions, ctx: DistContext | None = None) -> Trained:
-    """Load, split, train with smoothing, fit T on validation, measure on test."""
+    """Load, split, train with smoothing, fit the calibrator on validation, measure on test."""
     ctx = ctx or DistContext()
     data = options.data.load()
     split = split_dataset(data, val_fraction=options.data.val_fraction, test_fraction=options.data.test_fraction,
@@ -113,17 +118,22 @@ def fit(options: TrainOptions, ctx: DistContext | None = None) -> Trained:
     loop = train_loop(model, train.X, q, val.X, val.y, multilabel=multilabel, weights=weights, options=options.loop, ctx=ctx)
 
     task = "multilabel" if multilabel else "multiclass"
-    temp = fit_temperature(predict_logits(model, val.X), val.y, task, per_class=options.per_class_temperature)
+    val_logits, test_logits = predict_logits(model, val.X), predict_logits(model, test.X)
+    chosen = fit_method(options.calibrator, val_logits, val.y, task, options.per_class_temperature, seed=options.loop.seed)
+    identity = Calibrator.from_temperature(1.0)
     return Trained(
         options=options, data=data, split=split, model=model, spec=spec, loop=loop, smoothing=smoothing,
-        temperature=temp, test=measure(predict_logits(model, test.X), test.y, 1.0, temp.value, multilabel, "test"),
+        calibrator=chosen.calibrator, selected_by=chosen.summary, sample=Sample(test_logits, test.y, val_logits, val.y),
+        test=measure(test_logits, test.y, identity, chosen.calibrator, multilabel, "test"),
         label_noise=noise_info, world_size=ctx.world_size, class_weights=cw,
     )  # fmt: skip
 
 
-def build_manifest(t: Trained, name: str, version: int, model_sha256: str) -> Manifest:
+def build_manifest(t: Trained, name: str, version: int, model_sha256: str, reference: Reference) -> Manifest:
     """The manifest of a freshly trained version, from the options and values the run actually used."""
     o, d, loop = t.options, t.options.data, t.options.loop
+    temperature, calibrator = calibrator_specs(t.calibrator, "val", per_class=o.per_class_temperature,
+                                               selected_by=t.selected_by)  # fmt: skip
     return Manifest(
         schema_version=SCHEMA_VERSION,
         candor_version=__version__,
@@ -135,8 +145,8 @@ def build_manifest(t: Trained, name: str, version: int, model_sha256: str) -> Ma
         input=InputSpec(name="input", dtype="float32", shape=[-1, t.spec.n_features],
                         image_shape=list(t.data.image_shape) if t.data.image_shape else None),  # fmt: skip
         outputs=["logits", "probabilities"],
-        temperature=TemperatureSpec(value=t.temperature.as_list(), per_class=o.per_class_temperature, fitted_on="val",
-                                    clamped=t.temperature.clamped, bounds=[T_MIN, T_MAX]),  # fmt: skip
+        temperature=temperature,
+        calibrator=calibrator,
         smoothing=t.smoothing,
         training=TrainingSpec(
             architecture=t.spec.architecture, width=t.spec.width, depth=t.spec.depth, dropout=t.spec.dropout,
@@ -151,7 +161,7 @@ def build_manifest(t: Trained, name: str, version: int, model_sha256: str) -> Ma
             val_fraction=d.val_fraction, test_fraction=d.test_fraction, label_noise=t.label_noise,
         ),  # fmt: skip
         metrics=t.test.metrics(),
-        reference=t.test.reference,
+        reference=reference,
         model_sha256=model_sha256,
         parent=None,
     )
@@ -163,8 +173,12 @@ def publish(t: Trained, repo: str | Path, name: str, opset: int = DEFAULT_OPSET)
 
     def write(folder: Path, version: int) -> None:
         check_rows = t.data.X[t.split.test]
-        export_model(t.model, folder / MODEL_FILE, check_rows, t.temperature.value, t.multilabel, opset)
-        manifest = build_manifest(t, name, version, sha256_file(folder / MODEL_FILE))
+        export_model(t.model, folder / MODEL_FILE, check_rows, t.calibrator, t.multilabel, opset)
+        sample = write_sample(folder, t.sample, "test", f"{name}/{version}")
+        reference = dataclasses.replace(t.test.reference, sample=sample, source=(
+            f"test split of {t.options.data.dataset} ({len(t.split.test)} rows) through {name}/{version}'s "
+            f"{t.calibrator.method} calibrator, at training time"))  # fmt: skip
+        manifest = build_manifest(t, name, version, sha256_file(folder / MODEL_FILE), reference)
         write_manifest(manifest, folder / MANIFEST_FILE)
         torch.save({"spec": t.spec.to_dict(), "state_dict": t.model.state_dict()}, folder / CHECKPOINT_FILE)
         write_reports(folder, manifest, t.test.panels(), {"history": t.loop.history})

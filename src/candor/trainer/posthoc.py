@@ -1,4 +1,4 @@
-"""Work on published versions: evaluate, refit the temperature, re-export.
+"""Work on published versions: evaluate, refit the calibrator, re-export.
 
 Evaluation and recalibration run the exported ONNX graph (what the server
 serves), not the torch model, so their numbers are the served model's.
@@ -13,10 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from candor.calibration import fit_temperature, repository
-from candor.calibration.lineage import Calibrator, publish_child
+from candor.calibration import repository
+from candor.calibration.calibrators import Calibrator
+from candor.calibration.intervals import Interval, paired_improvement
+from candor.calibration.lineage import Refit, calibrator_of, publish_child
 from candor.calibration.manifest import MANIFEST_FILE, MODEL_FILE, Manifest, read_manifest, sha256_file
-from candor.graph import read_temperature, set_temperature
+from candor.calibration.multilabel import row_binary_nll
+from candor.calibration.selection import fit_method, improvement
+from candor.graph import read_calibrator, set_calibrator
 from candor.trainer.export import DEFAULT_OPSET, export_model, run_onnx
 from candor.trainer.measure import Measurement, measure
 from candor.trainer.options import DataOptions
@@ -38,9 +42,8 @@ class Version:
         return self.manifest.task == "multilabel"
 
     @property
-    def temperature(self) -> float | np.ndarray:
-        t = np.asarray(self.manifest.temperature.value)
-        return t if self.manifest.temperature.per_class else float(t[0])
+    def calibrator(self) -> Calibrator:
+        return calibrator_of(self.manifest)
 
 
 def open_version(repo: str | Path, name: str, version: int | None = None) -> Version:
@@ -51,9 +54,14 @@ def open_version(repo: str | Path, name: str, version: int | None = None) -> Ver
         raise ValueError(f"{folder}: {MODEL_FILE} is missing")
     if sha256_file(folder / MODEL_FILE) != manifest.model_sha256:
         raise ValueError(f"{folder / MODEL_FILE}: sha256 does not match the manifest; the file was changed or corrupted")
-    graph_t = read_temperature(folder / MODEL_FILE)
-    if not np.allclose(np.atleast_1d(graph_t), manifest.temperature.value, rtol=1e-6):
-        raise ValueError(f"{folder}: the graph's temperature {graph_t.tolist()} differs from the manifest's")
+    graph, described = read_calibrator(folder / MODEL_FILE), calibrator_of(manifest)
+    same = graph.method == described.method and all(
+        (a is None) == (b is None) and (a is None or np.allclose(a, b, rtol=1e-6, atol=1e-6))
+        for a, b in ((graph.temperature, described.temperature), (graph.scale, described.scale),
+                     (graph.weight, described.weight), (graph.bias, described.bias)))  # fmt: skip
+    if not same:
+        raise ValueError(f"{folder}: the graph's calibrator ({graph.describe()}) differs from the manifest's "
+                         f"({described.describe()})")  # fmt: skip
     return Version(folder, manifest)
 
 
@@ -81,9 +89,9 @@ def labelled_rows(v: Version, data: DataOptions | None, split: str) -> tuple[np.
 
 
 def evaluate(v: Version, X: np.ndarray, y: np.ndarray, split: str) -> Measurement:
-    """Metrics of the served graph at T = 1 and at its own temperature."""
+    """Metrics of the served graph uncalibrated (T = 1) and through its own calibrator."""
     logits, _ = run_onnx(v.model_path, X)
-    return measure(logits.astype(np.float64), y, 1.0, v.temperature, v.multilabel, split)
+    return measure(logits.astype(np.float64), y, Calibrator.from_temperature(1.0), v.calibrator, v.multilabel, split)
 
 
 def _reports(m: Measurement) -> Callable[[Path, Manifest], None]:
@@ -95,22 +103,61 @@ def _reports(m: Measurement) -> Callable[[Path, Manifest], None]:
     return write
 
 
-def recalibrate(
-    repo: str | Path, v: Version, fit_rows: tuple[np.ndarray, np.ndarray, str], eval_rows: tuple[np.ndarray, np.ndarray, str]
-) -> tuple[Path, Measurement]:
-    """Refit T on ``fit_rows``, measure old T vs new T on ``eval_rows``, and
-    publish the same graph with the new T as the next version."""
+@dataclass(frozen=True)
+class Recalibrated:
+    calibrator: Calibrator
+    fitted_on: str
+    selected_by: str | None
+    improvement: Interval  # held-out NLL decrease from the version's calibrator to the refit
+    measurement: Measurement  # before: the version's calibrator; after: the refit
+    folder: Path | None  # the published child; None when unchanged
+    reason: str  # why it was (not) published
+
+
+def recalibrate(repo: str | Path, v: Version, fit_rows: tuple[np.ndarray, np.ndarray, str],
+                eval_rows: tuple[np.ndarray, np.ndarray, str], method: str = "temperature") -> Recalibrated:  # fmt: skip
+    """Fit ``method`` on ``fit_rows`` and compare it with the version's calibrator on ``eval_rows``.
+
+    The refit is published as the next version only when its mean held-out NLL decrease
+    has a 90% paired-bootstrap interval above 0 (and a temperature is not at a clamp
+    bound); otherwise nothing is written and the result says why."""
     X_fit, y_fit, fit_desc = fit_rows
     X_eval, y_eval, eval_desc = eval_rows
     logits, _ = run_onnx(v.model_path, X_fit)
     task = "multilabel" if v.multilabel else "multiclass"
-    fitted = fit_temperature(logits.astype(np.float64), y_fit, task, per_class=v.manifest.temperature.per_class)
+    chosen = fit_method(method, logits.astype(np.float64), y_fit, task, per_class=v.manifest.temperature.per_class)
     eval_logits, _ = run_onnx(v.model_path, X_eval)
-    m = measure(eval_logits.astype(np.float64), y_eval, v.temperature, fitted.value, v.multilabel, eval_desc)
-    folder = publish_child(repo, v.manifest, write_model=lambda path: set_temperature(v.model_path, path, fitted.value),
-                           calibrator=Calibrator(fitted.as_list(), fit_desc, fitted.clamped), metrics=m.metrics(),
-                           reference=m.reference, extras=_reports(m))  # fmt: skip
-    return folder, m
+    eval_logits = eval_logits.astype(np.float64)
+    m = measure(eval_logits, y_eval, v.calibrator, chosen.calibrator, v.multilabel, eval_desc)
+    if v.multilabel:
+        gain = paired_improvement(row_binary_nll(v.calibrator.probabilities(eval_logits, task), y_eval),
+                                  row_binary_nll(chosen.calibrator.probabilities(eval_logits, task), y_eval))  # fmt: skip
+    else:
+        gain = improvement(v.calibrator, chosen.calibrator, eval_logits, y_eval)
+    common = dict(calibrator=chosen.calibrator, fitted_on=fit_desc, selected_by=chosen.summary, improvement=gain, measurement=m)
+    if chosen.calibrator.clamped:
+        return Recalibrated(folder=None, reason="the fitted temperature lies at a bound of its range", **common)
+    if gain.low <= 0:
+        return Recalibrated(folder=None, reason=f"the held-out NLL decrease {gain} is not significantly above 0", **common)
+    folder = publish_child(repo, v.manifest, write_model=lambda path: set_calibrator(v.model_path, path, chosen.calibrator),
+                           refit=Refit(chosen.calibrator, fit_desc, gain.as_list(), chosen.summary), metrics=m.metrics(),
+                           extras=_reports(m))  # fmt: skip
+    return Recalibrated(folder=folder, reason="the held-out NLL decrease is significantly above 0", **common)
+
+
+def checkpoint_of(repo: Path, v: Version) -> Path:
+    """The torch checkpoint of ``v``'s network: its own, or its nearest ancestor's
+    (a refit changes only the calibrator, so the parent's weights are the same)."""
+    from candor.trainer.pipeline import CHECKPOINT_FILE
+
+    folder, manifest = v.folder, v.manifest
+    while not (folder / CHECKPOINT_FILE).is_file():
+        if manifest.parent is None:
+            raise ValueError(f"{v.folder}: no {CHECKPOINT_FILE} in it or in any version it was derived from")
+        name, version = manifest.parent.rsplit("/", 1)
+        folder = repository.version_dir(repo, name, int(version))
+        manifest = read_manifest(folder / MANIFEST_FILE)
+    return folder / CHECKPOINT_FILE
 
 
 def reexport(repo: str | Path, v: Version, opset: int = DEFAULT_OPSET) -> Path:
@@ -120,9 +167,7 @@ def reexport(repo: str | Path, v: Version, opset: int = DEFAULT_OPSET) -> Path:
     from candor.trainer.models import ModelSpec, build_model
     from candor.trainer.pipeline import CHECKPOINT_FILE
 
-    ckpt_path = v.folder / CHECKPOINT_FILE
-    if not ckpt_path.is_file():
-        raise ValueError(f"{v.folder}: no {CHECKPOINT_FILE} to export from")
+    ckpt_path = checkpoint_of(Path(repo), v)
     ckpt = torch.load(ckpt_path, weights_only=True)
     spec = ModelSpec(
         **{**ckpt["spec"], "image_shape": tuple(ckpt["spec"]["image_shape"]) if ckpt["spec"]["image_shape"] else None}
@@ -136,6 +181,6 @@ def reexport(repo: str | Path, v: Version, opset: int = DEFAULT_OPSET) -> Path:
         _reports(evaluate(Version(folder, manifest), X, y, desc))(folder, manifest)
 
     def write_model(path: Path) -> None:
-        export_model(model, path, X, v.temperature, v.multilabel, opset)
+        export_model(model, path, X, v.calibrator, v.multilabel, opset)
 
     return publish_child(repo, v.manifest, write_model=write_model, extras=extras)

@@ -8,24 +8,42 @@ from pathlib import Path
 import numpy as np
 
 from candor.calibration.binning import ReliabilityBins
+from candor.calibration.intervals import LEVEL, RESAMPLES, SEED
 from candor.calibration.manifest import Manifest, MetricSet
 from candor.calibration.report import METRIC_NAMES
 
+INTERVAL_NOTE = (f"ece [low, high]: {LEVEL:.0%} bootstrap interval ({RESAMPLES:,} resamples of the rows, seed {SEED}); "
+                 "debiased_rms_ece: Kumar et al. 2019, 0 when the error is within noise")  # fmt: skip
+# Bins with fewer rows than this are drawn hatched: their accuracy is mostly noise.
+SPARSE_BIN_ROWS = 10
+
+
+def _cell(values: dict, metric: str) -> str:
+    v = values[metric]
+    if v is None:
+        return "n/a"
+    if metric == "ece" and values.get("ece_low") is not None:
+        return f"{v:.4f} [{values['ece_low']:.4f}, {values['ece_high']:.4f}]"
+    return f"{v:.4f}"
+
 
 def metrics_table(rows: dict[str, MetricSet | dict]) -> str:
-    """A markdown table, one row per named metric set, one column per metric."""
+    """A markdown table, one row per named metric set, one column per metric; ECE with its interval."""
     head = "| | " + " | ".join(METRIC_NAMES) + " |"
     lines = [head, "|---" * (len(METRIC_NAMES) + 1) + "|"]
     for label, ms in rows.items():
         values = ms if isinstance(ms, dict) else ms.__dict__
-        cells = ["n/a" if values[m] is None else f"{values[m]:.4f}" for m in METRIC_NAMES]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append(f"| {label} | " + " | ".join(_cell(values, m) for m in METRIC_NAMES) + " |")
     return "\n".join(lines)
 
 
 def render_report(m: Manifest, path: Path | None = None) -> str:
     t = m.temperature
     temp = f"{t.value[0]:.4f}" if not t.per_class else ", ".join(f"{v:.3f}" for v in t.value)
+    c = m.calibrator
+    method = f"temperature {temp}" if c.method == "temperature" else f"{c.method} scaling"
+    if c.regularisation is not None:
+        method += f" (ODIR lambda = mu = {c.regularisation:g})"
     s = m.smoothing
     lines = [
         f"# {m.name} version {m.version}",
@@ -37,11 +55,18 @@ def render_report(m: Manifest, path: Path | None = None) -> str:
         f"- model: {m.training.architecture} width {m.training.width} depth {m.training.depth} dropout {m.training.dropout}; "
         f"{m.training.epochs_run} epochs, best {m.training.best_epoch}, world size {m.training.world_size}",
         f"- smoothing: {s.convention}, epsilon {s.epsilon}" + (f", source {s.source}" if s.source else ""),
-        f"- temperature: {temp} (fitted on {t.fitted_on}" + (", clamped to range" if t.clamped else "") + ")",
+        f"- calibrator: {method} (fitted on {t.fitted_on}" + (", clamped to range" if t.clamped else "") + ")",
+        *([f"- chosen by {c.selected_by}"] if c.selected_by else []),
+        *([f"- held-out NLL decrease over the parent: {c.nll_improvement[0]:.4f} "
+           f"[{c.nll_improvement[1]:.4f}, {c.nll_improvement[2]:.4f}]"] if c.nll_improvement else []),  # fmt: skip
+        f"- drift reference: {m.reference.source}",
         "",
         f"## Calibration on {m.metrics.split} ({m.metrics.n_bins} equal-width bins)",
         "",
-        metrics_table({"before temperature": m.metrics.before_temperature, "after temperature": m.metrics.after_temperature}),
+        metrics_table({"before calibration": m.metrics.before_temperature, "after calibration": m.metrics.after_temperature}),
+        "",
+        INTERVAL_NOTE + ("; multi-label ece is the mean of the per-class ECEs (the diagram pools every class's "
+                         "entries)" if m.task == "multilabel" else ""),  # fmt: skip
         "",
     ]
     if path is not None:
@@ -49,25 +74,39 @@ def render_report(m: Manifest, path: Path | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_reliability(panels: dict[str, ReliabilityBins], path: Path, title: str) -> None:
+def plot_reliability(panels: dict[str, ReliabilityBins], path: Path, title: str, pooled: bool = False) -> None:
     """One reliability diagram per panel: per-bin accuracy (bars) and mean confidence
-    (diamonds) against the diagonal; the vertical distance is that bin's gap."""
+    (diamonds) against the diagonal, and under it a strip with each bin's row count.
+    Bins with fewer than :data:`SPARSE_BIN_ROWS` rows are hatched and pale: their accuracy is
+    mostly noise. ``pooled``: the bins pool every class's entries (multi-label), and the
+    title says so, because the report's table shows the per-class mean instead."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.6), squeeze=False)
-    for ax, (label, bins) in zip(axes[0], panels.items(), strict=True):
+    fig, axes = plt.subplots(2, len(panels), figsize=(5 * len(panels), 5.6), squeeze=False,
+                             gridspec_kw={"height_ratios": [4, 1]}, sharex="col")  # fmt: skip
+    for i, (label, bins) in enumerate(panels.items()):
+        ax, strip = axes[0][i], axes[1][i]
         width = np.diff(bins.edges)
         centers = bins.edges[:-1] + width / 2
         filled = bins.count > 0
-        ax.bar(centers[filled], bins.accuracy[filled], width=width[filled], edgecolor="black", color="#4c72b0", label="accuracy")
+        sparse = filled & (bins.count < SPARSE_BIN_ROWS)
+        dense = filled & ~sparse
+        ax.bar(centers[dense], bins.accuracy[dense], width=width[dense], edgecolor="black", color="#4c72b0", label="accuracy")
+        ax.bar(centers[sparse], bins.accuracy[sparse], width=width[sparse], edgecolor="black", color="#4c72b0", alpha=0.3,
+               hatch="//", label=f"accuracy, < {SPARSE_BIN_ROWS} rows")  # fmt: skip
         ax.plot(centers[filled], bins.confidence[filled], "D", color="#dd8452", markersize=5, label="mean confidence")
         ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
         ece = float(np.sum(bins.weight * bins.gap))
-        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy", title=f"{label}\nECE {ece:.4f}")
+        name = "pooled ECE" if pooled else "ECE"
+        ax.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy", title=f"{label}\n{name} {ece:.4f} ({int(bins.count.sum())} rows)")
         ax.legend(loc="upper left", fontsize=8)
+        strip.bar(centers[filled], bins.count[filled], width=width[filled], color="#8c8c8c", edgecolor="black")
+        for x, n in zip(centers[filled], bins.count[filled], strict=True):
+            strip.annotate(str(int(n)), (x, n), ha="center", va="bottom", fontsize=6)
+        strip.set(xlim=(0, 1), xlabel="confidence", ylabel="rows")
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -78,7 +117,9 @@ def write_reports(folder: Path, m: Manifest, panels: dict[str, ReliabilityBins],
     metrics = {
         "split": m.metrics.split,
         "n_bins": m.metrics.n_bins,
+        "calibrator": m.calibrator.method,
         "temperature": m.temperature.value,
+        "interval": {"level": LEVEL, "resamples": RESAMPLES, "seed": SEED, "kind": "basic bootstrap over rows (ece)"},
         "before_temperature": m.metrics.before_temperature.__dict__,
         "after_temperature": m.metrics.after_temperature.__dict__,
         "reliability": {label: bins.to_dict() for label, bins in panels.items()},
@@ -86,4 +127,4 @@ def write_reports(folder: Path, m: Manifest, panels: dict[str, ReliabilityBins],
     }
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     (folder / "report.md").write_text(render_report(m) + "\n![reliability](reliability.png)\n", encoding="utf-8")
-    plot_reliability(panels, folder / "reliability.png", f"{m.name} v{m.version} on {m.metrics.split}")
+    plot_reliability(panels, folder / "reliability.png", f"{m.name} v{m.version} on {m.metrics.split}", m.task == "multilabel")

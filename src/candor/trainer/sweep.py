@@ -35,11 +35,11 @@ def sweep(base: TrainOptions, epsilons=DEFAULT_EPSILONS, conventions=DEFAULT_CON
         for scaled, metrics in ((False, t.test.before), (True, t.test.after)):
             rows.append({
                 "convention": convention, "epsilon": eps, "temperature_scaled": scaled, "seed": seed,
-                "temperature": t.temperature.as_list()[0] if scaled else 1.0,
+                "temperature": float(np.atleast_1d(t.calibrator.temperature)[0]) if scaled else 1.0,
                 **{k: metrics[k] for k in METRICS[1:]},
             })  # fmt: skip
         log(f"[{n}/{total}] {convention} eps={eps} seed={seed}: acc {t.test.after['accuracy']:.4f} "
-            f"ECE {t.test.before['ece']:.4f} -> {t.test.after['ece']:.4f} with T={t.temperature.as_list()[0]:.3f}")  # fmt: skip
+            f"ECE {t.test.before['ece']:.4f} -> {t.test.after['ece']:.4f} with {t.calibrator.describe()}")  # fmt: skip
     return rows
 
 

@@ -126,7 +126,7 @@ class PredictStreamResponse(_message.Message):
     def __init__(self, response: _Optional[_Union[PredictResponse, _Mapping]] = ..., correlation_id: _Optional[str] = ..., error: _Optional[_Union[StreamError, _Mapping]] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "version", "state", "message", "task", "class_names", "num_features", "temperature", "provider", "smoothing_convention", "smoothing_epsilon", "test_ece", "test_accuracy", "max_batch_size")
+    __slots__ = ("name", "version", "state", "message", "task", "class_names", "num_features", "temperature", "provider", "smoothing_convention", "smoothing_epsilon", "test_ece", "test_accuracy", "max_batch_size", "calibration_method")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -141,6 +141,7 @@ class ModelInfo(_message.Message):
     TEST_ECE_FIELD_NUMBER: _ClassVar[int]
     TEST_ACCURACY_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATION_METHOD_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     state: ModelState
@@ -155,7 +156,8 @@ class ModelInfo(_message.Message):
     test_ece: float
     test_accuracy: float
     max_batch_size: int
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[_Union[ModelState, str]] = ..., message: _Optional[str] = ..., task: _Optional[str] = ..., class_names: _Optional[_Iterable[str]] = ..., num_features: _Optional[int] = ..., temperature: _Optional[_Iterable[float]] = ..., provider: _Optional[str] = ..., smoothing_convention: _Optional[str] = ..., smoothing_epsilon: _Optional[float] = ..., test_ece: _Optional[float] = ..., test_accuracy: _Optional[float] = ..., max_batch_size: _Optional[int] = ...) -> None: ...
+    calibration_method: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[_Union[ModelState, str]] = ..., message: _Optional[str] = ..., task: _Optional[str] = ..., class_names: _Optional[_Iterable[str]] = ..., num_features: _Optional[int] = ..., temperature: _Optional[_Iterable[float]] = ..., provider: _Optional[str] = ..., smoothing_convention: _Optional[str] = ..., smoothing_epsilon: _Optional[float] = ..., test_ece: _Optional[float] = ..., test_accuracy: _Optional[float] = ..., max_batch_size: _Optional[int] = ..., calibration_method: _Optional[str] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()
@@ -240,18 +242,24 @@ class ReliabilityBin(_message.Message):
     def __init__(self, upper_edge: _Optional[float] = ..., count: _Optional[int] = ..., confidence: _Optional[float] = ..., accuracy: _Optional[float] = ...) -> None: ...
 
 class ReferenceSignals(_message.Message):
-    __slots__ = ("accuracy", "ece", "mean_confidence", "confidence_histogram", "class_frequencies")
+    __slots__ = ("accuracy", "ece", "mean_confidence", "confidence_histogram", "class_frequencies", "source", "ece_low", "ece_high")
     ACCURACY_FIELD_NUMBER: _ClassVar[int]
     ECE_FIELD_NUMBER: _ClassVar[int]
     MEAN_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_HISTOGRAM_FIELD_NUMBER: _ClassVar[int]
     CLASS_FREQUENCIES_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    ECE_LOW_FIELD_NUMBER: _ClassVar[int]
+    ECE_HIGH_FIELD_NUMBER: _ClassVar[int]
     accuracy: float
     ece: float
     mean_confidence: float
     confidence_histogram: _containers.RepeatedScalarFieldContainer[float]
     class_frequencies: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, accuracy: _Optional[float] = ..., ece: _Optional[float] = ..., mean_confidence: _Optional[float] = ..., confidence_histogram: _Optional[_Iterable[float]] = ..., class_frequencies: _Optional[_Iterable[float]] = ...) -> None: ...
+    source: str
+    ece_low: float
+    ece_high: float
+    def __init__(self, accuracy: _Optional[float] = ..., ece: _Optional[float] = ..., mean_confidence: _Optional[float] = ..., confidence_histogram: _Optional[_Iterable[float]] = ..., class_frequencies: _Optional[_Iterable[float]] = ..., source: _Optional[str] = ..., ece_low: _Optional[float] = ..., ece_high: _Optional[float] = ...) -> None: ...
 
 class DriftSignals(_message.Message):
     __slots__ = ("rows", "confidence_psi", "confidence_js_distance", "prediction_psi", "expected_accuracy", "expected_accuracy_gap", "mean_entropy", "confidence_state", "prediction_state")
@@ -276,7 +284,7 @@ class DriftSignals(_message.Message):
     def __init__(self, rows: _Optional[int] = ..., confidence_psi: _Optional[float] = ..., confidence_js_distance: _Optional[float] = ..., prediction_psi: _Optional[float] = ..., expected_accuracy: _Optional[float] = ..., expected_accuracy_gap: _Optional[float] = ..., mean_entropy: _Optional[float] = ..., confidence_state: _Optional[_Union[DriftState, str]] = ..., prediction_state: _Optional[_Union[DriftState, str]] = ...) -> None: ...
 
 class ObservedSignals(_message.Message):
-    __slots__ = ("rows", "accuracy", "ece", "nll", "brier", "expected_accuracy", "accuracy_gap", "reliability")
+    __slots__ = ("rows", "accuracy", "ece", "nll", "brier", "expected_accuracy", "accuracy_gap", "reliability", "ece_low", "ece_high", "accuracy_gap_low", "accuracy_gap_high", "debiased_rms_ece")
     ROWS_FIELD_NUMBER: _ClassVar[int]
     ACCURACY_FIELD_NUMBER: _ClassVar[int]
     ECE_FIELD_NUMBER: _ClassVar[int]
@@ -285,6 +293,11 @@ class ObservedSignals(_message.Message):
     EXPECTED_ACCURACY_FIELD_NUMBER: _ClassVar[int]
     ACCURACY_GAP_FIELD_NUMBER: _ClassVar[int]
     RELIABILITY_FIELD_NUMBER: _ClassVar[int]
+    ECE_LOW_FIELD_NUMBER: _ClassVar[int]
+    ECE_HIGH_FIELD_NUMBER: _ClassVar[int]
+    ACCURACY_GAP_LOW_FIELD_NUMBER: _ClassVar[int]
+    ACCURACY_GAP_HIGH_FIELD_NUMBER: _ClassVar[int]
+    DEBIASED_RMS_ECE_FIELD_NUMBER: _ClassVar[int]
     rows: int
     accuracy: float
     ece: float
@@ -293,40 +306,53 @@ class ObservedSignals(_message.Message):
     expected_accuracy: float
     accuracy_gap: float
     reliability: _containers.RepeatedCompositeFieldContainer[ReliabilityBin]
-    def __init__(self, rows: _Optional[int] = ..., accuracy: _Optional[float] = ..., ece: _Optional[float] = ..., nll: _Optional[float] = ..., brier: _Optional[float] = ..., expected_accuracy: _Optional[float] = ..., accuracy_gap: _Optional[float] = ..., reliability: _Optional[_Iterable[_Union[ReliabilityBin, _Mapping]]] = ...) -> None: ...
+    ece_low: float
+    ece_high: float
+    accuracy_gap_low: float
+    accuracy_gap_high: float
+    debiased_rms_ece: float
+    def __init__(self, rows: _Optional[int] = ..., accuracy: _Optional[float] = ..., ece: _Optional[float] = ..., nll: _Optional[float] = ..., brier: _Optional[float] = ..., expected_accuracy: _Optional[float] = ..., accuracy_gap: _Optional[float] = ..., reliability: _Optional[_Iterable[_Union[ReliabilityBin, _Mapping]]] = ..., ece_low: _Optional[float] = ..., ece_high: _Optional[float] = ..., accuracy_gap_low: _Optional[float] = ..., accuracy_gap_high: _Optional[float] = ..., debiased_rms_ece: _Optional[float] = ...) -> None: ...
 
 class GetCalibrationResponse(_message.Message):
-    __slots__ = ("model", "version", "temperature", "reference", "drift", "observed")
+    __slots__ = ("model", "version", "temperature", "reference", "drift", "observed", "calibration_method")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_FIELD_NUMBER: _ClassVar[int]
     DRIFT_FIELD_NUMBER: _ClassVar[int]
     OBSERVED_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATION_METHOD_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: str
     temperature: _containers.RepeatedScalarFieldContainer[float]
     reference: ReferenceSignals
     drift: DriftSignals
     observed: ObservedSignals
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., temperature: _Optional[_Iterable[float]] = ..., reference: _Optional[_Union[ReferenceSignals, _Mapping]] = ..., drift: _Optional[_Union[DriftSignals, _Mapping]] = ..., observed: _Optional[_Union[ObservedSignals, _Mapping]] = ...) -> None: ...
+    calibration_method: str
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., temperature: _Optional[_Iterable[float]] = ..., reference: _Optional[_Union[ReferenceSignals, _Mapping]] = ..., drift: _Optional[_Union[DriftSignals, _Mapping]] = ..., observed: _Optional[_Union[ObservedSignals, _Mapping]] = ..., calibration_method: _Optional[str] = ...) -> None: ...
 
 class RecalibrateRequest(_message.Message):
-    __slots__ = ("model", "version", "holdout_share", "min_rows", "dry_run")
+    __slots__ = ("model", "version", "holdout_share", "min_rows", "dry_run", "method", "since", "newest_rows")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     HOLDOUT_SHARE_FIELD_NUMBER: _ClassVar[int]
     MIN_ROWS_FIELD_NUMBER: _ClassVar[int]
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    NEWEST_ROWS_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: str
     holdout_share: float
     min_rows: int
     dry_run: bool
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., holdout_share: _Optional[float] = ..., min_rows: _Optional[int] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+    method: str
+    since: float
+    newest_rows: int
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., holdout_share: _Optional[float] = ..., min_rows: _Optional[int] = ..., dry_run: _Optional[bool] = ..., method: _Optional[str] = ..., since: _Optional[float] = ..., newest_rows: _Optional[int] = ...) -> None: ...
 
 class RecalibrateResponse(_message.Message):
-    __slots__ = ("published", "new_version", "old_temperature", "new_temperature", "fit_rows", "holdout_rows", "holdout_nll_before", "holdout_nll_after", "holdout_ece_before", "holdout_ece_after", "message")
+    __slots__ = ("published", "new_version", "old_temperature", "new_temperature", "fit_rows", "holdout_rows", "holdout_nll_before", "holdout_nll_after", "holdout_ece_before", "holdout_ece_after", "message", "method", "selected_by", "nll_improvement", "nll_improvement_low", "nll_improvement_high", "window_start", "window_end", "label_counts", "rows_without_logits", "validation_nll_before", "validation_nll_after")
     PUBLISHED_FIELD_NUMBER: _ClassVar[int]
     NEW_VERSION_FIELD_NUMBER: _ClassVar[int]
     OLD_TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
@@ -338,6 +364,17 @@ class RecalibrateResponse(_message.Message):
     HOLDOUT_ECE_BEFORE_FIELD_NUMBER: _ClassVar[int]
     HOLDOUT_ECE_AFTER_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    SELECTED_BY_FIELD_NUMBER: _ClassVar[int]
+    NLL_IMPROVEMENT_FIELD_NUMBER: _ClassVar[int]
+    NLL_IMPROVEMENT_LOW_FIELD_NUMBER: _ClassVar[int]
+    NLL_IMPROVEMENT_HIGH_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_START_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_END_FIELD_NUMBER: _ClassVar[int]
+    LABEL_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_WITHOUT_LOGITS_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_NLL_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_NLL_AFTER_FIELD_NUMBER: _ClassVar[int]
     published: bool
     new_version: str
     old_temperature: float
@@ -349,4 +386,15 @@ class RecalibrateResponse(_message.Message):
     holdout_ece_before: float
     holdout_ece_after: float
     message: str
-    def __init__(self, published: _Optional[bool] = ..., new_version: _Optional[str] = ..., old_temperature: _Optional[float] = ..., new_temperature: _Optional[float] = ..., fit_rows: _Optional[int] = ..., holdout_rows: _Optional[int] = ..., holdout_nll_before: _Optional[float] = ..., holdout_nll_after: _Optional[float] = ..., holdout_ece_before: _Optional[float] = ..., holdout_ece_after: _Optional[float] = ..., message: _Optional[str] = ...) -> None: ...
+    method: str
+    selected_by: str
+    nll_improvement: float
+    nll_improvement_low: float
+    nll_improvement_high: float
+    window_start: float
+    window_end: float
+    label_counts: _containers.RepeatedScalarFieldContainer[int]
+    rows_without_logits: int
+    validation_nll_before: float
+    validation_nll_after: float
+    def __init__(self, published: _Optional[bool] = ..., new_version: _Optional[str] = ..., old_temperature: _Optional[float] = ..., new_temperature: _Optional[float] = ..., fit_rows: _Optional[int] = ..., holdout_rows: _Optional[int] = ..., holdout_nll_before: _Optional[float] = ..., holdout_nll_after: _Optional[float] = ..., holdout_ece_before: _Optional[float] = ..., holdout_ece_after: _Optional[float] = ..., message: _Optional[str] = ..., method: _Optional[str] = ..., selected_by: _Optional[str] = ..., nll_improvement: _Optional[float] = ..., nll_improvement_low: _Optional[float] = ..., nll_improvement_high: _Optional[float] = ..., window_start: _Optional[float] = ..., window_end: _Optional[float] = ..., label_counts: _Optional[_Iterable[int]] = ..., rows_without_logits: _Optional[int] = ..., validation_nll_before: _Optional[float] = ..., validation_nll_after: _Optional[float] = ...) -> None: ...

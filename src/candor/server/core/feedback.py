@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from candor.calibration import scale_logits
 from candor.server.core.errors import InvalidArgument, Unavailable
 from candor.server.core.events import Events, FeedbackAnswered, StoreWriteFailed
 from candor.server.core.observed import FeedbackTotals, ObservedReport, observed_report
@@ -121,8 +120,7 @@ class FeedbackService:
                 raise InvalidArgument("probabilities must be non-negative and sum to 1")
             probs, logits = values, None
         else:
-            t = np.asarray(model.manifest.temperature.value)
-            probs, logits = scale_logits(values[None, :], float(t[0]))[0], values
+            probs, logits = model.calibrator.probabilities(values[None, :])[0], values
         pid = item.prediction_id or new_prediction_ids(1, now)[0]
         return FeedbackRow(pid, model_name, int(model.version), item.label, probs, logits, now, now)
 

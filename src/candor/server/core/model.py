@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from candor.calibration.calibrators import Calibrator
+from candor.calibration.lineage import calibrator_of
 from candor.calibration.manifest import MANIFEST_FILE, MODEL_FILE, Manifest, read_manifest, sha256_file
 from candor.server.core.batcher import BatchStats, DynamicBatcher
 from candor.server.core.drift import DriftWindow
@@ -105,6 +107,10 @@ class LoadedModel:
     @property
     def multilabel(self) -> bool:
         return self.manifest.task == "multilabel"
+
+    @property
+    def calibrator(self) -> Calibrator:
+        return calibrator_of(self.manifest)
 
 
 def open_version(folder: Path, expected_name: str, expected_version: int, settings: Settings,

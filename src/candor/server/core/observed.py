@@ -19,8 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from candor.calibration import brier, ece, nll, reliability_bins
+from candor.calibration import brier, nll, reliability_bins
 from candor.calibration.binning import ReliabilityBins, bin_edges, bin_index
+from candor.calibration.ece import debiased_rms_ece
+from candor.calibration.intervals import Interval, accuracy_gap_interval, ece_interval
 from candor.calibration.metrics import EPS
 
 ECE_BINS = 15  # candor.calibration's default: the live counters use the same bins
@@ -36,6 +38,9 @@ class ObservedReport:
     expected_accuracy: float  # mean top-label confidence of the same rows
     accuracy_gap: float  # expected minus observed: > 0 means overconfident
     reliability: ReliabilityBins
+    ece_interval: Interval  # 90% bootstrap (candor.calibration.intervals)
+    accuracy_gap_interval: Interval
+    debiased_rms_ece: float
 
 
 def observed_report(probabilities: np.ndarray, labels: np.ndarray) -> ObservedReport:
@@ -43,10 +48,12 @@ def observed_report(probabilities: np.ndarray, labels: np.ndarray) -> ObservedRe
     probs = np.asarray(probabilities, dtype=np.float64)
     probs = probs / probs.sum(axis=1, keepdims=True)  # float32 round-off in served rows
     labels = np.asarray(labels)
-    accuracy = float(np.mean(probs.argmax(axis=1) == labels))
-    expected = float(probs.max(axis=1).mean())
-    return ObservedReport(len(labels), accuracy, ece(probs, labels, ECE_BINS), nll(probs, labels), brier(probs, labels),
-                          expected, expected - accuracy, reliability_bins(probs, labels, ECE_BINS))  # fmt: skip
+    confidence, hit = probs.max(axis=1), probs.argmax(axis=1) == labels
+    accuracy, expected = float(np.mean(hit)), float(confidence.mean())
+    interval = ece_interval(probs, labels, ECE_BINS)
+    return ObservedReport(len(labels), accuracy, interval.value, nll(probs, labels), brier(probs, labels), expected,
+                          expected - accuracy, reliability_bins(probs, labels, ECE_BINS), interval,
+                          accuracy_gap_interval(confidence, hit), debiased_rms_ece(probs, labels, ECE_BINS))  # fmt: skip
 
 
 @dataclass(frozen=True)

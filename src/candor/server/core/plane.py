@@ -13,6 +13,7 @@ behaviour (a check, a bound, what is logged for feedback) is written once.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import socket
 import time
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from candor.calibration.selection import CHOICES as CALIBRATION_METHODS
 from candor.server.core.drift import DriftReport, DriftThresholds
 from candor.server.core.errors import Aborted, FailedPrecondition, InvalidArgument, ResourceExhausted, Unavailable
 from candor.server.core.events import Events, RequestRejected
@@ -157,13 +159,20 @@ class DataPlane:
         return CalibrationState(model, drift, *states, observed)
 
     async def recalibrate(self, name: str, version: str, *, holdout_share: float = 0.3, min_rows: int = 100,
-                          dry_run: bool = False) -> Recalibration:  # fmt: skip
-        """Refit the version's temperature on the fleet's stored feedback; publish and serve the child if it helps.
+                          dry_run: bool = False, method: str = "", since: float = 0.0,
+                          newest_rows: int = 0) -> Recalibration:  # fmt: skip
+        """Refit the version's calibrator on a window of the fleet's stored feedback (received at or after
+        ``since``, at most the ``newest_rows``; 0 for either: the feedback window); publish and serve the
+        child when it is significantly better on held-out feedback.
 
         One recalibration per model at a time across every replica on the store: a second call
         meanwhile is ABORTED, naming the one running."""
         if not name:
             raise InvalidArgument("model is empty; name the model to recalibrate")
+        if not math.isfinite(since) or since < 0 or since > time.time():
+            raise InvalidArgument(f"since must be a time in the past in unix seconds (0: the feedback window), got {since}")
+        if method and method not in CALIBRATION_METHODS:
+            raise InvalidArgument(f"unknown calibration method {method!r}; choose one of {', '.join(CALIBRATION_METHODS)}")
         self.model(name, version)  # NOT_FOUND or UNAVAILABLE before taking the lock
         store = self.feedback_service.store
         holder = f"{socket.gethostname()} pid {os.getpid()}"
@@ -185,11 +194,13 @@ class DataPlane:
                 raise FailedPrecondition(f"version {model.version} of {name!r} was already recalibrated into version "
                                          f"{child.version}; recalibrate that one once it has feedback")  # fmt: skip
             try:
-                rows = await asyncio.to_thread(store.feedback, model.name, int(model.version))
+                since = since or time.time() - self.settings.feedback_window_s
+                rows = await asyncio.to_thread(store.feedback, model.name, int(model.version), since=since,
+                                               limit=newest_rows or self.settings.feedback_window_rows)  # fmt: skip
             except StoreError as e:
                 raise Unavailable(f"the feedback store cannot be read ({e}); nothing was refitted, retry later") from None
             result = await asyncio.to_thread(recalibrate, Path(self.repository.root), model, rows, holdout_share,
-                                             min_rows, dry_run)  # fmt: skip
+                                             min_rows, dry_run, method=method)  # fmt: skip
             if result.published:
                 await self.repository.refresh()  # serve it now rather than at the next poll
             return result

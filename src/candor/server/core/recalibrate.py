@@ -1,27 +1,41 @@
-"""Refit a served version's temperature on its stored feedback and publish the
-result as the next version when held-out NLL improves.
+"""Refit a served version's calibrator on a window of its stored feedback, and publish the
+result as the next version only when it is significantly better on held-out feedback.
 
-Feedback stores the probabilities that were served, p = softmax(z / T_old).
-Since softmax ignores a constant shift, T_old * log(p) are logits equivalent
-to z for temperature scaling, so rows that came with probabilities only are
-as usable as rows with logits.
+The rows are the ones the server joined to its own logged predictions, with the raw
+logits it served from; a row that carries served probabilities only is still usable by
+temperature and Dirichlet fits under a temperature-scaled parent: there p = softmax(z / T)
+and T * log(p) equals z up to a per-row constant, which neither method sees.
+
+The window is the newest rows (``since`` and ``newest_rows``; by default the server's
+feedback window), so that feedback from before a drift does not pull the fit back. Of
+them a random ``holdout_share`` is held out; the refit is published when the mean
+per-row NLL decrease on those rows, against the version's own calibrator, has a 90%
+paired-bootstrap interval above 0, and a temperature did not stop at a clamp bound. The
+child's drift reference is re-derived from the stored reference sample (see
+:mod:`candor.calibration.lineage`), never taken from the feedback.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from candor.calibration import calibration_report, fit_temperature, nll, softmax
-from candor.calibration.lineage import Calibrator, publish_child
+from candor.calibration import calibration_report
+from candor.calibration.calibrators import CalibratorError, minimum_rows
+from candor.calibration.lineage import Refit, publish_child
 from candor.calibration.manifest import MODEL_FILE, Metrics, MetricSet
-from candor.calibration.reference import build_reference
-from candor.graph import set_temperature
+from candor.calibration.metrics import nll
+from candor.calibration.reference import read_sample
+from candor.calibration.selection import AUTO, fit_method, improvement
+from candor.graph import set_calibrator
 from candor.server.core.errors import FailedPrecondition, InvalidArgument
 from candor.server.core.model import LoadedModel
 from candor.server.core.store import FeedbackRow
+
+# Methods that cannot use a row without raw logits (see the module docstring).
+NEEDS_RAW_LOGITS = ("vector", "matrix", AUTO)
 
 
 @dataclass(frozen=True)
@@ -37,47 +51,96 @@ class Recalibration:
     holdout_ece_before: float
     holdout_ece_after: float
     message: str
+    method: str = ""
+    selected_by: str = ""
+    nll_improvement: float = 0.0
+    nll_improvement_low: float = 0.0
+    nll_improvement_high: float = 0.0
+    window_start: float = 0.0
+    window_end: float = 0.0
+    label_counts: list[int] = field(default_factory=list)
+    rows_without_logits: int = 0
+    validation_nll_before: float = 0.0
+    validation_nll_after: float = 0.0
+
+
+def _logits(model: LoadedModel, rows: list[FeedbackRow], method: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """Logits ``[N, K]`` and labels of the usable rows, and how many were left out."""
+    recoverable = model.manifest.calibrator.method == "temperature" and method not in NEEDS_RAW_LOGITS
+    t_old = float(model.manifest.temperature.value[0])
+    usable = [r for r in rows if r.logits is not None or recoverable]
+    logits = np.stack([r.logits if r.logits is not None else t_old * np.log(np.clip(r.probabilities, 1e-12, 1.0))
+                       for r in usable]) if usable else np.empty((0, model.manifest.num_classes))  # fmt: skip
+    return logits.astype(np.float64), np.array([r.label for r in usable], dtype=np.int64), len(rows) - len(usable)
+
+
+def _validation_nll(model: LoadedModel, after) -> tuple[float, float]:
+    """NLL of the version's calibrator and of the refit on its stored validation logits (0, 0 without a sample)."""
+    spec = model.manifest.reference.sample
+    if spec is None:
+        return 0.0, 0.0
+    sample = read_sample(model.folder, spec)
+    return (nll(model.calibrator.probabilities(sample.val_logits), sample.val_labels),
+            nll(after.probabilities(sample.val_logits), sample.val_labels))  # fmt: skip
 
 
 def recalibrate(repository: Path, model: LoadedModel, rows: list[FeedbackRow], holdout_share: float = 0.3,
-                min_rows: int = 100, dry_run: bool = False, seed: int = 0) -> Recalibration:  # fmt: skip
-    """Blocking (file writes): run it in a thread."""
+                min_rows: int = 100, dry_run: bool = False, seed: int = 0,
+                method: str = "temperature") -> Recalibration:  # fmt: skip
+    """Blocking (fitting, file writes): run it in a thread. ``rows``: the window, oldest first."""
     if not 0 < holdout_share < 1:
         raise InvalidArgument(f"holdout_share must lie in (0, 1), got {holdout_share}")
     if model.multilabel or model.manifest.temperature.per_class:
-        raise InvalidArgument("recalibration from feedback covers multiclass models with one temperature")
-    if len(rows) < min_rows:
-        raise FailedPrecondition(f"model {model.name!r} version {model.version} has {len(rows)} feedback rows; "
-                                 f"recalibration needs at least {min_rows}")  # fmt: skip
-    t_old = float(model.manifest.temperature.value[0])
-    probs = np.stack([r.probabilities for r in rows]).astype(np.float64)
-    labels = np.array([r.label for r in rows])
-    logits = t_old * np.log(np.clip(probs, 1e-12, 1.0))
-    order = np.random.default_rng(seed).permutation(len(rows))
-    n_hold = max(1, int(round(holdout_share * len(rows))))
+        raise InvalidArgument("recalibration from feedback covers multiclass models")
+    method = method or "temperature"
+    logits, labels, without_logits = _logits(model, rows, method)
+    if len(labels) < min_rows:
+        left_out = f" ({without_logits} more carry probabilities only, which {method} cannot use)" if without_logits else ""
+        raise FailedPrecondition(f"model {model.name!r} version {model.version} has {len(labels)} usable feedback rows in "
+                                 f"the window{left_out}; recalibration needs at least {min_rows}")  # fmt: skip
+    order = np.random.default_rng(seed).permutation(len(labels))
+    n_hold = max(1, int(round(holdout_share * len(labels))))
     hold, fit_idx = order[:n_hold], order[n_hold:]
-    fitted = fit_temperature(logits[fit_idx], labels[fit_idx])
-    t_new = float(fitted.value)
-    before, after = softmax(logits[hold], t_old), softmax(logits[hold], t_new)
-    report_before = calibration_report(before, labels[hold])
-    report_after = calibration_report(after, labels[hold])
-    improved = nll(after, labels[hold]) < nll(before, labels[hold]) - 1e-9
-    common = dict(old_temperature=t_old, new_temperature=t_new, fit_rows=len(fit_idx), holdout_rows=n_hold,
-                  holdout_nll_before=report_before["nll"], holdout_nll_after=report_after["nll"],
-                  holdout_ece_before=report_before["ece"], holdout_ece_after=report_after["ece"])  # fmt: skip
-    if not improved:
-        return Recalibration(False, None, message="held-out NLL did not improve; nothing published", **common)
+    k = model.manifest.num_classes
+    if method in ("matrix", "dirichlet") and len(fit_idx) < minimum_rows(method, k):
+        raise FailedPrecondition(f"{method} scaling has {minimum_rows(method, k)} parameters for {k} classes and needs at "
+                                 f"least that many fit rows; the window gives {len(fit_idx)} after holding out {n_hold}")
+    try:
+        chosen = fit_method(method, logits[fit_idx], labels[fit_idx], seed=seed)
+    except CalibratorError as e:
+        raise (InvalidArgument if "unknown calibration method" in str(e) else FailedPrecondition)(str(e)) from None
+    parent, refit = model.calibrator, chosen.calibrator
+    gain = improvement(parent, refit, logits[hold], labels[hold])
+    before = calibration_report(parent.probabilities(logits[hold]), labels[hold])
+    after = calibration_report(refit.probabilities(logits[hold]), labels[hold])
+    val_before, val_after = _validation_nll(model, refit)
+    received = [r.received_at for r in rows]
+    common = dict(
+        old_temperature=float(np.atleast_1d(parent.temperature)[0]), new_temperature=float(np.atleast_1d(refit.temperature)[0]),
+        fit_rows=len(fit_idx), holdout_rows=n_hold, holdout_nll_before=before["nll"], holdout_nll_after=after["nll"],
+        holdout_ece_before=before["ece"], holdout_ece_after=after["ece"], method=refit.method,
+        selected_by=chosen.summary or "", nll_improvement=gain.value, nll_improvement_low=gain.low,
+        nll_improvement_high=gain.high, window_start=min(received), window_end=max(received),
+        label_counts=np.bincount(labels, minlength=k).tolist(), rows_without_logits=without_logits,
+        validation_nll_before=val_before, validation_nll_after=val_after,
+    )  # fmt: skip
+    if refit.clamped:
+        return Recalibration(False, None, message="the fitted temperature lies at a bound of its range; nothing published",
+                             **common)  # fmt: skip
+    if gain.low <= 0:
+        return Recalibration(False, None, message=f"held-out NLL decrease {gain} is not significantly above 0 (90% paired "
+                                                  "bootstrap); nothing published", **common)  # fmt: skip
     if dry_run:
-        return Recalibration(False, None, message="dry run: held-out NLL would improve; nothing published", **common)
-
+        return Recalibration(False, None, message=f"dry run: held-out NLL would decrease by {gain}; nothing published",
+                             **common)  # fmt: skip
     m = model.manifest
-    holdout = f"feedback holdout of {m.name}/{m.version}"
+    holdout = f"feedback holdout of {m.name}/{m.version} ({n_hold} rows)"
     folder = publish_child(
         repository, m,
-        write_model=lambda path: set_temperature(model.folder / MODEL_FILE, path, t_new),
-        calibrator=Calibrator([t_new], f"feedback of {m.name}/{m.version}: {len(fit_idx)} rows fitted, {n_hold} held out",
-                              fitted.clamped),
-        metrics=Metrics(holdout, m.metrics.n_bins, MetricSet(**report_before), MetricSet(**report_after)),
-        reference=build_reference(after, labels[hold], holdout),
+        write_model=lambda path: set_calibrator(model.folder / MODEL_FILE, path, refit),
+        refit=Refit(refit, f"feedback of {m.name}/{m.version}: {len(fit_idx)} rows fitted, {n_hold} held out",
+                    gain.as_list(), chosen.summary),
+        metrics=Metrics(holdout, m.metrics.n_bins, MetricSet(**before), MetricSet(**after)),
     )  # fmt: skip
-    return Recalibration(True, int(folder.name), message=f"published {m.name} version {folder.name}", **common)
+    return Recalibration(True, int(folder.name), message=f"published {m.name} version {folder.name}: held-out NLL "
+                                                         f"decrease {gain}", **common)  # fmt: skip

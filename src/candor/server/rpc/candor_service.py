@@ -48,7 +48,9 @@ class InferenceService(pb_grpc.InferenceServiceServicer):
     @unary("Recalibrate")
     async def Recalibrate(self, request: pb.RecalibrateRequest, context) -> pb.RecalibrateResponse:
         result = await self.plane.recalibrate(request.model, request.version, holdout_share=request.holdout_share or 0.3,
-                                              min_rows=request.min_rows or 100, dry_run=request.dry_run)  # fmt: skip
+                                              min_rows=request.min_rows or 100, dry_run=request.dry_run,
+                                              method=request.method, since=request.since,
+                                              newest_rows=request.newest_rows)  # fmt: skip
         return convert.recalibrate_response(result)
 
     @unary("ListModels")

@@ -66,6 +66,7 @@ def model_info(entry: VersionEntry, max_batch_size: int) -> pb.ModelInfo:
         info.smoothing_epsilon = m.smoothing.epsilon
         info.test_ece = m.metrics.after_temperature.ece
         info.test_accuracy = m.metrics.after_temperature.accuracy
+        info.calibration_method = m.calibrator.method
         info.max_batch_size = max_batch_size
     return info
 
@@ -83,12 +84,15 @@ def feedback_response(outcomes: list[str]) -> pb.FeedbackResponse:
 def calibration_response(state: CalibrationState) -> pb.GetCalibrationResponse:
     model = state.model
     ref = model.manifest.reference
+    low, high = ref.ece_interval or (0.0, 0.0)
     response = pb.GetCalibrationResponse(
         model=model.name,
         version=model.version,
         temperature=model.manifest.temperature.value,
+        calibration_method=model.manifest.calibrator.method,
         reference=pb.ReferenceSignals(accuracy=ref.accuracy, ece=ref.ece, mean_confidence=ref.mean_confidence,
-                                      confidence_histogram=ref.confidence_histogram, class_frequencies=ref.class_frequencies),
+                                      confidence_histogram=ref.confidence_histogram, class_frequencies=ref.class_frequencies,
+                                      source=ref.source, ece_low=low, ece_high=high),
     )  # fmt: skip
     drift = state.drift
     if drift is not None:
@@ -104,6 +108,9 @@ def calibration_response(state: CalibrationState) -> pb.GetCalibrationResponse:
         response.observed.CopyFrom(pb.ObservedSignals(
             rows=observed.rows, accuracy=observed.accuracy, ece=observed.ece, nll=observed.nll, brier=observed.brier,
             expected_accuracy=observed.expected_accuracy, accuracy_gap=observed.accuracy_gap,
+            ece_low=observed.ece_interval.low, ece_high=observed.ece_interval.high,
+            accuracy_gap_low=observed.accuracy_gap_interval.low, accuracy_gap_high=observed.accuracy_gap_interval.high,
+            debiased_rms_ece=observed.debiased_rms_ece,
             reliability=[pb.ReliabilityBin(upper_edge=hi, count=int(n), confidence=c if n else 0.0, accuracy=a if n else 0.0)
                          for hi, n, c, a in zip(bins.edges[1:], bins.count, bins.confidence, bins.accuracy, strict=True)],
         ))  # fmt: skip
