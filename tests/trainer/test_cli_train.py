@@ -37,8 +37,9 @@ def test_train_writes_a_complete_version(digits_repo):
     assert "after calibration" in report and "90% bootstrap interval" in report and "drift reference: test split" in report
     assert m.calibrator.method == "temperature" and m.reference.sample is not None
     assert sha256_file(v1 / m.reference.sample.file) == m.reference.sample.sha256
+    # The basic bootstrap corrects the plug-in ECE's upward bias, so the interval may sit below the estimate.
     low, high = m.reference.ece_interval
-    assert low <= m.reference.ece <= high and m.metrics.after_temperature.ece_low <= m.metrics.after_temperature.ece
+    assert 0 <= low <= high and m.metrics.after_temperature.ece_high >= m.metrics.after_temperature.ece_low >= 0
     assert not [p for p in (digits_repo / "digits").iterdir() if p.name.startswith(".")]  # no staging left
 
 

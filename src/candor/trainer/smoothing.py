@@ -46,7 +46,7 @@ def build_targets(opts: SmoothingOptions, train: Dataset) -> tuple[np.ndarray, S
     k, eps = train.num_classes, opts.epsilon
     if train.task == "multilabel":
         if opts.convention != "uniform":
-            raise ValueError("multi-label data smooths each class toward eps (y(1-eps) + (1-eps)y); leave --smoothing at uniform")
+            raise ValueError("multi-label data smooths each class toward eps (y(1-eps) + (1-y)eps); leave --smoothing at uniform")
         q = smoothed_binary_targets(torch.as_tensor(train.y, dtype=torch.float32), eps).numpy()
         return q, SmoothingSpec("multilabel" if eps else "none", eps, None, None, None)
     labels = train.y
