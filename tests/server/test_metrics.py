@@ -16,8 +16,9 @@ from candor.server.observability.metrics import ServerMetrics
 def collector_after(batches, names: list[str], multilabel: bool) -> CollectorRegistry:
     """A registry with the traffic view of one version (model "demo", version "1") whose drift window saw ``batches``."""
     k = len(names)
-    reference = Reference(split="test", n_samples=10, confidence_histogram=[1.0] + [0.0] * 99,
-                          class_frequencies=[1 / k] * k, mean_confidence=0.9, accuracy=0.9, ece=0.0)  # fmt: skip
+    reference = Reference(split="test", source="test split (10 rows)", sample=None, n_samples=10,
+                          confidence_histogram=[1.0] + [0.0] * 99, class_frequencies=[1 / k] * k, mean_confidence=0.9,
+                          accuracy=0.9, ece=0.0, ece_interval=None)  # fmt: skip
     window = DriftWindow(reference, k, multilabel, max_rows=100, max_age_s=3600)
     for probs in batches:
         window.add(np.asarray(probs))
