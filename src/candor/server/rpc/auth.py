@@ -1,4 +1,4 @@
-"""Bearer-token authentication and role-based authorisation, in one gRPC interceptor.
+"""Bearer tokens and roles: the tokens file and the decision; the edge interceptor (rpc/edge.py) applies it.
 
 The tokens file has one token per line, optionally followed by its role;
 blank lines and ``#`` comments are skipped::
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,43 +85,6 @@ def decide(table: TokenTable, method: str, metadata: dict[str, str]) -> tuple[gr
         rpc = method.rsplit("/", 1)[-1]
         return grpc.StatusCode.PERMISSION_DENIED, f"{rpc} needs the admin role; this token has role {role!r}"
     return None
-
-
-def _refusal(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
-    """A handler of the same shape as ``handler`` that only refuses."""
-
-    async def refuse(request_or_iterator, context):
-        await context.abort(code, message)
-
-    kind = (handler.request_streaming, handler.response_streaming)
-    make = {
-        (False, False): grpc.unary_unary_rpc_method_handler,
-        (False, True): grpc.unary_stream_rpc_method_handler,
-        (True, False): grpc.stream_unary_rpc_method_handler,
-        (True, True): grpc.stream_stream_rpc_method_handler,
-    }[kind]
-    return make(refuse, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer)
-
-
-class AuthInterceptor(grpc.aio.ServerInterceptor):
-    """Checks every call's bearer token before any handler runs; health and reflection pass when the settings open them."""
-
-    def __init__(self, table: TokenTable, open_health: bool, open_reflection: bool,
-                 on_refusal: Callable[[str], None] = lambda reason: None):  # fmt: skip
-        self.table = table
-        self.open_prefixes = ((HEALTH_PREFIX,) if open_health else ()) + (REFLECTION_PREFIXES if open_reflection else ())
-        self.on_refusal = on_refusal
-
-    async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
-        handler = await continuation(details)
-        if handler is None or details.method.startswith(self.open_prefixes):
-            return handler
-        refusal = decide(self.table, details.method, dict(details.invocation_metadata or ()))
-        if refusal is None:
-            return handler
-        code, message = refusal
-        self.on_refusal(code.name.lower())
-        return _refusal(handler, code, message)
 
 
 def warn_if_open(tokens_file: str) -> None:
