@@ -122,6 +122,9 @@ class DriftWindow:
         """Account one batch of calibrated probabilities [N, K]."""
         now = time.monotonic() if now is None else now
         p = np.asarray(probs, dtype=np.float64)
+        p = p[np.isfinite(p).all(axis=1)]  # one NaN would turn every signal and running sum into NaN for good
+        if not len(p):
+            return
         clipped = np.clip(p, 1e-12, 1.0)
         if self.multilabel:
             conf = np.maximum(p, 1 - p).ravel()

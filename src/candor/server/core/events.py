@@ -49,6 +49,15 @@ class RowsDropped:
 
 
 @dataclass(frozen=True)
+class NonFiniteRows:
+    """Rows whose outputs were NaN or infinite (finite but extreme inputs can overflow a model)."""
+
+    model: str
+    version: str
+    rows: int
+
+
+@dataclass(frozen=True)
 class RequestRejected:
     """A request refused because the version's queue was full."""
 

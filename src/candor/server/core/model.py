@@ -19,7 +19,7 @@ from candor.calibration.lineage import calibrator_of
 from candor.calibration.manifest import MANIFEST_FILE, MODEL_FILE, Manifest, read_manifest, sha256_file
 from candor.server.core.batcher import BatchStats, DynamicBatcher
 from candor.server.core.drift import DriftWindow
-from candor.server.core.events import BatchRun, Events, RowsDropped
+from candor.server.core.events import BatchRun, Events, NonFiniteRows, RowsDropped
 from candor.server.core.sessions import create_session
 from candor.server.core.settings import Settings
 
@@ -65,8 +65,16 @@ class LoadedModel:
             if stats.cancelled:
                 events.emit(RowsDropped(name, version, "cancelled", stats.cancelled))
             if stats.rows:
-                drift.add(stats.probabilities)
-                events.emit(BatchRun(name, version, stats.rows, stats.probabilities, m.class_names, multilabel,
+                # A row whose outputs overflowed is refused to its caller (DataPlane.predict); it must not
+                # reach the drift window or the traffic counters, where one NaN would poison every sum.
+                probs = stats.probabilities
+                finite = np.isfinite(probs).all(axis=1)
+                if not finite.all():
+                    events.emit(NonFiniteRows(name, version, int((~finite).sum())))
+                    probs = probs[finite]
+                if len(probs):
+                    drift.add(probs)
+                events.emit(BatchRun(name, version, stats.rows, probs, m.class_names, multilabel,
                                      tuple(stats.queue_seconds), stats.run_seconds))  # fmt: skip
 
         batcher = DynamicBatcher(

@@ -82,6 +82,8 @@ class FeedbackTotals:
         """Rows as served: no renormalising, so that the sums match the stored rows bit for bit."""
         p = np.asarray(probabilities, dtype=np.float64)
         y = np.asarray(labels, dtype=np.int64)
+        finite = np.isfinite(p).all(axis=1)  # a NaN would stay in the running sums for good
+        p, y = p[finite], y[finite]
         conf = p.max(axis=1)
         hit = (p.argmax(axis=1) == y).astype(np.int64)
         b = bin_index(conf, ECE_BINS)

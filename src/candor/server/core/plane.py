@@ -25,7 +25,7 @@ import numpy as np
 
 from candor.calibration.selection import CHOICES as CALIBRATION_METHODS
 from candor.server.core.drift import DriftReport, DriftThresholds
-from candor.server.core.errors import Aborted, FailedPrecondition, InvalidArgument, ResourceExhausted, Unavailable
+from candor.server.core.errors import Aborted, FailedPrecondition, InvalidArgument, ResourceExhausted, Unavailable, shown
 from candor.server.core.events import Events, RequestRejected
 from candor.server.core.feedback import FeedbackItem, FeedbackService
 from candor.server.core.model import LoadedModel
@@ -34,7 +34,7 @@ from candor.server.core.predictions import new_request_id, prediction_ids
 from candor.server.core.recalibrate import Recalibration, recalibrate
 from candor.server.core.repository import READY, ModelRepository, VersionEntry
 from candor.server.core.settings import Settings
-from candor.server.core.store import LoggedRequest, StoreBusy, StoreError
+from candor.server.core.store import LoggedRequest, StoreBusy, StoreError, finite_rows
 from candor.server.core.tensors import rows_from_parts
 
 
@@ -85,6 +85,20 @@ def check_top_k(top_k: int, num_classes: int) -> int:
     return k
 
 
+def check_finite(logits: np.ndarray, probs: np.ndarray) -> None:
+    """INVALID_ARGUMENT naming the rows whose outputs are NaN or infinite: finite inputs far outside what
+    the model was trained on can overflow it. Such a request is refused whole and nothing of it is kept
+    (prediction log, feedback); the batch's metrics already left those rows out (model.py)."""
+    finite = np.isfinite(probs).all(axis=1) & np.isfinite(logits).all(axis=1)
+    if finite.all():
+        return
+    bad = np.flatnonzero(~finite)
+    listed = ", ".join(str(i) for i in bad[:10]) + (", ..." if len(bad) > 10 else "")
+    raise InvalidArgument(f"the model's outputs are not finite (NaN or infinite) for {len(bad)} of {len(finite)} rows "
+                          f"(rows {listed}): their features are finite but too large for this model; scale them as in "
+                          "training. Nothing from this request was kept")  # fmt: skip
+
+
 class DataPlane:
     def __init__(self, settings: Settings, repository: ModelRepository, feedback: FeedbackService,
                  thresholds: DriftThresholds, events: Events):  # fmt: skip
@@ -93,6 +107,7 @@ class DataPlane:
         self.feedback_service = feedback
         self.thresholds = thresholds
         self.events = events
+        self._recalibrations: dict[str, tuple[tuple, asyncio.Future]] = {}  # model -> (what was asked, its run)
 
     # --- models -------------------------------------------------------------------------
 
@@ -132,6 +147,7 @@ class DataPlane:
         except ResourceExhausted:
             self.events.emit(RequestRejected(model.name, model.version))
             raise
+        check_finite(logits, probs)
         top = None if k is None else np.argsort(-probs, axis=1, kind="stable")[:, :k]
         ids: list[str] = []
         if keep_for_feedback:
@@ -159,21 +175,38 @@ class DataPlane:
         return CalibrationState(model, drift, *states, observed)
 
     async def recalibrate(self, name: str, version: str, *, holdout_share: float = 0.3, min_rows: int = 100,
-                          dry_run: bool = False, method: str = "", since: float = 0.0,
-                          newest_rows: int = 0) -> Recalibration:  # fmt: skip
+                          dry_run: bool = False, method: str = "", since: float = 0.0, newest_rows: int = 0,
+                          include_client_recorded: bool = False) -> Recalibration:  # fmt: skip
         """Refit the version's calibrator on a window of the fleet's stored feedback (received at or after
         ``since``, at most the ``newest_rows``; 0 for either: the feedback window); publish and serve the
-        child when it is significantly better on held-out feedback.
+        child when it is significantly better on held-out feedback. Rows are those the server joined to
+        its own served predictions; client-recorded ones only with ``include_client_recorded``.
 
-        One recalibration per model at a time across every replica on the store: a second call
-        meanwhile is ABORTED, naming the one running."""
+        One recalibration per model at a time: an identical call made while one runs on this replica
+        shares its result; any other is ABORTED, naming the one running (across replicas, the store's
+        lock does the same)."""
         if not name:
             raise InvalidArgument("model is empty; name the model to recalibrate")
         if not math.isfinite(since) or since < 0 or since > time.time():
             raise InvalidArgument(f"since must be a time in the past in unix seconds (0: the feedback window), got {since}")
         if method and method not in CALIBRATION_METHODS:
-            raise InvalidArgument(f"unknown calibration method {method!r}; choose one of {', '.join(CALIBRATION_METHODS)}")
+            raise InvalidArgument(f"unknown calibration method {shown(method)}; choose one of {', '.join(CALIBRATION_METHODS)}")
         self.model(name, version)  # NOT_FOUND or UNAVAILABLE before taking the lock
+        asked = (version, holdout_share, min_rows, dry_run, method, since, newest_rows, include_client_recorded)
+        running = self._recalibrations.get(name)
+        if running is not None:
+            if running[0] == asked:
+                return await asyncio.shield(running[1])
+            raise Aborted(f"a recalibration of model {shown(name)} is already running on this replica with other "
+                          "options; wait for it to finish, then check the versions it published")  # fmt: skip
+        task = asyncio.ensure_future(self._recalibrate(name, version, holdout_share, min_rows, dry_run, method, since,
+                                                       newest_rows, include_client_recorded))  # fmt: skip
+        self._recalibrations[name] = (asked, task)
+        task.add_done_callback(lambda _: self._recalibrations.pop(name, None))
+        return await asyncio.shield(task)
+
+    async def _recalibrate(self, name: str, version: str, holdout_share: float, min_rows: int, dry_run: bool, method: str,
+                           since: float, newest_rows: int, include_client_recorded: bool) -> Recalibration:  # fmt: skip
         store = self.feedback_service.store
         holder = f"{socket.gethostname()} pid {os.getpid()}"
         try:
@@ -191,16 +224,18 @@ class DataPlane:
             child = next((e for e in self.repository.versions(name) if e.model is not None
                           and e.model.manifest.parent == parent), None)  # fmt: skip
             if child is not None:
-                raise FailedPrecondition(f"version {model.version} of {name!r} was already recalibrated into version "
+                raise FailedPrecondition(f"version {model.version} of {shown(name)} was already recalibrated into version "
                                          f"{child.version}; recalibrate that one once it has feedback")  # fmt: skip
             try:
                 since = since or time.time() - self.settings.feedback_window_s
                 rows = await asyncio.to_thread(store.feedback, model.name, int(model.version), since=since,
-                                               limit=newest_rows or self.settings.feedback_window_rows)  # fmt: skip
+                                               limit=newest_rows or self.settings.feedback_window_rows,
+                                               served_only=not include_client_recorded)  # fmt: skip
             except StoreError as e:
                 raise Unavailable(f"the feedback store cannot be read ({e}); nothing was refitted, retry later") from None
-            result = await asyncio.to_thread(recalibrate, Path(self.repository.root), model, rows, holdout_share,
-                                             min_rows, dry_run, method=method)  # fmt: skip
+            result = await asyncio.to_thread(recalibrate, Path(self.repository.root), model, finite_rows(rows),
+                                             holdout_share, min_rows, dry_run, method=method,
+                                             included_client_recorded=include_client_recorded)  # fmt: skip
             if result.published:
                 await self.repository.refresh()  # serve it now rather than at the next poll
             return result

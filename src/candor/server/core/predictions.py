@@ -66,9 +66,14 @@ class StoredPrediction:
 
 
 def row_of(request: LoggedRequest, row: int) -> StoredPrediction | None:
+    """The row, or None when it is out of range or its outputs are not finite (logged by a server
+    older than the check: such a row must not reach feedback)."""
     if not 0 <= row < request.rows:
         return None
-    return StoredPrediction(request.model, request.version, request.probabilities[row], request.logits[row], request.at)
+    probs, logits = request.probabilities[row], request.logits[row]
+    if not (np.isfinite(probs).all() and np.isfinite(logits).all()):
+        return None
+    return StoredPrediction(request.model, request.version, probs, logits, request.at)
 
 
 class PredictionCache:

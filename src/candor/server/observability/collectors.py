@@ -15,6 +15,7 @@ Two kinds of series, told apart in their help text:
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
 
@@ -30,6 +31,26 @@ from candor.server.core.observed import FeedbackTotals
 from candor.server.core.repository import ModelRepository
 
 CONFIDENCE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
+log = logging.getLogger("candor.server")
+
+
+class GuardedCollector(Collector):
+    """A collector whose failure costs only its own series for one scrape: the rest of ``/metrics``
+    still answers, the failure is logged and counted through ``on_failure(name)``."""
+
+    def __init__(self, name: str, inner: Collector, on_failure: Callable[[str], None]):
+        self.name = name
+        self.inner = inner
+        self.on_failure = on_failure
+
+    def collect(self):
+        try:
+            families = list(self.inner.collect())
+        except Exception:
+            log.exception("metrics collector %s failed; its series are left out of this scrape", self.name)
+            self.on_failure(self.name)
+            return []
+        return families
 
 
 class ServingCollector(Collector):
@@ -203,10 +224,15 @@ class FeedbackCollector(Collector):
 
 
 def register_core_views(registry: CollectorRegistry, repository: ModelRepository, feedback: FeedbackService,
-                        thresholds: DriftThresholds) -> None:  # fmt: skip
-    """The scrape-time views of a running core: drift, traffic and feedback totals, queues and the prediction cache."""
-    registry.register(DriftCollector(lambda: [(m.name, m.version, m.drift) for m in repository.loaded()], thresholds))
-    registry.register(TrafficCollector(repository.loaded))
-    registry.register(FeedbackCollector(feedback.totals, repository.loaded))
-    registry.register(ServingCollector(lambda: [(m.name, m.version, m.batcher.queued_rows) for m in repository.loaded()],
-                                       lambda: len(feedback.cache), lambda: feedback.log.buffered_rows))  # fmt: skip
+                        thresholds: DriftThresholds, on_failure: Callable[[str], None]) -> None:  # fmt: skip
+    """The scrape-time views of a running core: drift, traffic and feedback totals, queues and the prediction cache,
+    each guarded (``on_failure(name)`` counts a collector that raised)."""
+    views = {
+        "drift": DriftCollector(lambda: [(m.name, m.version, m.drift) for m in repository.loaded()], thresholds),
+        "traffic": TrafficCollector(repository.loaded),
+        "feedback": FeedbackCollector(feedback.totals, repository.loaded),
+        "serving": ServingCollector(lambda: [(m.name, m.version, m.batcher.queued_rows) for m in repository.loaded()],
+                                    lambda: len(feedback.cache), lambda: feedback.log.buffered_rows),
+    }  # fmt: skip
+    for name, collector in views.items():
+        registry.register(GuardedCollector(name, collector, on_failure))

@@ -18,6 +18,7 @@ from candor.server.core.events import (
     BatchRun,
     FeedbackAnswered,
     LoadFailed,
+    NonFiniteRows,
     PredictionLogDropped,
     PredictionsLogged,
     RequestRejected,
@@ -74,6 +75,14 @@ class ServerMetrics:
             ("limit",),
             registry=r,
         )
+        self.collector_failures = Counter("candor_metrics_collector_failures", "Scrapes in which a collector raised "
+                                          "and its series were left out (see the server log)", ("collector",),
+                                          registry=r)  # fmt: skip
+        for name in ("drift", "traffic", "feedback", "serving"):
+            self.collector_failures.labels(name)
+        self.nonfinite_rows = Counter("candor_nonfinite_rows", "Rows whose outputs were NaN or infinite: refused "
+                                      "INVALID_ARGUMENT, kept out of drift, the prediction log and feedback", mv,
+                                      registry=r)  # fmt: skip
         self.store_errors = Counter("candor_feedback_store_errors", "Feedback batches the store failed to write", registry=r)
         self.store_up = Gauge("candor_feedback_store_up", "1 while the store (prediction log and feedback) answers, "
                               "0 while it fails", registry=r)  # fmt: skip
@@ -119,6 +128,13 @@ class ServerMetrics:
     def auth_refused(self, reason: str) -> None:
         self.auth_refusals.labels(reason).inc()
 
+    def edge_refused(self, kind: str, reason: str) -> None:
+        """The edge interceptor's refusals: kind ``auth`` or ``limit``."""
+        (self.auth_refusals if kind == "auth" else self.limit_refusals).labels(reason).inc()
+
+    def collector_failed(self, name: str) -> None:
+        self.collector_failures.labels(name).inc()
+
     # --- the core's events ----------------------------------------------------------------
 
     def on_event(self, event: object) -> None:
@@ -132,6 +148,8 @@ class ServerMetrics:
                     queue.observe(waited)
             case RowsDropped():
                 self.dropped.labels(event.model, event.version, event.reason).inc(event.requests)
+            case NonFiniteRows():
+                self.nonfinite_rows.labels(event.model, event.version).inc(event.rows)
             case RequestRejected():
                 self.rejected.labels(event.model, event.version).inc()
             case VersionLoaded():
@@ -162,6 +180,7 @@ class ServerMetrics:
         self.model_info.labels(model, version, event.provider, event.task).set(1)
         self.model_ready.labels(model, version).set(1)
         self.rejected.labels(model, version)
+        self.nonfinite_rows.labels(model, version)
         for reason in DROP_REASONS:
             self.dropped.labels(model, version, reason)
         for outcome in FEEDBACK_OUTCOMES:
