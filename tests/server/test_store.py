@@ -138,6 +138,28 @@ def test_reopening_keeps_everything_and_a_newer_schema_is_refused(open_store, tm
         open_store()
 
 
+def test_client_recorded_rows_are_kept_apart_and_older_stores_are_backfilled(open_store, tmp_path, request):
+    store = open_store()
+    served, client = row("s", received=1000.0), FeedbackRow("client:c", "m", 1, 0, np.full(3, 1 / 3, np.float32), None,
+                                                            1001.0, 1001.0, client_recorded=True)  # fmt: skip
+    assert store.insert([served, client]) == [True, True]
+    assert [(r.prediction_id, r.client_recorded) for r in store.feedback("m", 1)] == [("s", False), ("client:c", True)]
+    assert [r.prediction_id for r in store.feedback("m", 1, served_only=True)] == ["s"]
+    assert [r.prediction_id for r in store.feedback("m", 1, limit=1, served_only=True)] == ["s"]  # the limit counts served rows
+    store.close()
+    # A store as schema 2 left it: no client_recorded column; a client-recorded row had predicted_at == received_at.
+    if request.node.callspec.params["open_store"] == "sqlite":
+        with sqlite3.connect(tmp_path / "store.sqlite3") as db:
+            db.execute("ALTER TABLE feedback DROP COLUMN client_recorded")
+            db.execute("UPDATE candor_schema SET version = 2")
+    else:
+        with psycopg.connect(request.getfixturevalue("pg_url"), autocommit=True) as conn:
+            conn.execute("ALTER TABLE feedback DROP COLUMN client_recorded")
+            conn.execute("UPDATE candor_schema SET version = 2")
+    again = open_store()
+    assert [(r.prediction_id, r.client_recorded) for r in again.feedback("m", 1)] == [("s", False), ("client:c", True)]
+
+
 def test_sqlite_stores_from_before_the_prediction_log_are_migrated(tmp_path):
     path = tmp_path / "old.sqlite3"
     with sqlite3.connect(path) as db:  # the version-1 layout: the feedback table alone

@@ -46,14 +46,17 @@ def rows_tensor(rows: np.ndarray | Sequence[Sequence[float]]) -> pb.Tensor:
 def _service_config(retries: int) -> str:
     """Retry UNAVAILABLE (a restarting server, a model mid-swap) with backoff, in the channel.
 
-    gRPC wants maxAttempts >= 2 in a retry policy, so no retries means no policy.
+    gRPC wants maxAttempts >= 2 in a retry policy, so no retries means no policy. Recalibrate is
+    never retried: it may publish a version, and a retry after an answer that got lost would
+    refit again; the caller decides after reading the versions.
     """
     if retries == 0:
         return json.dumps({})
     policy = {"maxAttempts": retries + 1, "initialBackoff": "0.05s", "maxBackoff": "1s", "backoffMultiplier": 2,
               "retryableStatusCodes": ["UNAVAILABLE"]}  # fmt: skip
     names = [{"service": "candor.v1.InferenceService"}, {"service": "inference.GRPCInferenceService"}]
-    return json.dumps({"methodConfig": [{"name": names, "retryPolicy": policy}]})
+    never = [{"service": "candor.v1.InferenceService", "method": "Recalibrate"}]  # a method entry beats its service's
+    return json.dumps({"methodConfig": [{"name": names, "retryPolicy": policy}, {"name": never}]})
 
 
 class _BaseClient:
@@ -131,7 +134,7 @@ class _BaseClient:
 
     @staticmethod
     def _recalibrate_request(model: str, version, holdout_share: float, min_rows: int, dry_run: bool, method: str,
-                             since: float, newest_rows: int) -> pb.RecalibrateRequest:  # fmt: skip
+                             since: float, newest_rows: int, include_client_recorded: bool) -> pb.RecalibrateRequest:  # fmt: skip
         if not model:
             raise ValueError("model is required")
         if not 0 < holdout_share < 1:
@@ -140,7 +143,7 @@ class _BaseClient:
             raise ValueError("since and newest_rows must be >= 0 (0: the server's feedback window)")
         return pb.RecalibrateRequest(model=model, version=_version(version), holdout_share=holdout_share,
                                      min_rows=max(1, min_rows), dry_run=dry_run, method=method, since=since,
-                                     newest_rows=newest_rows)  # fmt: skip
+                                     newest_rows=newest_rows, include_client_recorded=include_client_recorded)  # fmt: skip
 
     @staticmethod
     def _predict_request(rows, model: str, version: str | int | None, top_k: int, return_logits: bool) -> pb.PredictRequest:
@@ -189,9 +192,11 @@ class Client(_BaseClient):
 
     def recalibrate(self, model: str, version: str | int | None = None, *, holdout_share: float = 0.3, min_rows: int = 100,
                     dry_run: bool = False, method: str = "temperature", since: float = 0.0, newest_rows: int = 0,
-                    timeout: float | None = None) -> Recalibration:  # fmt: skip
-        """Refit the version's temperature on its feedback; publishes a new version if held-out NLL improves."""
-        request = self._recalibrate_request(model, version, holdout_share, min_rows, dry_run, method, since, newest_rows)
+                    include_client_recorded: bool = False, timeout: float | None = None) -> Recalibration:  # fmt: skip
+        """Refit the version's calibrator on a window of its feedback; publishes a new version when the held-out NLL
+        decrease is significant. Never retried (see the retry policy)."""
+        request = self._recalibrate_request(model, version, holdout_share, min_rows, dry_run, method, since, newest_rows,
+                                            include_client_recorded)
         return Recalibration.from_proto(self._call(self._stub.Recalibrate, request, timeout))
 
     def models(self, *, timeout: float | None = None) -> list[ModelDescription]:
@@ -252,8 +257,9 @@ class AsyncClient(_BaseClient):
 
     async def recalibrate(self, model: str, version: str | int | None = None, *, holdout_share: float = 0.3, min_rows: int = 100,
                           dry_run: bool = False, method: str = "temperature", since: float = 0.0, newest_rows: int = 0,
-                          timeout: float | None = None) -> Recalibration:  # fmt: skip
-        request = self._recalibrate_request(model, version, holdout_share, min_rows, dry_run, method, since, newest_rows)
+                          include_client_recorded: bool = False, timeout: float | None = None) -> Recalibration:  # fmt: skip
+        request = self._recalibrate_request(model, version, holdout_share, min_rows, dry_run, method, since, newest_rows,
+                                            include_client_recorded)
         return Recalibration.from_proto(await self._call(self._stub.Recalibrate, request, timeout))
 
     async def models(self, *, timeout: float | None = None) -> list[ModelDescription]:

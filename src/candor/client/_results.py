@@ -199,6 +199,7 @@ class Recalibration:
     label_counts: list[int]  # rows per class in the window
     rows_without_logits: int  # left out: probabilities only, and the method needs raw logits
     validation_nll: tuple[float, float]  # before, after on the version's own validation logits (0, 0: none stored)
+    included_client_recorded: bool  # client-recorded rows were in the window (asked for explicitly)
 
     @classmethod
     def from_proto(cls, r: pb.RecalibrateResponse) -> Recalibration:
@@ -206,4 +207,4 @@ class Recalibration:
                    int(r.holdout_rows), r.holdout_nll_before, r.holdout_nll_after, r.holdout_ece_before, r.holdout_ece_after,
                    r.message, r.method, r.selected_by, (r.nll_improvement, r.nll_improvement_low, r.nll_improvement_high),
                    (r.window_start, r.window_end), [int(n) for n in r.label_counts], int(r.rows_without_logits),
-                   (r.validation_nll_before, r.validation_nll_after))  # fmt: skip
+                   (r.validation_nll_before, r.validation_nll_after), r.included_client_recorded)  # fmt: skip

@@ -219,14 +219,16 @@ def _utc(t: float) -> str:
 def cmd_recalibrate(a: argparse.Namespace) -> int:
     with _client(a) as client:
         r = client.recalibrate(a.model, a.version, holdout_share=a.holdout_share, min_rows=a.min_rows, dry_run=a.dry_run,
-                               method=a.method, since=a.since, newest_rows=a.newest_rows)  # fmt: skip
+                               method=a.method, since=a.since, newest_rows=a.newest_rows,
+                               include_client_recorded=a.include_client_recorded)  # fmt: skip
     if a.json:
         print(json.dumps(dataclasses.asdict(r), indent=2))
         return 0
     mix = ", ".join(str(n) for n in r.label_counts)
     print(f"window: {r.fit_rows + r.holdout_rows} rows received {_utc(r.window[0])} .. {_utc(r.window[1])}; "
           f"labels per class [{mix}]" + (f"; {r.rows_without_logits} rows without logits left out" if r.rows_without_logits
-                                          else ""))  # fmt: skip
+                                          else "")
+          + ("; client-recorded rows included" if r.included_client_recorded else ""))  # fmt: skip
     print(f"{r.method} fitted on {r.fit_rows} rows (T {r.old_temperature:.4f} -> {r.new_temperature:.4f})"
           + (f"; {r.selected_by}" if r.selected_by else ""))  # fmt: skip
     gain = r.nll_improvement
@@ -333,6 +335,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default: the server's feedback window)")  # fmt: skip
     p.add_argument("--newest-rows", type=int, default=0, help="fit on at most the newest this many rows (default: the "
                                                                  "server's --feedback-window-rows)")  # fmt: skip
+    p.add_argument("--include-client-recorded", action="store_true",
+                   help="also fit on feedback that carried its own probabilities or logits (any Feedback caller can "
+                        "write such rows: only for records you trust)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(handler=cmd_recalibrate)
 

@@ -332,7 +332,7 @@ class GetCalibrationResponse(_message.Message):
     def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., temperature: _Optional[_Iterable[float]] = ..., reference: _Optional[_Union[ReferenceSignals, _Mapping]] = ..., drift: _Optional[_Union[DriftSignals, _Mapping]] = ..., observed: _Optional[_Union[ObservedSignals, _Mapping]] = ..., calibration_method: _Optional[str] = ...) -> None: ...
 
 class RecalibrateRequest(_message.Message):
-    __slots__ = ("model", "version", "holdout_share", "min_rows", "dry_run", "method", "since", "newest_rows")
+    __slots__ = ("model", "version", "holdout_share", "min_rows", "dry_run", "method", "since", "newest_rows", "include_client_recorded")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     HOLDOUT_SHARE_FIELD_NUMBER: _ClassVar[int]
@@ -341,6 +341,7 @@ class RecalibrateRequest(_message.Message):
     METHOD_FIELD_NUMBER: _ClassVar[int]
     SINCE_FIELD_NUMBER: _ClassVar[int]
     NEWEST_ROWS_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_CLIENT_RECORDED_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: str
     holdout_share: float
@@ -349,10 +350,11 @@ class RecalibrateRequest(_message.Message):
     method: str
     since: float
     newest_rows: int
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., holdout_share: _Optional[float] = ..., min_rows: _Optional[int] = ..., dry_run: _Optional[bool] = ..., method: _Optional[str] = ..., since: _Optional[float] = ..., newest_rows: _Optional[int] = ...) -> None: ...
+    include_client_recorded: bool
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., holdout_share: _Optional[float] = ..., min_rows: _Optional[int] = ..., dry_run: _Optional[bool] = ..., method: _Optional[str] = ..., since: _Optional[float] = ..., newest_rows: _Optional[int] = ..., include_client_recorded: _Optional[bool] = ...) -> None: ...
 
 class RecalibrateResponse(_message.Message):
-    __slots__ = ("published", "new_version", "old_temperature", "new_temperature", "fit_rows", "holdout_rows", "holdout_nll_before", "holdout_nll_after", "holdout_ece_before", "holdout_ece_after", "message", "method", "selected_by", "nll_improvement", "nll_improvement_low", "nll_improvement_high", "window_start", "window_end", "label_counts", "rows_without_logits", "validation_nll_before", "validation_nll_after")
+    __slots__ = ("published", "new_version", "old_temperature", "new_temperature", "fit_rows", "holdout_rows", "holdout_nll_before", "holdout_nll_after", "holdout_ece_before", "holdout_ece_after", "message", "method", "selected_by", "nll_improvement", "nll_improvement_low", "nll_improvement_high", "window_start", "window_end", "label_counts", "rows_without_logits", "validation_nll_before", "validation_nll_after", "included_client_recorded")
     PUBLISHED_FIELD_NUMBER: _ClassVar[int]
     NEW_VERSION_FIELD_NUMBER: _ClassVar[int]
     OLD_TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
@@ -375,6 +377,7 @@ class RecalibrateResponse(_message.Message):
     ROWS_WITHOUT_LOGITS_FIELD_NUMBER: _ClassVar[int]
     VALIDATION_NLL_BEFORE_FIELD_NUMBER: _ClassVar[int]
     VALIDATION_NLL_AFTER_FIELD_NUMBER: _ClassVar[int]
+    INCLUDED_CLIENT_RECORDED_FIELD_NUMBER: _ClassVar[int]
     published: bool
     new_version: str
     old_temperature: float
@@ -397,4 +400,5 @@ class RecalibrateResponse(_message.Message):
     rows_without_logits: int
     validation_nll_before: float
     validation_nll_after: float
-    def __init__(self, published: _Optional[bool] = ..., new_version: _Optional[str] = ..., old_temperature: _Optional[float] = ..., new_temperature: _Optional[float] = ..., fit_rows: _Optional[int] = ..., holdout_rows: _Optional[int] = ..., holdout_nll_before: _Optional[float] = ..., holdout_nll_after: _Optional[float] = ..., holdout_ece_before: _Optional[float] = ..., holdout_ece_after: _Optional[float] = ..., message: _Optional[str] = ..., method: _Optional[str] = ..., selected_by: _Optional[str] = ..., nll_improvement: _Optional[float] = ..., nll_improvement_low: _Optional[float] = ..., nll_improvement_high: _Optional[float] = ..., window_start: _Optional[float] = ..., window_end: _Optional[float] = ..., label_counts: _Optional[_Iterable[int]] = ..., rows_without_logits: _Optional[int] = ..., validation_nll_before: _Optional[float] = ..., validation_nll_after: _Optional[float] = ...) -> None: ...
+    included_client_recorded: bool
+    def __init__(self, published: _Optional[bool] = ..., new_version: _Optional[str] = ..., old_temperature: _Optional[float] = ..., new_temperature: _Optional[float] = ..., fit_rows: _Optional[int] = ..., holdout_rows: _Optional[int] = ..., holdout_nll_before: _Optional[float] = ..., holdout_nll_after: _Optional[float] = ..., holdout_ece_before: _Optional[float] = ..., holdout_ece_after: _Optional[float] = ..., message: _Optional[str] = ..., method: _Optional[str] = ..., selected_by: _Optional[str] = ..., nll_improvement: _Optional[float] = ..., nll_improvement_low: _Optional[float] = ..., nll_improvement_high: _Optional[float] = ..., window_start: _Optional[float] = ..., window_end: _Optional[float] = ..., label_counts: _Optional[_Iterable[int]] = ..., rows_without_logits: _Optional[int] = ..., validation_nll_before: _Optional[float] = ..., validation_nll_after: _Optional[float] = ..., included_client_recorded: _Optional[bool] = ...) -> None: ...

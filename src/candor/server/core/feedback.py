@@ -17,20 +17,25 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from candor.server.core.errors import InvalidArgument, Unavailable
+from candor.server.core.errors import InvalidArgument, ResourceExhausted, Unavailable
 from candor.server.core.events import Events, FeedbackAnswered, StoreWriteFailed
 from candor.server.core.observed import FeedbackTotals, ObservedReport, observed_report
 from candor.server.core.prediction_log import FLUSH_INTERVAL_S, PredictionLog
 from candor.server.core.predictions import PredictionCache, StoredPrediction, id_time, new_prediction_ids, row_of, split_id
 from candor.server.core.repository import ModelRepository
 from candor.server.core.settings import Settings
-from candor.server.core.store import FeedbackRow, LoggedRequest, Store, StoreError
+from candor.server.core.store import FeedbackRow, LoggedRequest, Store, StoreError, finite_rows
 from candor.server.core.store_health import StoreHealth
 
 FEEDBACK_OUTCOMES = ("ACCEPTED", "DUPLICATE", "EXPIRED", "UNKNOWN_ID")  # what Feedback answers per item
 ACCEPTED, DUPLICATE, EXPIRED, UNKNOWN_ID = FEEDBACK_OUTCOMES
 log = logging.getLogger("candor.server")
 RECENT_S = 2.0  # a request id this young may not have reached the shared log yet (ids carry whole seconds)
+MAX_ID_CHARS = 128  # a prediction id longer than this is refused (ours have 32)
+# Client-recorded rows are stored under this prefix, an id space of their own: a caller can neither
+# take a served prediction's id nor be refused because one was taken.
+CLIENT_ID_PREFIX = "client:"
+COUNT_REFRESH_S = 60.0  # how often the store's row count is read again (other replicas add rows too)
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,8 @@ class FeedbackService:
                                  retention_s=settings.prediction_ttl_s)  # fmt: skip
         self._totals: Mapping[tuple[str, str], FeedbackTotals] = {}
         self._db = ThreadPoolExecutor(max_workers=4, thread_name_prefix="candor-feedback")
+        self._stored_rows: int | None = None  # the store's feedback rows as last counted, plus those added since
+        self._counted_at = 0.0
         try:
             store.ping()
             self.health.report(True)
@@ -102,6 +109,7 @@ class FeedbackService:
         since = time.time() - self.settings.feedback_window_s
         rows = await self._read("no report", self.store.feedback, model, int(version), since=since,
                                 limit=self.settings.feedback_window_rows)  # fmt: skip
+        rows = finite_rows(rows)
         if not rows:
             return None
         return observed_report(np.stack([r.probabilities for r in rows]), np.array([r.label for r in rows]))
@@ -121,8 +129,19 @@ class FeedbackService:
             probs, logits = values, None
         else:
             probs, logits = model.calibrator.probabilities(values[None, :])[0], values
-        pid = item.prediction_id or new_prediction_ids(1, now)[0]
-        return FeedbackRow(pid, model_name, int(model.version), item.label, probs, logits, now, now)
+        pid = CLIENT_ID_PREFIX + (item.prediction_id or new_prediction_ids(1, now)[0])
+        return FeedbackRow(pid, model_name, int(model.version), item.label, probs, logits, now, now, client_recorded=True)
+
+    async def _check_room(self, adding: int) -> None:
+        """RESOURCE_EXHAUSTED when ``adding`` rows would take the store past ``feedback_store_max_rows``."""
+        cap = self.settings.feedback_store_max_rows
+        if self._stored_rows is None or time.monotonic() - self._counted_at > COUNT_REFRESH_S:
+            self._stored_rows = await self._read("nothing from this batch was stored", self.store.count)
+            self._counted_at = time.monotonic()
+        if self._stored_rows + adding > cap:
+            raise ResourceExhausted(f"the feedback store holds {self._stored_rows} rows and this batch adds {adding}, "
+                                    f"over its limit of {cap} (feedback_store_max_rows); nothing from this batch was "
+                                    "stored. Raise the limit or remove old feedback")  # fmt: skip
 
     async def _joined(self, items: list[FeedbackItem]) -> dict[int, StoredPrediction]:
         """The served prediction behind each item that names one: this replica's cache first, then the log."""
@@ -169,6 +188,9 @@ class FeedbackService:
         for i, item in enumerate(items):
             if not item.self_recorded and not item.prediction_id:
                 raise InvalidArgument(f"item {i} has neither a prediction_id nor probabilities/logits")
+            if len(item.prediction_id) > MAX_ID_CHARS:
+                raise InvalidArgument(f"item {i}: prediction_id has {len(item.prediction_id)} characters, at most "
+                                      f"{MAX_ID_CHARS}; send the id Predict returned")  # fmt: skip
         joined = await self._joined(items)
         for i, item in enumerate(items):
             row = None
@@ -188,6 +210,8 @@ class FeedbackService:
                 continue
             rows.append((i, row))
 
+        if rows:
+            await self._check_room(len(rows))
         loop = asyncio.get_running_loop()
         try:
             inserted = await loop.run_in_executor(self._db, self.store.insert, [r for _, r in rows]) if rows else []
@@ -202,6 +226,7 @@ class FeedbackService:
         self.health.report(True)
         outcomes: list[str] = [""] * len(items)
         accepted: dict[int, list[FeedbackRow]] = {}
+        self._stored_rows = (self._stored_rows or 0) + sum(inserted)
         for (i, row), ok in zip(rows, inserted, strict=True):
             outcomes[i] = ACCEPTED if ok else DUPLICATE
             if ok:

@@ -36,6 +36,7 @@ from candor.server.core.store import FeedbackRow
 
 # Methods that cannot use a row without raw logits (see the module docstring).
 NEEDS_RAW_LOGITS = ("vector", "matrix", AUTO)
+MIN_SIDE_ROWS = 10  # fewest rows on each side of the fit / holdout split
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class Recalibration:
     rows_without_logits: int = 0
     validation_nll_before: float = 0.0
     validation_nll_after: float = 0.0
+    included_client_recorded: bool = False
 
 
 def _logits(model: LoadedModel, rows: list[FeedbackRow], method: str) -> tuple[np.ndarray, np.ndarray, int]:
@@ -85,8 +87,8 @@ def _validation_nll(model: LoadedModel, after) -> tuple[float, float]:
 
 
 def recalibrate(repository: Path, model: LoadedModel, rows: list[FeedbackRow], holdout_share: float = 0.3,
-                min_rows: int = 100, dry_run: bool = False, seed: int = 0,
-                method: str = "temperature") -> Recalibration:  # fmt: skip
+                min_rows: int = 100, dry_run: bool = False, seed: int = 0, method: str = "temperature",
+                included_client_recorded: bool = False) -> Recalibration:  # fmt: skip
     """Blocking (fitting, file writes): run it in a thread. ``rows``: the window, oldest first."""
     if not 0 < holdout_share < 1:
         raise InvalidArgument(f"holdout_share must lie in (0, 1), got {holdout_share}")
@@ -101,6 +103,10 @@ def recalibrate(repository: Path, model: LoadedModel, rows: list[FeedbackRow], h
     order = np.random.default_rng(seed).permutation(len(labels))
     n_hold = max(1, int(round(holdout_share * len(labels))))
     hold, fit_idx = order[:n_hold], order[n_hold:]
+    if min(len(hold), len(fit_idx)) < MIN_SIDE_ROWS:
+        raise FailedPrecondition(f"holding out {holdout_share:g} of {len(labels)} usable rows leaves {len(fit_idx)} to fit "
+                                 f"and {n_hold} to check; each side needs at least {MIN_SIDE_ROWS}. Wait for more "
+                                 "feedback or choose a holdout_share nearer 0.3")  # fmt: skip
     k = model.manifest.num_classes
     if method in ("matrix", "dirichlet") and len(fit_idx) < minimum_rows(method, k):
         raise FailedPrecondition(f"{method} scaling has {minimum_rows(method, k)} parameters for {k} classes and needs at "
@@ -122,7 +128,7 @@ def recalibrate(repository: Path, model: LoadedModel, rows: list[FeedbackRow], h
         selected_by=chosen.summary or "", nll_improvement=gain.value, nll_improvement_low=gain.low,
         nll_improvement_high=gain.high, window_start=min(received), window_end=max(received),
         label_counts=np.bincount(labels, minlength=k).tolist(), rows_without_logits=without_logits,
-        validation_nll_before=val_before, validation_nll_after=val_after,
+        validation_nll_before=val_before, validation_nll_after=val_after, included_client_recorded=included_client_recorded,
     )  # fmt: skip
     if refit.clamped:
         return Recalibration(False, None, message="the fitted temperature lies at a bound of its range; nothing published",
@@ -135,12 +141,16 @@ def recalibrate(repository: Path, model: LoadedModel, rows: list[FeedbackRow], h
                              **common)  # fmt: skip
     m = model.manifest
     holdout = f"feedback holdout of {m.name}/{m.version} ({n_hold} rows)"
-    folder = publish_child(
-        repository, m,
-        write_model=lambda path: set_calibrator(model.folder / MODEL_FILE, path, refit),
-        refit=Refit(refit, f"feedback of {m.name}/{m.version}: {len(fit_idx)} rows fitted, {n_hold} held out",
-                    gain.as_list(), chosen.summary),
-        metrics=Metrics(holdout, m.metrics.n_bins, MetricSet(**before), MetricSet(**after)),
-    )  # fmt: skip
+    try:
+        folder = publish_child(
+            repository, m,
+            write_model=lambda path: set_calibrator(model.folder / MODEL_FILE, path, refit),
+            refit=Refit(refit, f"feedback of {m.name}/{m.version}: {len(fit_idx)} rows fitted, {n_hold} held out",
+                        gain.as_list(), chosen.summary),
+            metrics=Metrics(holdout, m.metrics.n_bins, MetricSet(**before), MetricSet(**after)),
+        )  # fmt: skip
+    except OSError as e:  # a read-only or full repository: publish_child leaves nothing half-written
+        raise FailedPrecondition(f"cannot write the new version into the model repository ({e.strerror or e}); "
+                                 "nothing was published. Make the repository writable for the server") from None
     return Recalibration(True, int(folder.name), message=f"published {m.name} version {folder.name}: held-out NLL "
                                                          f"decrease {gain}", **common)  # fmt: skip

@@ -22,7 +22,8 @@ import numpy as np
 
 # Version 1: the feedback table alone (SQLite stores made before the prediction log).
 # Version 2: the prediction log and the recalibration runs table.
-SCHEMA_VERSION = 2
+# Version 3: feedback.client_recorded (rows whose outputs the caller sent rather than the server served).
+SCHEMA_VERSION = 3
 
 
 class StoreError(Exception):
@@ -43,6 +44,16 @@ class FeedbackRow:
     logits: np.ndarray | None  # [K] raw; None when the caller sent only probabilities
     predicted_at: float  # unix seconds
     received_at: float
+    client_recorded: bool = False  # the caller sent the outputs; no served prediction stands behind the row
+
+    @property
+    def finite(self) -> bool:
+        return bool(np.isfinite(self.probabilities).all() and (self.logits is None or np.isfinite(self.logits).all()))
+
+
+def finite_rows(rows: Sequence[FeedbackRow]) -> list[FeedbackRow]:
+    """``rows`` without those whose outputs are NaN or infinite (stored by servers older than the check)."""
+    return [r for r in rows if r.finite]
 
 
 @dataclass(frozen=True)
@@ -81,8 +92,10 @@ class Store(Protocol):
     def known(self, prediction_ids: Sequence[str]) -> set[str]:
         """The ids among ``prediction_ids`` that already have feedback."""
 
-    def feedback(self, model: str, version: int, *, since: float = 0.0, limit: int | None = None) -> list[FeedbackRow]:
-        """The newest ``limit`` (None: all) rows of one version received at or after ``since``, oldest first."""
+    def feedback(self, model: str, version: int, *, since: float = 0.0, limit: int | None = None,
+                 served_only: bool = False) -> list[FeedbackRow]:  # fmt: skip
+        """The newest ``limit`` (None: all) rows of one version received at or after ``since``, oldest first;
+        ``served_only``: only rows joined to a prediction the server served (no client-recorded ones)."""
 
     def lock_recalibration(self, model: str, holder: str) -> RecalibrationLock:
         """Hold the model's recalibration lock (every replica on this store sees it) until ``release()``.

@@ -29,6 +29,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from candor.server.core.store import FeedbackRow, LoggedRequest, StoreError, migrations_to_run
 from candor.server.store.rows import (
+    BACKFILL_CLIENT_RECORDED,
     FEEDBACK_COLUMNS,
     LOG_COLUMNS,
     busy,
@@ -69,6 +70,10 @@ MIGRATIONS = {
             holder TEXT NOT NULL,
             started_at DOUBLE PRECISION NOT NULL
         )
+    """,
+    3: f"""
+        ALTER TABLE feedback ADD COLUMN client_recorded BOOLEAN NOT NULL DEFAULT FALSE;
+        {BACKFILL_CLIENT_RECORDED}
     """,
 }
 MIGRATION_LOCK = 0x63616E646F72  # "candor": the advisory lock key schema migrations serialise on
@@ -199,8 +204,9 @@ class PostgresStore:
         with self._connection() as conn:
             # One statement for the batch: it commits whole or not at all.
             inserted = {r[0] for r in conn.execute(
-                "INSERT INTO feedback SELECT * FROM unnest(%s::text[], %s::text[], %s::int[], %s::int[], %s::bytea[], "
-                "%s::bytea[], %s::float8[], %s::float8[]) ON CONFLICT (prediction_id) DO NOTHING RETURNING prediction_id",
+                f"INSERT INTO feedback ({FEEDBACK_COLUMNS}) SELECT * FROM unnest(%s::text[], %s::text[], %s::int[], "
+                "%s::int[], %s::bytea[], %s::bytea[], %s::float8[], %s::float8[], %s::bool[]) "
+                "ON CONFLICT (prediction_id) DO NOTHING RETURNING prediction_id",
                 [list(c) for c in columns],
             )}  # fmt: skip
         outcome = []
@@ -218,10 +224,12 @@ class PostgresStore:
             return {r[0] for r in rows}
 
     @_store_errors
-    def feedback(self, model: str, version: int, *, since: float = 0.0, limit: int | None = None) -> list[FeedbackRow]:
+    def feedback(self, model: str, version: int, *, since: float = 0.0, limit: int | None = None,
+                 served_only: bool = False) -> list[FeedbackRow]:  # fmt: skip
+        served = " AND NOT client_recorded" if served_only else ""
         with self._connection() as conn:
             rows = conn.execute(
-                f"SELECT {FEEDBACK_COLUMNS} FROM feedback WHERE model = %s AND version = %s AND received_at >= %s "
+                f"SELECT {FEEDBACK_COLUMNS} FROM feedback WHERE model = %s AND version = %s AND received_at >= %s{served} "
                 "ORDER BY received_at DESC, prediction_id DESC LIMIT %s",
                 (model, version, since, limit),
             ).fetchall()

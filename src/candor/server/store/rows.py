@@ -7,8 +7,13 @@ import numpy as np
 from candor.server.core.store import FeedbackRow, LoggedRequest, StoreBusy
 
 # Column order of SELECTs on the two tables (the backends' DDL matches it).
-FEEDBACK_COLUMNS = "prediction_id, model, version, label, probabilities, logits, predicted_at, received_at"
+FEEDBACK_COLUMNS = "prediction_id, model, version, label, probabilities, logits, predicted_at, received_at, client_recorded"
 LOG_COLUMNS = "request_id, model, version, predicted_at, num_rows, num_classes, probabilities, logits"
+
+
+# Rows stored before schema 3 knew no such column: a client-recorded row then had no served prediction
+# behind it, and was stored with predicted_at equal to received_at, which a joined row never has.
+BACKFILL_CLIENT_RECORDED = "UPDATE feedback SET client_recorded = TRUE WHERE predicted_at = received_at"
 
 
 def blob(values: np.ndarray | None) -> bytes | None:
@@ -18,12 +23,14 @@ def blob(values: np.ndarray | None) -> bytes | None:
 def feedback_params(r: FeedbackRow) -> tuple:
     # Plain Python numbers: a column of PostgreSQL's unnest arrays must hold one type.
     return (r.prediction_id, r.model, int(r.version), int(r.label), blob(r.probabilities), blob(r.logits),
-            float(r.predicted_at), None if r.received_at is None else float(r.received_at))  # fmt: skip
+            float(r.predicted_at), None if r.received_at is None else float(r.received_at),
+            bool(r.client_recorded))  # fmt: skip
 
 
 def feedback_row(r) -> FeedbackRow:
     logits = None if r[5] is None else np.frombuffer(r[5], "<f4")
-    return FeedbackRow(r[0], r[1], int(r[2]), int(r[3]), np.frombuffer(r[4], "<f4"), logits, float(r[6]), float(r[7]))
+    return FeedbackRow(r[0], r[1], int(r[2]), int(r[3]), np.frombuffer(r[4], "<f4"), logits, float(r[6]), float(r[7]),
+                       bool(r[8]))  # fmt: skip
 
 
 def log_params(q: LoggedRequest) -> tuple:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from candor.server.core.store import FeedbackRow, LoggedRequest, StoreError, migrations_to_run
 from candor.server.store.rows import (
+    BACKFILL_CLIENT_RECORDED,
     FEEDBACK_COLUMNS,
     LOG_COLUMNS,
     busy,
@@ -55,6 +56,10 @@ MIGRATIONS = {
             logits BLOB NOT NULL           -- float32 [num_rows, num_classes], raw
         );
         CREATE INDEX prediction_log_by_time ON prediction_log (predicted_at);
+    """,
+    3: f"""
+        ALTER TABLE feedback ADD COLUMN client_recorded BOOLEAN NOT NULL DEFAULT FALSE;
+        {BACKFILL_CLIENT_RECORDED}
     """,
 }
 
@@ -164,7 +169,8 @@ class SQLiteStore:
     @_store_errors
     def insert(self, rows: Sequence[FeedbackRow]) -> list[bool]:
         # ON CONFLICT on the key alone: OR IGNORE would also skip a row that breaks NOT NULL, and call it a duplicate.
-        changed = self._transaction("INSERT INTO feedback VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (prediction_id) DO NOTHING",
+        changed = self._transaction(f"INSERT INTO feedback ({FEEDBACK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                                    "ON CONFLICT (prediction_id) DO NOTHING",
                                     [feedback_params(r) for r in rows])  # fmt: skip
         return [n == 1 for n in changed]
 
@@ -176,11 +182,13 @@ class SQLiteStore:
         return {r[0] for r in rows}
 
     @_store_errors
-    def feedback(self, model: str, version: int, *, since: float = 0.0, limit: int | None = None) -> list[FeedbackRow]:
+    def feedback(self, model: str, version: int, *, since: float = 0.0, limit: int | None = None,
+                 served_only: bool = False) -> list[FeedbackRow]:  # fmt: skip
+        served = " AND NOT client_recorded" if served_only else ""
         with self._lock:
             rows = self._db.execute(
                 f"SELECT * FROM (SELECT {FEEDBACK_COLUMNS} FROM feedback WHERE model = ? AND version = ? "
-                "AND received_at >= ? ORDER BY received_at DESC, prediction_id DESC LIMIT ?) "
+                f"AND received_at >= ?{served} ORDER BY received_at DESC, prediction_id DESC LIMIT ?) "
                 "ORDER BY received_at, prediction_id",
                 (model, version, since, -1 if limit is None else limit),
             ).fetchall()
