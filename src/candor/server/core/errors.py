@@ -1,5 +1,18 @@
 """One transport-neutral error hierarchy; :mod:`candor.server.status` maps it to gRPC codes."""
 
+SHOWN_CHARS = 64  # an echoed value longer than this is cut: a message never grows with the input
+
+
+def shown(value: str, limit: int = SHOWN_CHARS) -> str:
+    """``repr(value)`` for a message, cut to ``limit`` characters with the full length said.
+
+    >>> shown("x" * 100, 8)
+    "'xxxxxxxx...' (100 characters)"
+    """
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}"[:-1] + f"...' ({len(value)} characters)"
+
 
 class CandorError(Exception):
     """Base of every error a caller is meant to see; the message says what to fix."""

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from candor.calibration.manifest import MANIFEST_FILE, MODEL_FILE
-from candor.server.core.errors import InvalidArgument, NotFound, Unavailable
+from candor.calibration.repository import MAX_VERSION_DIGITS, parse_version
+from candor.server.core.errors import InvalidArgument, NotFound, Unavailable, shown
 from candor.server.core.events import Events, LoadFailed, RepositoryChanged, VersionLoaded, VersionUnloaded
 from candor.server.core.model import LoadedModel, LoadError, open_version
 from candor.server.core.sessions import choose_providers
@@ -64,17 +65,27 @@ class ModelRepository:
         self._entries: dict[tuple[str, int], VersionEntry] = {}
         self._snapshot: tuple[VersionEntry, ...] = ()
         self._lock = asyncio.Lock()
+        self._ignored: set[Path] = set()  # folders already logged as not versions
+        self._root_missing = False
 
-    def _scan(self) -> dict[tuple[str, int], Path]:
-        found = {}
+    def _scan(self) -> dict[tuple[str, int], Path] | None:
+        """Every version folder, or None when the root itself is missing (then nothing is unloaded)."""
         if not self.root.is_dir():
-            return found
+            return None
+        found = {}
         for model_dir in self.root.iterdir():
             if not model_dir.is_dir() or model_dir.name.startswith("."):
                 continue
             for version_dir in model_dir.iterdir():
-                if version_dir.is_dir() and version_dir.name.isdigit() and int(version_dir.name) > 0:
-                    found[(model_dir.name, int(version_dir.name))] = version_dir
+                if not version_dir.is_dir() or version_dir.name.startswith("."):
+                    continue  # the trainer's .staging-* folders among them
+                version = parse_version(version_dir.name)
+                if version is not None:
+                    found[(model_dir.name, version)] = version_dir
+                elif version_dir not in self._ignored:
+                    self._ignored.add(version_dir)
+                    log.warning("ignoring %s: a version folder's name is a positive whole number in ASCII digits "
+                                "(at most %d)", version_dir, MAX_VERSION_DIGITS)  # fmt: skip
         return found
 
     def _set(self, entry: VersionEntry) -> None:
@@ -91,6 +102,17 @@ class ModelRepository:
         """Load new and changed versions, unload removed ones."""
         async with self._lock:
             found = await asyncio.to_thread(self._scan)
+            if found is None:
+                # Moved away for a moment (a deploy's mv), unmounted or not made yet: what is loaded
+                # keeps serving until the root is back and says otherwise.
+                if not self._root_missing:
+                    log.warning("the model repository %s is missing; still serving the %d loaded version(s) until it "
+                                "is back", self.root, len(self.loaded()))  # fmt: skip
+                self._root_missing = True
+                return
+            if self._root_missing:
+                log.info("the model repository %s is back", self.root)
+                self._root_missing = False
             changed = False
             for (name, version), folder in sorted(found.items()):
                 identity = await asyncio.to_thread(_identity, folder)
@@ -140,13 +162,16 @@ class ModelRepository:
         asyncio.get_running_loop().create_task(entry.model.batcher.close())
 
     async def watch(self) -> None:
-        """Poll the repository until cancelled."""
+        """Poll the repository until cancelled. A failed scan is logged and the next one goes ahead:
+        a watcher that died would leave the server serving stale versions with nothing said."""
         while True:
             await asyncio.sleep(self.settings.poll_interval_s)
             try:
                 await self.refresh()
             except OSError as e:  # the folder vanished or is unreadable for a moment
                 log.warning("cannot scan the model repository %s: %s", self.root, e)
+            except Exception:
+                log.exception("the repository watcher's scan of %s failed; it goes on at the next poll", self.root)
 
     def entries(self) -> tuple[VersionEntry, ...]:
         """Every version, by name then version: an immutable snapshot, safe to read from any thread."""
@@ -160,7 +185,7 @@ class ModelRepository:
         found = [e for e in self._snapshot if e.name == name]
         if not found:
             known = ", ".join(sorted({e.name for e in self._snapshot})) or "none"
-            raise NotFound(f"model {name!r} not found; models served: {known}")
+            raise NotFound(f"model {shown(name)} not found; models served: {known}")
         return found
 
     def entry(self, name: str, version: str) -> VersionEntry:
@@ -169,22 +194,24 @@ class ModelRepository:
         if not version:
             ready = [e for e in entries if e.state == READY]
             if not ready:
-                raise Unavailable(
-                    f"model {name!r} has no ready version: " + "; ".join(f"v{e.version} {e.state} {e.message}" for e in entries)
-                )
+                states = "; ".join(f"v{e.version} {e.state} {e.message}" for e in entries)
+                raise Unavailable(f"model {shown(name)} has no ready version: {states}")
             return ready[-1]
-        if not version.isdigit():
-            raise InvalidArgument(f"version must be a positive whole number or empty (newest), got {version!r}")
+        number = parse_version(version)
+        if number is None:
+            raise InvalidArgument(f"version must be a positive whole number in ASCII digits (at most {MAX_VERSION_DIGITS}) "
+                                  f"or empty (newest), got {shown(version)}")  # fmt: skip
         for e in entries:
-            if e.version == int(version):
+            if e.version == number:
                 return e
-        raise NotFound(f"model {name!r} has no version {version}; versions: {', '.join(str(e.version) for e in entries)}")
+        listed = ", ".join(str(e.version) for e in entries)
+        raise NotFound(f"model {shown(name)} has no version {number}; versions: {listed}")
 
     def resolve(self, name: str, version: str) -> LoadedModel:
         """The model to run for (name, version); NOT_FOUND or UNAVAILABLE otherwise."""
         e = self.entry(name, version)
         if e.state != READY or e.model is None:
-            raise Unavailable(f"model {name!r} version {e.version} is {e.state}" + (f": {e.message}" if e.message else ""))
+            raise Unavailable(f"model {shown(name)} version {e.version} is {e.state}" + (f": {e.message}" if e.message else ""))
         return e.model
 
     def model_ready(self, name: str) -> bool:

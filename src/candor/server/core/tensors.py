@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from candor.server.core.errors import InvalidArgument
 
 
-def rows_from_parts(shape: list[int], raw: bytes, typed: list[float] | None, *, num_features: int, max_rows: int,
+def rows_from_parts(shape: list[int], raw: bytes, typed: Sequence[float] | None, *, num_features: int, max_rows: int,
                     dtype_ok: bool, dtype_name: str) -> np.ndarray:  # fmt: skip
     """Validate and decode one input tensor into float32 [N, F].
 
-    Exactly one of ``raw`` (little-endian float32 bytes) and ``typed`` must
-    carry the values; every failure names what was expected.
+    Exactly one of ``raw`` (little-endian float32 bytes) and ``typed`` (a protobuf repeated field
+    as it came, or any sequence) must carry the values; every failure names what was expected.
+    Sizes are checked before any value is converted, and typed values go straight into numpy,
+    never through a Python list.
     """
     if not dtype_ok:
         raise InvalidArgument(f"input dtype must be float32 (FP32), got {dtype_name}")
@@ -38,7 +42,7 @@ def rows_from_parts(shape: list[int], raw: bytes, typed: list[float] | None, *, 
         count = len(typed or ())
         if count != expected:
             raise InvalidArgument(f"typed input holds {count} values; shape {shape} needs {expected}")
-        rows = np.asarray(typed, dtype=np.float32).reshape(n, f)
+        rows = np.fromiter(typed, dtype=np.float32, count=expected).reshape(n, f)
     if not np.isfinite(rows).all():
         bad = int(np.argwhere(~np.isfinite(rows))[0][0])
         raise InvalidArgument(f"input has NaN or infinite values (first in row {bad}); every feature must be finite")

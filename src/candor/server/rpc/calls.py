@@ -22,6 +22,7 @@ from candor.server.core.errors import CandorError
 from candor.server.rpc.status import status_code
 
 log = logging.getLogger("candor.server")
+MAX_MESSAGE_CHARS = 1024  # a status message longer than this is cut: whatever it quotes, it stays small
 
 
 class CallObserver(Protocol):
@@ -38,7 +39,8 @@ def failure(rpc: str, error: Exception) -> tuple[grpc.StatusCode, str]:
     """The status and message a caller gets for ``error``: a Candor error says what to fix;
     anything else is a bug, logged with its traceback and answered INTERNAL."""
     if isinstance(error, CandorError):
-        return status_code(error), str(error)
+        message = str(error)
+        return status_code(error), message if len(message) <= MAX_MESSAGE_CHARS else message[:MAX_MESSAGE_CHARS] + "..."
     log.error("%s failed", rpc, exc_info=error)
     return grpc.StatusCode.INTERNAL, f"internal error in {rpc}: {type(error).__name__}; see the server log"
 

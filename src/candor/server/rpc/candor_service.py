@@ -50,7 +50,8 @@ class InferenceService(pb_grpc.InferenceServiceServicer):
         result = await self.plane.recalibrate(request.model, request.version, holdout_share=request.holdout_share or 0.3,
                                               min_rows=request.min_rows or 100, dry_run=request.dry_run,
                                               method=request.method, since=request.since,
-                                              newest_rows=request.newest_rows)  # fmt: skip
+                                              newest_rows=request.newest_rows,
+                                              include_client_recorded=request.include_client_recorded)  # fmt: skip
         return convert.recalibrate_response(result)
 
     @unary("ListModels")

@@ -28,7 +28,7 @@ def _dtype_name(value: int) -> str:
 
 def input_tensor(t: pb.Tensor) -> InputTensor:
     float32 = t.dtype in (pb.DATA_TYPE_FLOAT32, pb.DATA_TYPE_UNSPECIFIED)
-    return InputTensor(shape=list(t.shape), raw=t.raw_data, values=list(t.float_data), dtype_ok=float32,
+    return InputTensor(shape=list(t.shape), raw=t.raw_data, values=t.float_data, dtype_ok=float32,
                        dtype_name=_dtype_name(t.dtype))  # fmt: skip
 
 

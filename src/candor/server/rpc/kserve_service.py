@@ -1,9 +1,11 @@
 """``inference.GRPCInferenceService``: the KServe v2 / Open Inference Protocol.
 
-Inputs: one tensor (any name) of datatype FP32 and shape [N, F], as
-``raw_input_contents`` or ``contents.fp32_contents``. Outputs: always
-``raw_output_contents``, FP32, for the requested outputs (``probabilities``
-and/or ``logits``; both when none are named).
+Inputs: one tensor named ``input``, datatype FP32, shape [N, F], as ``raw_input_contents``
+or ``contents.fp32_contents``. Outputs: always ``raw_output_contents``, FP32, for the
+requested outputs (``probabilities`` and/or ``logits``, each at most once; both when none
+are named). Parameters (Triton's ``classification``, shared memory, sequences, priorities)
+are not supported and are refused by name rather than ignored. As Triton does,
+``ModelReady`` answers ``ready: false`` for a model or version it does not have.
 """
 
 from __future__ import annotations
@@ -13,13 +15,21 @@ import grpc
 from candor import __version__
 from candor.kserve.v2 import grpc_predict_v2_pb2 as pb
 from candor.kserve.v2 import grpc_predict_v2_pb2_grpc as pb_grpc
-from candor.server.core.errors import InvalidArgument
+from candor.server.core.errors import InvalidArgument, NotFound, shown
 from candor.server.core.plane import DataPlane, InputTensor
 from candor.server.rpc.calls import CallObserver, unary
 from candor.server.rpc.convert import to_raw
 
 PLATFORM = "onnx_onnxv1"
+INPUT = "input"
 OUTPUTS = ("probabilities", "logits")
+
+
+def refuse_parameters(where: str, parameters) -> None:
+    if parameters:
+        names = ", ".join(shown(k) for k in sorted(parameters)[:5])
+        raise InvalidArgument(f"{where} parameters are not supported (got {names}); send none. For the top classes, "
+                              "request 'probabilities' and sort them")  # fmt: skip
 
 
 class KServeService(pb_grpc.GRPCInferenceServiceServicer):
@@ -38,7 +48,11 @@ class KServeService(pb_grpc.GRPCInferenceServiceServicer):
 
     @unary("ModelReady")
     async def ModelReady(self, request: pb.ModelReadyRequest, context) -> pb.ModelReadyResponse:
-        return pb.ModelReadyResponse(ready=self.plane.version_ready(request.name, request.version) and self._is_ready())
+        try:
+            ready = self.plane.version_ready(request.name, request.version)
+        except NotFound:
+            ready = False  # Triton's answer, which tritonclient.is_model_ready() expects
+        return pb.ModelReadyResponse(ready=ready and self._is_ready())
 
     @unary("ServerMetadata")
     async def ServerMetadata(self, request, context) -> pb.ServerMetadataResponse:
@@ -66,14 +80,24 @@ class KServeService(pb_grpc.GRPCInferenceServiceServicer):
                 f"the model takes one input tensor 'input' [N, {model.num_features}] FP32, got {len(request.inputs)}"
             )
         tensor = request.inputs[0]
+        if tensor.name != INPUT:
+            raise InvalidArgument(f"unexpected input {shown(tensor.name)} for model {shown(model.name)}; its input is "
+                                  f"{INPUT!r} [N, {model.num_features}] FP32")  # fmt: skip
         raw = request.raw_input_contents
         if len(raw) > 1:
             raise InvalidArgument(f"raw_input_contents must hold one entry per input (1), got {len(raw)}")
+        refuse_parameters("request", request.parameters)
+        refuse_parameters("input", tensor.parameters)
+        for o in request.outputs:
+            refuse_parameters(f"output {shown(o.name)}", o.parameters)
         wanted = [o.name for o in request.outputs] or list(OUTPUTS)
         unknown = [w for w in wanted if w not in OUTPUTS]
         if unknown:
-            raise InvalidArgument(f"unknown output {unknown[0]!r}; outputs are {', '.join(OUTPUTS)}")
-        rows = InputTensor(shape=list(tensor.shape), raw=raw[0] if raw else b"", values=list(tensor.contents.fp32_contents),
+            raise InvalidArgument(f"unknown output {shown(unknown[0])}; outputs are {', '.join(OUTPUTS)}")
+        if len(set(wanted)) != len(wanted):
+            twice = next(w for w in wanted if wanted.count(w) > 1)
+            raise InvalidArgument(f"output {twice!r} is requested more than once; name each output once")
+        rows = InputTensor(shape=list(tensor.shape), raw=raw[0] if raw else b"", values=tensor.contents.fp32_contents,
                            dtype_ok=tensor.datatype == "FP32", dtype_name=tensor.datatype or "(empty)")  # fmt: skip
         answer = await self.plane.predict(model, rows, time_remaining=context.time_remaining())
         arrays = {"probabilities": answer.probabilities, "logits": answer.logits}
