@@ -9,28 +9,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from prometheus_client import start_http_server
 
 from candor.kserve.v2 import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
 from candor.server.core.drift import DriftThresholds
-from candor.server.core.events import Events, RepositoryChanged, StoreHealthChanged
-from candor.server.core.feedback import FeedbackService
+from candor.server.core.events import Events, RepositoryChanged, StoreHealthChanged, VersionLoaded
+from candor.server.core.feedback import MAX_ID_CHARS, FeedbackService
+from candor.server.core.model import LoadedModel
 from candor.server.core.plane import DataPlane
 from candor.server.core.repository import READY, ModelRepository
 from candor.server.core.settings import Settings
 from candor.server.core.store import StoreError
 from candor.server.launch import ready_line
 from candor.server.observability.collectors import register_core_views
+from candor.server.observability.http import MetricsEndpoint
 from candor.server.observability.metrics import ServerMetrics
-from candor.server.rpc.auth import AuthInterceptor, load_tokens, warn_if_open
+from candor.server.rpc.auth import HEALTH_PREFIX, REFLECTION_PREFIXES, load_tokens, warn_if_open
 from candor.server.rpc.candor_service import InferenceService
-from candor.server.rpc.decoding import RequestDecoding
+from candor.server.rpc.edge import EdgeInterceptor, EdgeLimits
 from candor.server.rpc.kserve_service import KServeService
-from candor.server.rpc.limits import LimitsInterceptor
 from candor.server.rpc.tls import describe, server_credentials
 from candor.server.store import open_store
 from candor.v1 import inference_pb2, inference_pb2_grpc
@@ -39,6 +41,25 @@ log = logging.getLogger("candor.server")
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 STORE_HEALTH = "candor.feedback_store"  # health service name of the store (NOT_SERVING while it fails)
+MESSAGE_FLOOR = 1 << 20  # a derived message limit is never below 1 MiB
+MESSAGE_HEADROOM = 64 << 10  # field tags, names and options around the tensor
+
+
+def largest_request(model: LoadedModel, max_rows: int) -> int:
+    """Bytes of the largest valid request for ``model``: a Predict of ``max_rows`` rows, or a Feedback of
+    as many items that carry their own probabilities and logits (whichever is larger), plus headroom."""
+    k = model.manifest.num_classes
+    predict = max_rows * model.num_features * 4
+    feedback = max_rows * (MAX_ID_CHARS + 16 + 2 * k * 4)
+    return max(predict, feedback) + MESSAGE_HEADROOM
+
+
+def message_limit(settings: Settings, models: Iterable[LoadedModel]) -> int:
+    """``max_message_bytes``, or when it is 0 the largest valid request of the loaded models (at least 1 MiB):
+    a bigger message is refused as it arrives, compressed or not, before any of it is parsed."""
+    if settings.max_message_bytes:
+        return settings.max_message_bytes
+    return max([MESSAGE_FLOOR, *(largest_request(m, settings.max_rows_per_request) for m in models)])
 
 
 class CandorServer:
@@ -61,13 +82,17 @@ class CandorServer:
         self._ready = False
         self._watch: asyncio.Task | None = None
         self._server: grpc.aio.Server | None = None
-        self._metrics_http = None
+        self._metrics_http: MetricsEndpoint | None = None
+        self._edge: EdgeInterceptor | None = None
+        self.message_bytes = 0
         self._published: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def _on_event(self, event: object) -> None:
         if isinstance(event, RepositoryChanged):
             self._publish_health()
+        elif isinstance(event, VersionLoaded) and self.message_bytes:
+            self._check_message_limit(event)
         elif isinstance(event, StoreHealthChanged):
             # The store's state as its own health service: predictions go on either way.
             asyncio.get_running_loop().create_task(self.health.set(STORE_HEALTH, SERVING if event.ok else NOT_SERVING))
@@ -90,30 +115,41 @@ class CandorServer:
         overall = SERVING if self._ready and not self._stopping else NOT_SERVING
         loop.create_task(self.health.set("", overall))
 
-    def _interceptors(self) -> list[grpc.aio.ServerInterceptor]:
-        """Auth first (an unauthenticated call costs nothing further), then the limits, then request decoding."""
+    def _check_message_limit(self, event: VersionLoaded) -> None:
+        """A version loaded while serving may need larger messages than the limit derived at start."""
+        model = next((m for m in self.repository.loaded() if (m.name, m.version) == (event.model, event.version)), None)
+        if model is not None and largest_request(model, self.settings.max_rows_per_request) > self.message_bytes:
+            log.warning("model %s version %s takes requests up to %d bytes, over this server's message limit of %d "
+                        "derived at start; its largest requests get RESOURCE_EXHAUSTED until a restart or "
+                        "--max-message-bytes", model.name, model.version,
+                        largest_request(model, self.settings.max_rows_per_request), self.message_bytes)  # fmt: skip
+
+    def _interceptor(self) -> EdgeInterceptor:
+        """One pass before any handler: stopping, auth, the Watch cap, limits, decoding (rpc/edge.py)."""
         s = self.settings
-        for limit in ("inflight", "deadline"):
+        for limit in ("inflight", "deadline", "health_watch", "stopping"):
             self.metrics.limit_refusals.labels(limit)
-        limits = LimitsInterceptor(s.max_inflight_requests, s.default_deadline_s, s.max_deadline_s, self.metrics.limit_refused)
+        limits = EdgeLimits(s.max_inflight_requests, s.default_deadline_s, s.max_deadline_s, s.max_health_watches)
+        stopping = lambda: self._stopping  # noqa: E731
         warn_if_open(s.auth_tokens_file)
         if not s.auth_tokens_file:
-            return [limits, RequestDecoding()]
+            return EdgeInterceptor(limits, stopping=stopping, on_refusal=self.metrics.edge_refused)
         table = load_tokens(s.auth_tokens_file)
         log.info("authentication on: %d token(s); health %s, reflection %s without a token", len(table.roles),
                  "open" if s.auth_open_health else "closed", "open" if s.auth_open_reflection else "closed")  # fmt: skip
         for reason in ("unauthenticated", "permission_denied"):
             self.metrics.auth_refusals.labels(reason)
-        auth = AuthInterceptor(table, s.auth_open_health, s.auth_open_reflection, self.metrics.auth_refused)
-        return [auth, limits, RequestDecoding()]
+        open_prefixes = ((HEALTH_PREFIX,) if s.auth_open_health else ()) + (REFLECTION_PREFIXES if s.auth_open_reflection else ())
+        return EdgeInterceptor(limits, tokens=table, open_prefixes=open_prefixes, stopping=stopping,
+                               on_refusal=self.metrics.edge_refused)  # fmt: skip
 
     async def start(self) -> None:
         s = self.settings
         # Bad tokens or certificate files stop the start before anything loads.
-        interceptors = self._interceptors()
+        self._edge = self._interceptor()
         credentials = server_credentials(s.tls_cert_file, s.tls_key_file, s.tls_client_ca_file) if s.tls_cert_file else None
-        self._metrics_http, _ = start_http_server(s.metrics_port, addr=s.metrics_host, registry=self.metrics.registry)
-        self.metrics_port = self._metrics_http.server_port
+        self._metrics_http = MetricsEndpoint(self.metrics.registry, s.metrics_host, s.metrics_port)
+        self.metrics_port = self._metrics_http.port
         self._loop = asyncio.get_running_loop()
         try:
             store = await asyncio.to_thread(open_store, s)
@@ -123,15 +159,23 @@ class CandorServer:
             raise OSError(f"cannot open the store {where}: {e}{hint}") from e
         await self.repository.refresh()
         feedback = FeedbackService(s, self.repository, store, self.events, self._notify)
-        register_core_views(self.metrics.registry, self.repository, feedback, self.thresholds)
+        register_core_views(self.metrics.registry, self.repository, feedback, self.thresholds, self.metrics.collector_failed)
         self.plane = DataPlane(s, self.repository, feedback, self.thresholds, self.events)
+        self.message_bytes = message_limit(s, self.repository.loaded())
+        log.info("largest gRPC message accepted: %d bytes%s", self.message_bytes,
+                 "" if s.max_message_bytes else " (derived from the loaded models; --max-message-bytes sets it)")  # fmt: skip
         options = [
-            ("grpc.max_receive_message_length", s.max_message_bytes),
-            ("grpc.max_send_message_length", s.max_message_bytes),
+            # Checked on the decompressed size too, so a small gzip bomb is refused as it inflates.
+            ("grpc.max_receive_message_length", self.message_bytes),
             ("grpc.so_reuseport", 0),
             ("grpc.max_concurrent_streams", s.max_concurrent_streams),
+            ("grpc.max_allowed_incoming_connections", s.max_connections),
+            ("grpc.max_connection_idle_ms", int(s.connection_idle_s * 1000)),
+            ("grpc.max_connection_age_ms", int(s.connection_age_s * 1000)),
+            # Calls in flight on an aged connection get up to the longest deadline to finish.
+            ("grpc.max_connection_age_grace_ms", int(s.max_deadline_s * 1000)),
         ]
-        server = grpc.aio.server(options=options, interceptors=interceptors)
+        server = grpc.aio.server(options=options, interceptors=[self._edge])
         inference_pb2_grpc.add_InferenceServiceServicer_to_server(InferenceService(self.plane, self.metrics), server)
         grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
             KServeService(self.plane, self.metrics, lambda: self._ready and not self._stopping), server
@@ -166,15 +210,22 @@ class CandorServer:
                  describe(s.tls_client_ca_file, s.tls_cert_file), s.metrics_host, self.metrics_port)  # fmt: skip
 
     async def stop(self) -> None:
-        """Graceful stop: health NOT_SERVING, refuse new calls, let calls in flight finish."""
+        """Graceful stop: health NOT_SERVING, new calls UNAVAILABLE, calls in flight get the grace period."""
         if self._stopping or self._server is None:
             return
         self._stopping = True
-        log.info("stopping: health NOT_SERVING, %.1f s for calls in flight", self.settings.grace_period_s)
+        grace = self.settings.grace_period_s
+        log.info("stopping: health NOT_SERVING, %.1f s for calls in flight", grace)
         await self.health.enter_graceful_shutdown()
         if self._watch is not None:
             self._watch.cancel()
-        await self._server.stop(self.settings.grace_period_s)
+        # Drain first: while the edge answers new calls UNAVAILABLE (retried elsewhere by the SDK),
+        # the unary calls in flight finish; only then does gRPC stop, so that no call it accepted
+        # is cut off as CANCELLED by the stop itself.
+        end = time.monotonic() + grace
+        while self._edge is not None and self._edge.inflight and time.monotonic() < end:
+            await asyncio.sleep(0.01)
+        await self._server.stop(max(0.0, end - time.monotonic()))
         await self.repository.close()
         self.executor.shutdown(wait=True)
         if self.plane is not None:

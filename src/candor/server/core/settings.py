@@ -26,7 +26,7 @@ class Settings:
     model_repository: str = "models"
     grpc_host: str = "0.0.0.0"
     grpc_port: int = 8001  # Triton's default gRPC port
-    metrics_host: str = "0.0.0.0"
+    metrics_host: str = "127.0.0.1"  # loopback: compose and Kubernetes set 0.0.0.0 where Prometheus scrapes
     metrics_port: int = 8002  # Triton's default metrics port
     provider: str = "auto"  # auto | cpu | cuda
     intra_op_threads: int = 1  # onnxruntime threads per run; 0 lets onnxruntime use every core
@@ -36,9 +36,13 @@ class Settings:
     max_queue_delay_ms: float = 0.0  # extra wait to fill a batch; 0 batches whatever queued meanwhile
     max_queue_rows: int = 8192  # rows waiting per model version before RESOURCE_EXHAUSTED
     max_rows_per_request: int = 4096
-    max_message_bytes: int = 64 * 1024 * 1024
+    max_message_bytes: int = 0  # largest gRPC message; 0: derived from the loaded models (see message_limit)
     max_inflight_requests: int = 1024  # unary calls being handled at once; more are RESOURCE_EXHAUSTED
     max_concurrent_streams: int = 128  # calls at once per client connection (HTTP/2); more wait (or get UNAVAILABLE)
+    max_health_watches: int = 64  # health Watch streams open at once (probes use Check)
+    max_connections: int = 4096  # client connections at once; more are refused at accept
+    connection_idle_s: float = 300.0  # a connection with no call for this long is closed (GOAWAY)
+    connection_age_s: float = 3600.0  # any connection is closed after this long, calls in flight first finish
     default_deadline_s: float = 60.0  # how long a unary call without a deadline may take
     max_deadline_s: float = 600.0  # a longer deadline from the caller is cut to this
     warmup_rows: int = 8
@@ -50,6 +54,7 @@ class Settings:
     store_optional: bool = False  # start even when the store cannot be reached (degraded) instead of exiting
     store_timeout_s: float = 5.0  # how long an operation waits for a store connection
     feedback_store_max_bytes: int = 0  # cap on the SQLite database; 0: the disk is the limit
+    feedback_store_max_rows: int = 10_000_000  # feedback rows the store may hold; more are RESOURCE_EXHAUSTED
     prediction_store_rows: int = 100_000  # recent predictions cached in memory, in front of the store's log
     prediction_ttl_s: float = 86_400.0  # how long the prediction log keeps a prediction for its feedback
     prediction_log_buffer_rows: int = 100_000  # rows waiting for the log writer; more are dropped and counted
@@ -78,8 +83,10 @@ class Settings:
             "max_batch_size",
             "max_queue_rows",
             "max_rows_per_request",
-            "max_message_bytes",
             "max_inflight_requests",
+            "max_health_watches",
+            "max_connections",
+            "feedback_store_max_rows",
             "max_concurrent_streams",
             "warmup_rows",
             "prediction_log_buffer_rows",
@@ -95,9 +102,13 @@ class Settings:
             "prediction_ttl_s",
             "feedback_window_s",
             "feedback_store_max_bytes",
+            "max_message_bytes",
         ):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("connection_idle_s", "connection_age_s"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name} must be > 0, got {getattr(self, name)}")
         if self.store_timeout_s <= 0:
             problems.append(f"store_timeout_s must be > 0, got {self.store_timeout_s}")
         if self.store and not self.store.startswith(("postgresql://", "postgres://", "sqlite://")):
