@@ -62,7 +62,8 @@ class Core:
         self.feedback = FeedbackService(self.settings, self.repository, self.store, self.events,
                                         lambda e: loop.call_soon_threadsafe(self.events.emit, e))  # fmt: skip
         self.plane = DataPlane(self.settings, self.repository, self.feedback, DriftThresholds(), self.events)
-        register_core_views(self.metrics.registry, self.repository, self.feedback, self.plane.thresholds)
+        register_core_views(self.metrics.registry, self.repository, self.feedback, self.plane.thresholds,
+                            self.metrics.collector_failed)
         return self
 
     def metric(self, name: str, labels: dict | None = None) -> float | None:

@@ -69,7 +69,10 @@ def stream_errors(raw_responses: list[bytes]) -> list[int]:
     return [r.error.code for r in map(inference_pb2.PredictStreamResponse.FromString, raw_responses) if r.HasField("error")]
 
 
-NAMES = ["", "digits", "1", "2", "0", "-1", "input", "probabilities", "logits", "FP32", "INT64", "BYTES"]
+# Versions str.isdigit() accepts but int() rejects or misreads, and one of 5,000 digits.
+HOSTILE_VERSIONS = ["²", "¹", "١", "9" * 5000]
+NAMES = ["", "digits", "1", "2", "0", "-1", "input", "probabilities", "logits", "FP32", "INT64", "BYTES", *HOSTILE_VERSIONS]
+HUGE_FINITE = [3.4e38, -3.4e38, 1e38]  # finite, and they overflow a model to NaN
 STRINGS = st.sampled_from(NAMES) | st.text(max_size=12)
 SIGNED = st.sampled_from([0, 1, -1, 2, 8, 64, 2**31 - 1, -(2**31)]) | st.integers(-(10**6), 10**6)
 
@@ -85,7 +88,7 @@ def scalar(field: FieldDescriptor, depth: int):
     if t == FieldDescriptor.TYPE_BOOL:
         return st.booleans()
     if t in (FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE):
-        return st.floats(width=32 if t == FieldDescriptor.TYPE_FLOAT else 64)
+        return st.floats(width=32 if t == FieldDescriptor.TYPE_FLOAT else 64) | st.sampled_from(HUGE_FINITE)
     if t == FieldDescriptor.TYPE_ENUM:
         return st.sampled_from([v.number for v in field.enum_type.values] + [99])
     if t in (FieldDescriptor.TYPE_UINT32, FieldDescriptor.TYPE_FIXED32):
@@ -139,6 +142,42 @@ def test_wrong_messages_get_documented_codes(server, pool, service, method, stre
     codes = call(server.target, service, method, streaming, payloads)
     assert set(codes) <= DOCUMENTED_VALUES, f"{method}: {codes}"
     SEEN.update(codes)
+
+
+def hostile_messages(pool) -> list[tuple[str, str, bool, bytes]]:
+    """Hand-made attacks from issue 15, as (service, method, streaming, payload)."""
+    predict_cls = request_class(pool, "candor.v1.InferenceService", "Predict")
+    infer_cls = request_class(pool, "inference.GRPCInferenceService", "ModelInfer")
+    stream_cls = request_class(pool, "candor.v1.InferenceService", "PredictStream")
+    huge = [3.4e38] * 64
+    out = []
+    for version in HOSTILE_VERSIONS:
+        p = json_format.ParseDict({"model": "digits", "version": version, "inputs": {"shape": [1, 64], "floatData": [0.0] * 64}},
+                                  predict_cls())  # fmt: skip
+        out.append(("candor.v1.InferenceService", "Predict", False, p.SerializeToString()))
+        out.append(("candor.v1.InferenceService", "PredictStream", True, stream_cls(request=p).SerializeToString()))
+    p = json_format.ParseDict({"model": "digits", "inputs": {"shape": [1, 64], "floatData": huge}}, predict_cls())
+    out.append(("candor.v1.InferenceService", "Predict", False, p.SerializeToString()))
+    oversized = json_format.ParseDict({"model": "digits", "inputs": {"shape": [1, 64], "floatData": [0.5] * 200_000}},
+                                      predict_cls())  # fmt: skip
+    out.append(("candor.v1.InferenceService", "Predict", False, oversized.SerializeToString()))
+    infer = json_format.ParseDict({"modelName": "digits", "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 64],
+                                   "contents": {"fp32Contents": [0.5] * 200_000}}]}, infer_cls())  # fmt: skip
+    out.append(("inference.GRPCInferenceService", "ModelInfer", False, infer.SerializeToString()))
+    infer_huge = json_format.ParseDict({"modelName": "digits", "inputs": [{"name": "input", "datatype": "FP32",
+                                        "shape": [1, 64], "contents": {"fp32Contents": huge}}]}, infer_cls())  # fmt: skip
+    out.append(("inference.GRPCInferenceService", "ModelInfer", False, infer_huge.SerializeToString()))
+    return out
+
+
+def test_hostile_values_get_documented_codes(server, pool):
+    """Non-ASCII digit versions, huge finite floats and oversized typed floats: each refused with
+    INVALID_ARGUMENT (a stream: that message's error, the stream goes on), never INTERNAL or UNKNOWN."""
+    for service, method, streaming, payload in hostile_messages(pool):
+        codes = call(server.target, service, method, streaming, [payload, payload] if streaming else [payload])
+        refused = [c for c in codes if c != grpc.StatusCode.OK.value[0]]
+        assert refused and set(refused) == {grpc.StatusCode.INVALID_ARGUMENT.value[0]}, (method, codes)
+        SEEN.update(codes)
 
 
 def test_the_server_is_healthy_and_correct_after_the_fuzzing(server, digits_rows):

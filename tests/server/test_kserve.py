@@ -64,16 +64,56 @@ def test_bad_infer(server, datatype, shape, model, message, code):
     client.close()
 
 
+def _infer_request(**kw) -> kpb.ModelInferRequest:
+    request = kpb.ModelInferRequest(model_name="digits", **kw)
+    request.raw_input_contents.append(np.zeros((1, 64), "<f4").tobytes())
+    return request
+
+
 def test_unknown_output_and_model_ready_for_unknown(server):
     wanted = kpb.ModelInferRequest.InferRequestedOutputTensor(name="embedding")
-    request = kpb.ModelInferRequest(model_name="digits", outputs=[wanted])
+    request = _infer_request(outputs=[wanted])
     request.inputs.add(name="input", datatype="FP32", shape=[1, 64])
-    request.raw_input_contents.append(np.zeros((1, 64), "<f4").tobytes())
     with grpc.insecure_channel(server.target) as channel:
         stub = kpb_grpc.GRPCInferenceServiceStub(channel)
         with pytest.raises(grpc.RpcError) as e:
             stub.ModelInfer(request, timeout=10)
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "unknown output 'embedding'" in e.value.details()
-        with pytest.raises(grpc.RpcError) as e:
-            stub.ModelReady(kpb.ModelReadyRequest(name="nope"), timeout=10)
-        assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    # As Triton answers: OK with ready=false, so tritonclient's is_model_ready() returns False instead of raising.
+    client = triton.InferenceServerClient(server.target)
+    assert client.is_model_ready("nope") is False
+    assert client.is_model_ready("digits", "7") is False
+    assert client.is_model_ready("digits", "1") is True
+    client.close()
+
+
+def _refused(server, request: kpb.ModelInferRequest) -> str:
+    with grpc.insecure_channel(server.target) as channel, pytest.raises(grpc.RpcError) as e:
+        kpb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=10)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value.details()
+    return e.value.details()
+
+
+@pytest.mark.parametrize("name", ["INPUT__0", ""])
+def test_input_name_is_checked(server, name):
+    request = _infer_request()
+    request.inputs.add(name=name, datatype="FP32", shape=[1, 64])
+    assert f"unexpected input {name!r} for model 'digits'; its input is 'input'" in _refused(server, request)
+
+
+def test_output_asked_twice_and_unsupported_parameters_are_refused(server):
+    out = kpb.ModelInferRequest.InferRequestedOutputTensor
+    twice = _infer_request(outputs=[out(name="probabilities"), out(name="probabilities")])
+    twice.inputs.add(name="input", datatype="FP32", shape=[1, 64])
+    assert "output 'probabilities' is requested more than once" in _refused(server, twice)
+
+    classification = out(name="probabilities")
+    classification.parameters["classification"].int64_param = 3
+    request = _infer_request(outputs=[classification])
+    request.inputs.add(name="input", datatype="FP32", shape=[1, 64])
+    assert "output 'probabilities' parameters are not supported (got 'classification')" in _refused(server, request)
+
+    shared = _infer_request()
+    tensor = shared.inputs.add(name="input", datatype="FP32", shape=[1, 64])
+    tensor.parameters["shared_memory_region"].string_param = "region0"
+    assert "input parameters are not supported (got 'shared_memory_region')" in _refused(server, shared)
