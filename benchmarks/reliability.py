@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -70,8 +71,15 @@ def curated(rows: np.ndarray) -> list[tuple[str, str, bytes, str]]:
         (P, "unknown dtype enum 99", predict(inputs=tensor(rows[:2], dtype=99)), I),
         (P, "empty batch [0, 64]", predict(inputs=tensor(rows[:0])), I),
         (P, "5000 rows (limit 4096)", predict(inputs=tensor(np.resize(rows, (5000, 64)))), I),
-        (P, "3 MB message (limit 2 MB)", predict(inputs=tensor(np.resize(rows, (12000, 64)))), I),
+        (P, "3 MB message (limit derived from digits: 1.06 MiB)", predict(inputs=tensor(np.resize(rows, (12000, 64)))), I),
         (P, "top_k 11 of 10 classes", predict(top_k=11), I),
+        (P, "features finite but huge (3.4e38): outputs overflow", predict(inputs=tensor(np.full((2, 64), 3.4e38))), I),
+        (P, "version '²' (isdigit, not int)", predict(version="²"), I),
+        (P, "version '١' (Arabic-Indic one)", predict(version="١"), I),
+        (P, "version of 5,000 digits", predict(version="9" * 5000), I),
+        (P, "512 KiB model name", predict(model="m" * (512 << 10)), I),
+        (P, "200,000 typed floats for shape [1, 64]", predict(inputs=pb.Tensor(shape=[1, 64], float_data=[0.5] * 200_000)), I),
+        (F, "prediction id of 1 MiB", feedback([pb.FeedbackItem(prediction_id="x" * (1 << 20), label=1)]), I),
         (F, "no items", feedback([]), I),
         (F, "label 10 of classes 0..9", feedback([pb.FeedbackItem(prediction_id="0" * 32, label=10)]), I),
         (F, "unknown prediction id", feedback([pb.FeedbackItem(prediction_id="0" * 32, label=1)]), I),
@@ -109,6 +117,150 @@ def inputs(target: str, rows: np.ndarray, random_per_rpc: int) -> tuple[list, di
             codes = Counter(answer(channel, path, streaming, payload)[0] for payload in payloads)
             sweep[f"{service.rsplit('.', 1)[-1]}/{method}"] = codes
     return named, sweep
+
+
+# --- attacks ----------------------------------------------------------------------------------
+
+
+def vm(pid: int, field: str) -> float:
+    """A /proc/PID/status figure in MiB (VmRSS now, VmHWM the peak) or a count (Threads)."""
+    value = int(Path(f"/proc/{pid}/status").read_text().split(f"{field}:")[1].split()[0])
+    return value if field == "Threads" else value / 1024
+
+
+def metrics_status(port: int) -> str:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            return f"HTTP {r.status}"
+    except urllib.error.HTTPError as e:
+        return f"HTTP {e.code}"
+
+
+def flood(server: ServerProcess) -> list[list[str]]:
+    """Unauthenticated and unthrottled callers against a server whose message limit an operator raised to 64 MiB."""
+    import socket
+    import threading
+
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    pid, rows = server.proc.pid, []
+    options = [("grpc.max_send_message_length", 64 << 20)]
+    rss, peak = vm(pid, "VmRSS"), vm(pid, "VmHWM")
+    with grpc.insecure_channel(server.target, options=options) as channel:
+        answers = Counter(answer(channel, "/candor.v1.InferenceService/Predict", False, b"\x0a" * 60_000_000, "")[0]
+                          for _ in range(6))  # fmt: skip
+    rows.append(["6 Predict calls of 60 MB each, no token", dict(answers),
+                 f"RSS {rss:.0f} → {vm(pid, 'VmRSS'):.0f} MiB, peak {peak:.0f} → {vm(pid, 'VmHWM'):.0f} MiB"])
+    with grpc.insecure_channel(server.target, compression=grpc.Compression.Gzip) as channel:
+        code, message = answer(channel, "/candor.v1.InferenceService/Predict", False, b"\0" * (80 << 20), INFER_TOKEN)
+    rows.append(["80 MiB of zeros, gzip (80 KiB on the wire)", code, message[:80]])
+    rss = vm(pid, "VmRSS")
+    with grpc.insecure_channel(server.target) as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch
+        streams = [watch(health_pb2.HealthCheckRequest(), timeout=30) for _ in range(200)]
+        codes = Counter()
+        for s in streams:
+            try:
+                next(s)
+                codes["OK (open)"] += 1
+            except grpc.RpcError as e:
+                codes[e.code().name] += 1
+        after = vm(pid, "VmRSS")
+        for s in streams:
+            s.cancel()
+    rows.append(["200 health Watch streams, no token", dict(codes),
+                 f"RSS {rss:.0f} → {after:.0f} MiB (UNAVAILABLE: past HTTP/2's 128 streams per connection)"])
+    threads = vm(pid, "Threads")
+    half = []
+    for _ in range(300):
+        sock = socket.create_connection(("127.0.0.1", server.ports[1]), timeout=5)
+        sock.sendall(b"GET /metrics HTTP/1.1\r\n")
+        half.append(sock)
+    status = metrics_status(server.ports[1])
+    rows.append(["300 half-sent requests to /metrics", f"a scrape meanwhile: {status}",
+                 f"server threads {threads:.0f} → {vm(pid, 'Threads'):.0f}"])
+    for sock in half:
+        sock.close()
+    never = threading.Event()
+
+    def no_body():
+        never.wait(120)
+        return
+        yield
+
+    started = time.monotonic()
+    with grpc.insecure_channel(server.target) as channel:
+        call = channel.stream_unary("/candor.v1.InferenceService/Predict").future(
+            no_body(), metadata=(("authorization", f"Bearer {INFER_TOKEN}"),))  # fmt: skip
+        try:
+            call.result(timeout=90)
+            outcome = "OK"
+        except grpc.RpcError as e:
+            outcome = e.code().name
+        except Exception:  # the future timed out: the server never ended the call
+            outcome = "still open after 90 s"
+    never.set()
+    rows.append(["a Predict whose body never arrives, no deadline", outcome, f"ended after {time.monotonic() - started:.1f} s"])
+    return rows
+
+
+def typed_flood(server: ServerProcess, X: np.ndarray) -> list[str]:
+    """15M typed floats for shape [1, 64] (60 MB, under a 64 MiB limit) while another caller predicts single rows."""
+    import threading
+
+    pid = server.proc.pid
+    rss = vm(pid, "VmRSS")
+    big = pb.PredictRequest(model="digits", inputs=pb.Tensor(shape=[1, 64], float_data=np.zeros(15_000_000, np.float32)))
+    payload = big.SerializeToString()
+    latencies: list[float] = []
+    done = threading.Event()
+
+    def single_rows() -> None:
+        with grpc.insecure_channel(server.target) as channel:
+            while not done.is_set():
+                t = time.perf_counter()
+                answer(channel, "/candor.v1.InferenceService/Predict", False, pb.PredictRequest(
+                    model="digits", inputs=tensor(X[:1])).SerializeToString())  # fmt: skip
+                latencies.append(time.perf_counter() - t)
+
+    thread = threading.Thread(target=single_rows)
+    thread.start()
+    time.sleep(0.5)
+    with grpc.insecure_channel(server.target, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
+        code, _ = answer(channel, "/candor.v1.InferenceService/Predict", False, payload)
+    time.sleep(0.5)
+    done.set()
+    thread.join()
+    return ["15M typed floats, shape [1, 64], beside single-row callers", code,
+            f"others' worst latency {max(latencies) * 1000:.0f} ms; RSS {rss:.0f} → {vm(pid, 'VmRSS'):.0f} MiB"]
+
+
+def poisoning(target: str, metrics_port: int, X: np.ndarray) -> list[list[str]]:
+    """The issue's shared-state attacks, with an infer token and then an admin one."""
+    from candor.client import Client
+
+    rows, rng = [], np.random.default_rng(0)
+    with Client(target, token=INFER_TOKEN) as c:
+        try:
+            c.predict(np.full((1, 64), 3.4e38, np.float32), model="digits")
+            rows.append(["Predict of finite but huge features", "OK", ""])
+        except CandorError as e:
+            rows.append(["Predict of finite but huge features", e.code, str(e)[:90]])
+        rows.append(["/metrics after it", metrics_status(metrics_port), ""])
+        logits = c.predict(X[:400], model="digits", return_logits=True).logits
+        accepted = c.feedback(None, rng.integers(0, 10, 400), model="digits", logits=logits).accepted
+        rows.append(["400 client-recorded rows with random labels (infer role)", f"{accepted} ACCEPTED", ""])
+    with Client(target, token=ADMIN_TOKEN) as admin:
+        for opted in (False, True):
+            what = "admin Recalibrate" + (" --include-client-recorded" if opted else "")
+            try:
+                r = admin.recalibrate("digits", include_client_recorded=opted)
+                rows.append([what, "published" if r.published else "not published",
+                             f"T {r.old_temperature:.2f} → {r.new_temperature:.2f}; validation NLL {r.validation_nll[0]:.3f} "
+                             f"→ {r.validation_nll[1]:.3f}; {r.message[:60]}"])  # fmt: skip
+            except CandorError as e:
+                rows.append([what, e.code, str(e)[:90]])
+    return rows
 
 
 # --- faults -----------------------------------------------------------------------------------
@@ -236,7 +388,7 @@ def table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines + ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rows]) + "\n"
 
 
-def render(named, sweep, fault_rows, peak, rates, soaked, settings: dict, command: str) -> str:
+def render(named, sweep, attacks, fault_rows, peak, rates, soaked, settings: dict, command: str) -> str:
     codes = sorted({c for counts in sweep.values() for c in counts})
     out = [f"# Reliability\n\nRegenerate with `{command}` (all on 127.0.0.1; the server runs as its own process).\n",
            f"Machine: {machine()}\n", "## Inputs tried and how each was answered\n",
@@ -247,6 +399,13 @@ def render(named, sweep, fault_rows, peak, rates, soaked, settings: dict, comman
            "token; UNKNOWN or INTERNAL would be a bug. (The test suite adds hypothesis-generated well-formed but wrong "
            "messages for every RPC: tests/server/test_fuzz_rpcs.py.)\n",
            table(["RPC", *codes], [[k, *(sweep[k].get(c, 0) for c in codes)] for k in sweep]),
+           "\n## Attacks on shared state and resources\n",
+           "Shared state: a server with tokens, the infer role for the first rows, admin for Recalibrate. Resources: a "
+           "server whose operator raised the message limit to 64 MiB (the default is derived from the models, 1.06 MiB "
+           "for digits, which refuses all of these bodies outright). The goals: RSS growth under the unauthenticated "
+           "flood under 50 MiB, no request makes /metrics fail, no role below admin changes what a recalibration "
+           "publishes.\n",
+           table(["attack", "answer", "measured"], attacks),
            "\n## Faults injected and what survived\n", "Each row is a test in the suite, run by this command just now:\n",
            table(["fault test", "what it injects and checks", "result", "s"],
                  [[n, d, o, f"{t:.1f}"] for n, d, o, t in fault_rows]),
@@ -300,11 +459,19 @@ def main(argv: list[str] | None = None) -> int:
         tokens = Path(tmp) / "tokens"
         tokens.write_text(f"{INFER_TOKEN}\n{ADMIN_TOKEN} admin\n")
         flags = ["--poll-interval", "0", "--log-level", "ERROR", "--auth-tokens-file", str(tokens), "--data-dir", f"{tmp}/data",
-                 "--max-message-bytes", str(2 << 20), "--prediction-store-rows", str(settings["prediction_store_rows"]),
+                 "--prediction-store-rows", str(settings["prediction_store_rows"]),
                  "--max-queue-rows", str(settings["max_queue_rows"])]  # fmt: skip
         with serve_process(repo, *flags) as server:
             print("inputs ...", file=sys.stderr, flush=True)
             named, sweep = inputs(server.target, X, a.random_per_rpc)
+            attacks = poisoning(server.target, server.ports[1], X)
+        print("attacks ...", file=sys.stderr, flush=True)
+        open_flags = ["--poll-interval", "0", "--log-level", "ERROR", "--data-dir", f"{tmp}/open-data", "--default-deadline",
+                      "60", "--max-message-bytes", str(64 << 20)]  # fmt: skip
+        with serve_process(repo, *open_flags, "--auth-tokens-file", str(tokens)) as server:
+            attacks += flood(server)
+        with serve_process(repo, *open_flags) as server:
+            attacks.append(typed_flood(server, X))
         fault_rows = []
         if not a.skip_faults:
             print("faults ...", file=sys.stderr, flush=True)
@@ -314,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
             peak, rates = peak_concurrency(server.target, X, y, a.peak_seconds)
             soaked = soak(server, server.ports[1], X, y, a.soak_seconds, peak)
     command = "python benchmarks/reliability.py" + (f" --soak-seconds {a.soak_seconds:g}" if a.soak_seconds != 300 else "")
-    Path(a.output).write_text(render(named, sweep, fault_rows, peak, rates, soaked, settings, command), encoding="utf-8")
+    Path(a.output).write_text(render(named, sweep, attacks, fault_rows, peak, rates, soaked, settings, command), encoding="utf-8")
     print(f"Wrote {a.output}", file=sys.stderr)
     return 0
 
