@@ -549,3 +549,20 @@ def test_calls_arriving_at_sigterm_are_unavailable_never_cancelled(served_repo, 
     for t in threads:
         t.join(20)
     assert codes.count("OK") > 20 and set(codes) <= {"OK", "UNAVAILABLE"}, sorted(set(codes))
+
+
+def test_idle_connections_are_closed_by_the_server(served_repo):
+    """--connection-idle: a connection without calls gets GOAWAY; the client sees its channel go IDLE
+    (and would reconnect on its next call)."""
+    server = start_server(served_repo, "--poll-interval", "0", "--connection-idle", "0.5")
+    states: list[grpc.ChannelConnectivity] = []
+    try:
+        with grpc.insecure_channel(server.target) as channel:
+            channel.subscribe(states.append, try_to_connect=False)
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+            wait_for(lambda: grpc.ChannelConnectivity.READY in states
+                     and states[-1] == grpc.ChannelConnectivity.IDLE, timeout=15)  # fmt: skip
+            assert health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10).status == 1
+            channel.unsubscribe(states.append)
+    finally:
+        server.stop()
