@@ -19,7 +19,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sklearn.datasets import load_digits
 
-from candor.client import Client, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, Unavailable
+from candor.client import Cancelled, Client, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from candor.server.core.predictions import new_request_id
 from candor.server.core.store import FeedbackRow, LoggedRequest
 from candor.server.store.sqlite import SQLiteStore
@@ -474,7 +474,8 @@ def _try(fn):
 
 
 def test_the_sdk_never_retries_recalibrate():
-    """A server that is UNAVAILABLE for everything: models() is retried, recalibrate() is sent once."""
+    """A server that is UNAVAILABLE for everything (CANCELLED for GetModel, as a stopping server cancels a call it
+    had not handed over): models() and model() are retried, recalibrate() is sent once."""
     import asyncio
 
     calls: dict[str, int] = {}
@@ -483,12 +484,13 @@ def test_the_sdk_never_retries_recalibrate():
         def unavailable(name: str):
             async def answer(request, context):
                 calls[name] = calls.get(name, 0) + 1
-                await context.abort(grpc.StatusCode.UNAVAILABLE, "going away")
+                code = grpc.StatusCode.CANCELLED if name == "GetModel" else grpc.StatusCode.UNAVAILABLE
+                await context.abort(code, "going away")
 
             return grpc.unary_unary_rpc_method_handler(answer)
 
         handler = grpc.method_handlers_generic_handler("candor.v1.InferenceService", {
-            name: unavailable(name) for name in ("Recalibrate", "ListModels")})  # fmt: skip
+            name: unavailable(name) for name in ("Recalibrate", "ListModels", "GetModel")})  # fmt: skip
         server = grpc.aio.server()
         server.add_generic_rpc_handlers((handler,))
         port.append(server.add_insecure_port("127.0.0.1:0"))
@@ -508,7 +510,9 @@ def test_the_sdk_never_retries_recalibrate():
                 c.models()
             with pytest.raises(Unavailable):
                 c.recalibrate("digits")
-        assert calls == {"ListModels": 4, "Recalibrate": 1}
+            with pytest.raises(Cancelled):
+                c.model("digits")
+        assert calls == {"ListModels": 4, "Recalibrate": 1, "GetModel": 4}
     finally:
         stop.set()
         thread.join(10)

@@ -44,7 +44,8 @@ def rows_tensor(rows: np.ndarray | Sequence[Sequence[float]]) -> pb.Tensor:
 
 
 def _service_config(retries: int) -> str:
-    """Retry UNAVAILABLE (a restarting server, a model mid-swap) with backoff, in the channel.
+    """Retry UNAVAILABLE (a restarting server, a model mid-swap) and a stopping server's CANCELLED with
+    backoff, in the channel.
 
     gRPC wants maxAttempts >= 2 in a retry policy, so no retries means no policy. Recalibrate is
     never retried: it may publish a version, and a retry after an answer that got lost would
@@ -52,8 +53,10 @@ def _service_config(retries: int) -> str:
     """
     if retries == 0:
         return json.dumps({})
+    # CANCELLED too: a server that stops cancels the calls gRPC had received but not yet handed to its
+    # handlers; a call this client cancels itself is never retried (gRPC retries server statuses only).
     policy = {"maxAttempts": retries + 1, "initialBackoff": "0.05s", "maxBackoff": "1s", "backoffMultiplier": 2,
-              "retryableStatusCodes": ["UNAVAILABLE"]}  # fmt: skip
+              "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"]}  # fmt: skip
     names = [{"service": "candor.v1.InferenceService"}, {"service": "inference.GRPCInferenceService"}]
     never = [{"service": "candor.v1.InferenceService", "method": "Recalibrate"}]  # a method entry beats its service's
     return json.dumps({"methodConfig": [{"name": names, "retryPolicy": policy}, {"name": never}]})

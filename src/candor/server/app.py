@@ -41,6 +41,8 @@ log = logging.getLogger("candor.server")
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 STORE_HEALTH = "candor.feedback_store"  # health service name of the store (NOT_SERVING while it fails)
+DRAIN_QUIET_S = 0.1  # on SIGTERM, gRPC stops once no call has arrived for this long ...
+DRAIN_MAX_S = 2.0  # ... or after this long at most (calls in flight then keep the rest of the grace period)
 MESSAGE_FLOOR = 1 << 20  # a derived message limit is never below 1 MiB
 MESSAGE_HEADROOM = 64 << 10  # field tags, names and options around the tensor
 
@@ -219,11 +221,18 @@ class CandorServer:
         await self.health.enter_graceful_shutdown()
         if self._watch is not None:
             self._watch.cancel()
-        # Drain first: while the edge answers new calls UNAVAILABLE (retried elsewhere by the SDK),
-        # the unary calls in flight finish; only then does gRPC stop, so that no call it accepted
-        # is cut off as CANCELLED by the stop itself.
+        # Drain first: while the edge answers new calls UNAVAILABLE, the unary calls in flight
+        # finish, until calls stop coming for a moment (DRAIN_QUIET_S; at most DRAIN_MAX_S). Only
+        # then does gRPC stop and send GOAWAY: a call gRPC holds but has not handed to Python at
+        # that instant is cancelled by it (CANCELLED), so the stop should find none arriving.
+        # Bounded, because a client that keeps calling on this connection moves to another
+        # replica only after the GOAWAY.
         end = time.monotonic() + grace
-        while self._edge is not None and self._edge.inflight and time.monotonic() < end:
+        drain_end = min(end, time.monotonic() + DRAIN_MAX_S)
+        edge = self._edge
+        while edge is not None and time.monotonic() < drain_end and (
+            edge.inflight or time.monotonic() - edge.last_call < DRAIN_QUIET_S
+        ):
             await asyncio.sleep(0.01)
         await self._server.stop(max(0.0, end - time.monotonic()))
         await self.repository.close()

@@ -26,6 +26,7 @@ which the SDK's retry policy absorbs.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -75,6 +76,7 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         self.stopping = stopping
         self.on_refusal = on_refusal
         self.inflight = 0  # only touched on the event loop
+        self.last_call = 0.0  # time.monotonic() of the newest call seen (app.py drains until calls stop coming)
         self.watches = 0
 
     async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
@@ -82,6 +84,7 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         method = details.method
+        self.last_call = time.monotonic()
         if self.stopping():
             self.on_refusal("limit", "stopping")
             return _refusal(handler, grpc.StatusCode.UNAVAILABLE, "the server is shutting down; retry (another replica, "
