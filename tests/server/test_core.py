@@ -258,12 +258,16 @@ def test_responses_map_core_results_to_protocol_and_sdk_types(repo, tmp_path, di
         return answer, await core.plane.calibration("digits", "1")
 
     answer, state = run(repo, tmp_path, scenario)
-    wire = convert.predict_response(answer, return_logits=True)
-    result = PredictResult.from_proto(pb.PredictResponse.FromString(wire.SerializeToString()))
-    np.testing.assert_array_equal(result.probabilities, answer.probabilities)
-    np.testing.assert_array_equal(result.top_k_indices, answer.top_k_indices)
-    assert result.labels[0] == [str(i) for i in answer.top_k_indices[0]] and result.prediction_ids == answer.prediction_ids
-    np.testing.assert_allclose(result.confidences, answer.probabilities.max(axis=1))
+    names = answer.model.manifest.class_names
+    for columnar in (True, False):  # the SDK's layout, and the deprecated per-row one of earlier clients
+        wire = convert.predict_response(answer, return_logits=True, columnar=columnar)
+        result = PredictResult.from_proto(pb.PredictResponse.FromString(wire.SerializeToString()), names if columnar else ())
+        np.testing.assert_array_equal(result.probabilities, answer.probabilities)
+        np.testing.assert_array_equal(result.logits, answer.logits)
+        np.testing.assert_array_equal(result.top_k_indices, answer.top_k_indices)
+        assert result.labels[0] == [str(i) for i in answer.top_k_indices[0]]
+        assert result.prediction_ids == answer.prediction_ids
+        np.testing.assert_allclose(result.confidences, answer.probabilities.max(axis=1))
     report = CalibrationReport.from_proto(convert.calibration_response(state))
     assert report.observed.rows == 5 and isinstance(report.observed.rows, int)
     assert report.drift.confidence_state in ("OK", "WARN", "DRIFT") and report.drift.rows == 5

@@ -19,8 +19,16 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from candor.client._errors import from_rpc_error
-from candor.client._results import CalibrationReport, FeedbackResult, ModelDescription, PredictResult, Recalibration
+from candor.client._errors import CandorError, from_rpc_error
+from candor.client._results import (
+    CalibrationReport,
+    FeedbackResult,
+    ModelDescription,
+    PredictResult,
+    Recalibration,
+    VersionNames,
+    is_columnar,
+)
 from candor.v1 import inference_pb2 as pb
 from candor.v1 import inference_pb2_grpc as pb_grpc
 
@@ -105,6 +113,8 @@ class _BaseClient:
         self._options = list({**dict(self._options), **dict(channel_options)}.items())
         tls = tls or root_certificates is not None or certificate_chain is not None
         self._credentials = grpc.ssl_channel_credentials(root_certificates, private_key, certificate_chain) if tls else None
+        # Class names per (model, version), fetched once with GetModel: answers carry indices only.
+        self._class_names: dict[tuple[str, str], VersionNames] = {}
         self._connect()
 
     def _connect(self) -> None:
@@ -155,7 +165,20 @@ class _BaseClient:
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
         return pb.PredictRequest(model=model, version=_version(version), inputs=rows_tensor(rows),
-                                 top_k=top_k, return_logits=return_logits)  # fmt: skip
+                                 top_k=top_k, return_logits=return_logits, columnar=True)  # fmt: skip
+
+    def _names_needed(self, response: pb.PredictResponse) -> tuple[str, str] | None:
+        """The (model, version) whose class names a columnar answer needs and this client has not fetched yet.
+
+        They are fetched right after that first answer, once per version and client, so that results stay
+        readable after the client closes. The answer does not depend on them: if they cannot be had (a
+        server stopping, say), its ``labels`` raises that error and the next predict tries again."""
+        key = (response.model, response.version)
+        return key if is_columnar(response) and key not in self._class_names else None
+
+    def _known_names(self, key: tuple[str, str], names: Sequence[str]) -> VersionNames:
+        known = self._class_names[key] = VersionNames(names)
+        return known
 
 
 class Client(_BaseClient):
@@ -179,7 +202,15 @@ class Client(_BaseClient):
                 timeout: float | None = None) -> PredictResult:  # fmt: skip
         """Calibrated probabilities for ``rows`` [N, F]; ``version`` None means the newest ready one."""
         request = self._predict_request(rows, model, version, top_k, return_logits)
-        return PredictResult.from_proto(self._call(self._stub.Predict, request, timeout))
+        response = self._call(self._stub.Predict, request, timeout)
+        key = self._names_needed(response)
+        if key is None:
+            return PredictResult.from_proto(response, self._class_names.get((response.model, response.version), ()))
+        try:
+            names = self._known_names(key, self.model(*key, timeout=timeout).class_names)
+        except CandorError as e:
+            names = VersionNames(error=e)
+        return PredictResult.from_proto(response, names)
 
     def feedback(self, prediction_ids, labels, *, model: str, version: str | int | None = None, probabilities=None,
                  logits=None, timeout: float | None = None) -> FeedbackResult:  # fmt: skip
@@ -245,7 +276,15 @@ class AsyncClient(_BaseClient):
     async def predict(self, rows, *, model: str, version: str | int | None = None, top_k: int = 1, return_logits: bool = False,
                       timeout: float | None = None) -> PredictResult:  # fmt: skip
         request = self._predict_request(rows, model, version, top_k, return_logits)
-        return PredictResult.from_proto(await self._call(self._stub.Predict, request, timeout))
+        response = await self._call(self._stub.Predict, request, timeout)
+        key = self._names_needed(response)
+        if key is None:
+            return PredictResult.from_proto(response, self._class_names.get((response.model, response.version), ()))
+        try:
+            names = self._known_names(key, (await self.model(*key, timeout=timeout)).class_names)
+        except CandorError as e:
+            names = VersionNames(error=e)
+        return PredictResult.from_proto(response, names)
 
     async def feedback(self, prediction_ids, labels, *, model: str, version: str | int | None = None, probabilities=None,
                        logits=None, timeout: float | None = None) -> FeedbackResult:  # fmt: skip

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -15,40 +17,87 @@ _DRIFT = {pb.DRIFT_STATE_OK: "OK", pb.DRIFT_STATE_WARN: "WARN", pb.DRIFT_STATE_D
 
 
 def tensor_to_array(t: pb.Tensor) -> np.ndarray:
-    data = np.frombuffer(t.raw_data, dtype="<f4") if t.raw_data else np.asarray(t.float_data, dtype=np.float32)
-    return data.reshape(tuple(t.shape)).astype(np.float32, copy=False)
+    """A candor.v1 tensor as numpy, read in place from the message's bytes (float32, or int32 for top_k_index)."""
+    dtype = "<i4" if t.dtype == pb.DATA_TYPE_INT32 else "<f4"
+    data = np.frombuffer(t.raw_data, dtype=dtype) if t.raw_data else np.asarray(t.float_data, dtype=np.float32)
+    return data.reshape(tuple(t.shape))
+
+
+class VersionNames:
+    """The class names of one model version as a client learned them, or the error that kept it from
+    learning them (raised when they are read)."""
+
+    def __init__(self, names: Sequence[str] | None = None, *, error: Exception | None = None):
+        self._names = None if names is None else tuple(names)
+        self._error = error
+
+    def _known(self) -> tuple[str, ...]:
+        if self._names is None:
+            raise self._error or LookupError("the class names of this version are not known")
+        return self._names
+
+    def __getitem__(self, index: int) -> str:
+        return self._known()[index]
+
+    def __len__(self) -> int:
+        return len(self._known())
+
+
+def is_columnar(r: pb.PredictResponse) -> bool:
+    """True when the server answered in the columnar layout (it does when asked; a server of an earlier release
+    does not know the flag and answers per row)."""
+    return r.HasField("top_k_index")
 
 
 @dataclass(frozen=True)
 class PredictResult:
-    """One answer per input row, in input order."""
+    """One answer per input row, in input order, as arrays. ``labels`` and ``prediction_ids`` are Python
+    lists made on first use (from ``class_names`` and ``request_id``), so a caller who needs only the
+    arrays never pays for a string per row."""
 
     model: str
     version: str
     probabilities: np.ndarray  # [N, K] calibrated
-    confidences: np.ndarray  # [N] top-label probability
-    prediction_ids: list[str]  # [N] for feedback
-    top_k_indices: np.ndarray  # [N, k] most probable first
-    labels: list[list[str]]  # [N][k] class names of top_k_indices
+    top_k_indices: np.ndarray  # [N, k] int32, most probable first
     top_k_probabilities: np.ndarray  # [N, k]
     logits: np.ndarray | None  # [N, K] raw, when asked for
+    request_id: str  # row i's prediction id is request_id + f"{i:08x}"; empty from a server of the per-row layout
+    class_names: Sequence[str] | Mapping[int, str] | VersionNames  # of the version: index -> name
+    _ids: Sequence[str] | None = field(default=None, repr=False, compare=False)  # per-row layout: as the server sent them
+
+    @cached_property
+    def confidences(self) -> np.ndarray:
+        """[N] top-label probability."""
+        return self.top_k_probabilities[:, 0]
+
+    @cached_property
+    def prediction_ids(self) -> list[str]:
+        """[N] ids for feedback."""
+        if self._ids is not None:
+            return list(self._ids)
+        return [f"{self.request_id}{i:08x}" for i in range(len(self.probabilities))] if self.request_id else []
+
+    @cached_property
+    def labels(self) -> list[list[str]]:
+        """[N][k] class names of top_k_indices. If the client could not learn the version's names, this
+        raises why; ``top_k_indices`` holds the answer either way."""
+        names = self.class_names
+        return [[names[i] for i in row] for row in self.top_k_indices.tolist()]
 
     @classmethod
-    def from_proto(cls, r: pb.PredictResponse) -> PredictResult:
+    def from_proto(cls, r: pb.PredictResponse, class_names: Sequence[str] | VersionNames = ()) -> PredictResult:
+        """Either layout: columnar (``class_names`` of the version needed) or the deprecated per-row one
+        (from a server of an earlier release, which carries names and ids per row)."""
         probs = tensor_to_array(r.probabilities)
+        logits = tensor_to_array(r.logits) if r.HasField("logits") else None
+        if is_columnar(r):
+            return cls(r.model, r.version, probs, tensor_to_array(r.top_k_index), tensor_to_array(r.top_k_probability),
+                       logits, r.request_id, class_names)  # fmt: skip
         n, k = len(probs), max(r.top_k, 1)
-        names = list(r.top_k_names)
-        return cls(
-            model=r.model,
-            version=r.version,
-            probabilities=probs,
-            confidences=np.asarray(r.confidences, dtype=np.float32),
-            prediction_ids=list(r.prediction_ids),
-            top_k_indices=np.asarray(r.top_k_indices, dtype=np.int64).reshape(n, k),
-            labels=[names[i * k : (i + 1) * k] for i in range(n)],
-            top_k_probabilities=np.asarray(r.top_k_probabilities, dtype=np.float32).reshape(n, k),
-            logits=tensor_to_array(r.logits) if r.HasField("logits") else None,
-        )
+        top = np.asarray(r.top_k_indices, dtype=np.int32).reshape(n, k)
+        names = dict(zip(top.ravel().tolist(), r.top_k_names, strict=True))  # the names of the classes it sent
+        return cls(r.model, r.version, probs, top, np.asarray(r.top_k_probabilities, dtype=np.float32).reshape(n, k),
+                   logits, "", class_names or names, list(r.prediction_ids))  # fmt: skip
 
 
 @dataclass(frozen=True)

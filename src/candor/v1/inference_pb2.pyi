@@ -11,6 +11,7 @@ class DataType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     DATA_TYPE_UNSPECIFIED: _ClassVar[DataType]
     DATA_TYPE_FLOAT32: _ClassVar[DataType]
+    DATA_TYPE_INT32: _ClassVar[DataType]
 
 class ModelState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -35,6 +36,7 @@ class DriftState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DRIFT_STATE_DRIFT: _ClassVar[DriftState]
 DATA_TYPE_UNSPECIFIED: DataType
 DATA_TYPE_FLOAT32: DataType
+DATA_TYPE_INT32: DataType
 MODEL_STATE_UNSPECIFIED: ModelState
 MODEL_STATE_LOADING: ModelState
 MODEL_STATE_READY: ModelState
@@ -62,21 +64,23 @@ class Tensor(_message.Message):
     def __init__(self, shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[_Union[DataType, str]] = ..., raw_data: _Optional[bytes] = ..., float_data: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class PredictRequest(_message.Message):
-    __slots__ = ("model", "version", "inputs", "top_k", "return_logits")
+    __slots__ = ("model", "version", "inputs", "top_k", "return_logits", "columnar")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     RETURN_LOGITS_FIELD_NUMBER: _ClassVar[int]
+    COLUMNAR_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: str
     inputs: Tensor
     top_k: int
     return_logits: bool
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., inputs: _Optional[_Union[Tensor, _Mapping]] = ..., top_k: _Optional[int] = ..., return_logits: _Optional[bool] = ...) -> None: ...
+    columnar: bool
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., inputs: _Optional[_Union[Tensor, _Mapping]] = ..., top_k: _Optional[int] = ..., return_logits: _Optional[bool] = ..., columnar: _Optional[bool] = ...) -> None: ...
 
 class PredictResponse(_message.Message):
-    __slots__ = ("model", "version", "probabilities", "confidences", "prediction_ids", "top_k", "top_k_indices", "top_k_names", "top_k_probabilities", "logits")
+    __slots__ = ("model", "version", "probabilities", "confidences", "prediction_ids", "top_k", "top_k_indices", "top_k_names", "top_k_probabilities", "logits", "request_id", "top_k_index", "top_k_probability")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +91,9 @@ class PredictResponse(_message.Message):
     TOP_K_NAMES_FIELD_NUMBER: _ClassVar[int]
     TOP_K_PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
     LOGITS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_INDEX_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: str
     probabilities: Tensor
@@ -97,7 +104,10 @@ class PredictResponse(_message.Message):
     top_k_names: _containers.RepeatedScalarFieldContainer[str]
     top_k_probabilities: _containers.RepeatedScalarFieldContainer[float]
     logits: Tensor
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., probabilities: _Optional[_Union[Tensor, _Mapping]] = ..., confidences: _Optional[_Iterable[float]] = ..., prediction_ids: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ..., top_k_indices: _Optional[_Iterable[int]] = ..., top_k_names: _Optional[_Iterable[str]] = ..., top_k_probabilities: _Optional[_Iterable[float]] = ..., logits: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+    request_id: str
+    top_k_index: Tensor
+    top_k_probability: Tensor
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., probabilities: _Optional[_Union[Tensor, _Mapping]] = ..., confidences: _Optional[_Iterable[float]] = ..., prediction_ids: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ..., top_k_indices: _Optional[_Iterable[int]] = ..., top_k_names: _Optional[_Iterable[str]] = ..., top_k_probabilities: _Optional[_Iterable[float]] = ..., logits: _Optional[_Union[Tensor, _Mapping]] = ..., request_id: _Optional[str] = ..., top_k_index: _Optional[_Union[Tensor, _Mapping]] = ..., top_k_probability: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
 
 class PredictStreamRequest(_message.Message):
     __slots__ = ("request", "correlation_id")

@@ -7,7 +7,7 @@ behaviour (a check, a bound, what is logged for feedback) is written once.
 >>> plane = DataPlane(settings, repository, feedback, thresholds, events)          # doctest: +SKIP
 >>> model = plane.model("digits", "")                                              # doctest: +SKIP
 >>> answer = await plane.predict(model, InputTensor([2, 64], raw, ()), top_k=3)   # doctest: +SKIP
->>> answer.prediction_ids[0], answer.top_k_indices[0]                              # doctest: +SKIP
+>>> answer.request_id, answer.top_k_indices[0]                                     # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -51,19 +51,32 @@ class InputTensor:
 
 @dataclass(frozen=True)
 class Prediction:
+    """One request's answer, as arrays: nothing here is per row in Python."""
+
     model: LoadedModel
     logits: np.ndarray  # [N, K] raw
     probabilities: np.ndarray  # [N, K] calibrated
-    top_k_indices: np.ndarray | None  # [N, k], most probable first (ties: lower index); None when not asked
-    prediction_ids: list[str]  # one per row, joinable by Feedback; empty when not kept
+    top_k_indices: np.ndarray | None  # [N, k] int32, most probable first (ties: lower index); None when not asked
+    top_k_probabilities: np.ndarray | None  # [N, k] float32, theirs
+    request_id: str  # row i's prediction id is prediction_ids(request_id, N)[i]; empty when nothing was kept
 
     @property
     def confidences(self) -> np.ndarray:
         return self.probabilities.max(axis=1)
 
     @property
-    def top_k_probabilities(self) -> np.ndarray:
-        return np.take_along_axis(self.probabilities, self.top_k_indices, axis=1)
+    def prediction_ids(self) -> list[str]:
+        """One id per row (Feedback joins them); a Python string per row, so only for the per-row layout."""
+        return prediction_ids(self.request_id, len(self.probabilities)) if self.request_id else []
+
+
+def top_classes(probs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` most probable classes of each row, most probable first, ties to the lower index
+    (argmax for one, a stable sort otherwise), and their probabilities."""
+    if k == 1:
+        return probs.argmax(axis=1).astype(np.int32)[:, None], probs.max(axis=1, keepdims=True)
+    indices = np.argsort(-probs, axis=1, kind="stable")[:, :k].astype(np.int32)
+    return indices, np.take_along_axis(probs, indices, axis=1)
 
 
 @dataclass(frozen=True)
@@ -89,9 +102,9 @@ def check_finite(logits: np.ndarray, probs: np.ndarray) -> None:
     """INVALID_ARGUMENT naming the rows whose outputs are NaN or infinite: finite inputs far outside what
     the model was trained on can overflow it. Such a request is refused whole and nothing of it is kept
     (prediction log, feedback); the batch's metrics already left those rows out (model.py)."""
-    finite = np.isfinite(probs).all(axis=1) & np.isfinite(logits).all(axis=1)
-    if finite.all():
+    if np.isfinite(probs).all() and np.isfinite(logits).all():
         return
+    finite = np.isfinite(probs).all(axis=1) & np.isfinite(logits).all(axis=1)
     bad = np.flatnonzero(~finite)
     listed = ", ".join(str(i) for i in bad[:10]) + (", ..." if len(bad) > 10 else "")
     raise InvalidArgument(f"the model's outputs are not finite (NaN or infinite) for {len(bad)} of {len(finite)} rows "
@@ -148,14 +161,13 @@ class DataPlane:
             self.events.emit(RequestRejected(model.name, model.version))
             raise
         check_finite(logits, probs)
-        top = None if k is None else np.argsort(-probs, axis=1, kind="stable")[:, :k]
-        ids: list[str] = []
+        top, top_probs = (None, None) if k is None else top_classes(probs, k)
+        request_id = ""
         if keep_for_feedback:
             now = time.time()
             request_id = new_request_id(now)
-            ids = prediction_ids(request_id, len(probs))
             self.feedback_service.keep(LoggedRequest(request_id, model.name, int(model.version), now, probs, logits))
-        return Prediction(model, logits, probs, top, ids)
+        return Prediction(model, logits, probs, top, top_probs, request_id)
 
     # --- labels and calibration ---------------------------------------------------------
 

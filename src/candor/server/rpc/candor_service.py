@@ -24,7 +24,7 @@ class InferenceService(pb_grpc.InferenceServiceServicer):
         model = self.plane.model(request.model, request.version)
         prediction = await self.plane.predict(model, convert.input_tensor(request.inputs), top_k=request.top_k,
                                               keep_for_feedback=True, time_remaining=time_remaining)  # fmt: skip
-        return convert.predict_response(prediction, request.return_logits)
+        return convert.predict_response(prediction, request.return_logits, request.columnar)
 
     @unary("Predict")
     async def Predict(self, request: pb.PredictRequest, context: grpc.aio.ServicerContext) -> pb.PredictResponse:

@@ -32,24 +32,28 @@ def input_tensor(t: pb.Tensor) -> InputTensor:
                        dtype_name=_dtype_name(t.dtype))  # fmt: skip
 
 
-def predict_response(p: Prediction, return_logits: bool) -> pb.PredictResponse:
-    probs = p.probabilities
-    n, k = probs.shape
+def _tensor(array: np.ndarray, dtype: int = pb.DATA_TYPE_FLOAT32) -> pb.Tensor:
+    return pb.Tensor(shape=array.shape, dtype=dtype, raw_data=to_raw(array) if dtype == pb.DATA_TYPE_FLOAT32
+                     else np.ascontiguousarray(array, dtype="<i4").tobytes())  # fmt: skip
+
+
+def predict_response(p: Prediction, return_logits: bool, columnar: bool) -> pb.PredictResponse:
+    """Columnar: whole arrays as raw bytes and one request id, nothing per row in Python. The per-row
+    layout (deprecated, for clients of earlier releases) spells out ids, names and lists per row."""
     top = p.top_k_indices
+    response = pb.PredictResponse(model=p.model.name, version=p.model.version, probabilities=_tensor(p.probabilities),
+                                  top_k=top.shape[1], logits=_tensor(p.logits) if return_logits else None)  # fmt: skip
+    if columnar:
+        response.request_id = p.request_id
+        response.top_k_index.CopyFrom(_tensor(top, pb.DATA_TYPE_INT32))
+        response.top_k_probability.CopyFrom(_tensor(p.top_k_probabilities))
+        return response
     names = p.model.manifest.class_names
-    response = pb.PredictResponse(
-        model=p.model.name,
-        version=p.model.version,
-        probabilities=pb.Tensor(shape=[n, k], dtype=pb.DATA_TYPE_FLOAT32, raw_data=to_raw(probs)),
-        confidences=p.confidences.tolist(),
-        prediction_ids=p.prediction_ids,
-        top_k=top.shape[1],
-        top_k_indices=top.ravel().tolist(),
-        top_k_names=[names[i] for i in top.ravel()],
-        top_k_probabilities=p.top_k_probabilities.ravel().tolist(),
-    )
-    if return_logits:
-        response.logits.CopyFrom(pb.Tensor(shape=[n, k], dtype=pb.DATA_TYPE_FLOAT32, raw_data=to_raw(p.logits)))
+    response.confidences.extend(p.confidences.tolist())
+    response.prediction_ids.extend(p.prediction_ids)
+    response.top_k_indices.extend(top.ravel().tolist())
+    response.top_k_names.extend([names[i] for i in top.ravel()])
+    response.top_k_probabilities.extend(p.top_k_probabilities.ravel().tolist())
     return response
 
 
