@@ -27,15 +27,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from candor.calibration.binning import bin_index
 from candor.calibration.drift import js_distance, psi
 from candor.calibration.manifest import Reference
-from candor.calibration.reference import REFERENCE_BINS, confidence_histogram
+from candor.calibration.reference import REFERENCE_BINS
 
 # PSI over the manifest's 100 fine bins is noisy for windows of a few hundred
 # rows. As usual for PSI, adjacent fine bins are merged into groups holding at
 # least this share of the reference each (about ten equal-mass bins; a single
 # fine bin with more mass, like the top one of a confident model, stays alone).
 PSI_GROUP_SHARE = 0.1
+SUMMARY_ROWS = 256  # batches wait to be summarised together until this many rows do ...
+SUMMARY_SPREAD_S = 0.25  # ... or until one arrives this much later than the oldest waiting (reads never wait)
 
 
 @dataclass(frozen=True)
@@ -116,41 +119,63 @@ class DriftWindow:
         self._totals = DriftTotals(0, np.zeros(REFERENCE_BINS), np.zeros(n_groups), np.zeros(num_classes, np.int64), 0.0, 0)
         self._batches: deque[_Batch] = deque()
         self._rows = 0
+        self._pending: list[tuple[float, np.ndarray]] = []  # (time, probabilities) of batches not yet summarised
+        self._pending_rows = 0
         self._lock = threading.Lock()
 
     def add(self, probs: np.ndarray, now: float | None = None) -> None:
-        """Account one batch of calibrated probabilities [N, K]."""
+        """Account one batch of calibrated probabilities [N, K].
+
+        Batches are summarised in bulk: under load they are a few rows each, and a summary costs the same
+        dozen numpy calls for 1 row as for 256. So a batch waits until ``SUMMARY_ROWS`` rows do, or until
+        a newer one arrives more than ``SUMMARY_SPREAD_S`` later; every read summarises what waits first,
+        so what is read always includes every batch added before."""
         now = time.monotonic() if now is None else now
-        p = np.asarray(probs, dtype=np.float64)
-        p = p[np.isfinite(p).all(axis=1)]  # one NaN would turn every signal and running sum into NaN for good
-        if not len(p):
-            return
+        with self._lock:
+            if self._pending and now - self._pending[0][0] > SUMMARY_SPREAD_S:
+                self._summarise()
+            self._pending.append((now, probs))
+            self._pending_rows += len(probs)
+            if self._pending_rows >= SUMMARY_ROWS:
+                self._summarise()
+
+    def _summarise(self) -> None:
+        """Fold the waiting batches into the window and the totals as one (under the lock)."""
+        pending, self._pending, self._pending_rows = self._pending, [], 0
+        now = pending[-1][0]
+        p = np.asarray(pending[0][1] if len(pending) == 1 else np.concatenate([b for _, b in pending]), dtype=np.float64)
+        if not np.isfinite(p).all():  # one NaN would turn every signal and running sum into NaN for good
+            p = p[np.isfinite(p).all(axis=1)]
+            if not len(p):
+                return
         clipped = np.clip(p, 1e-12, 1.0)
         if self.multilabel:
             conf = np.maximum(p, 1 - p).ravel()
             classes = (p > 0.5).sum(axis=0)
             q = np.clip(1 - p, 1e-12, 1.0)
-            entropy = -(clipped * np.log(clipped) + q * np.log(q)).sum(axis=1)
+            entropy = -(clipped * np.log(clipped) + q * np.log(q)).sum()
         else:
             conf = p.max(axis=1)
             classes = np.bincount(p.argmax(axis=1), minlength=self.num_classes)
-            entropy = -(clipped * np.log(clipped)).sum(axis=1)
-        hist = confidence_histogram(conf) * len(conf)
-        batch = _Batch(now, len(p), hist, classes, float(conf.sum()), len(conf), float(entropy.sum()))
-        fine = np.rint(hist)
-        groups = self._coarse(fine)
-        with self._lock:
-            t = self._totals
-            self._totals = DriftTotals(t.rows + batch.rows, t.confidence_fine + fine, t.confidence_bins + groups,
-                                       t.classes + classes, t.confidence_sum + batch.confidence_sum,
-                                       t.confidence_n + batch.confidence_n)  # fmt: skip
-            self._batches.append(batch)
-            self._rows += batch.rows
-            self._evict(now)
+            entropy = -np.vdot(clipped, np.log(clipped))
+        bins = bin_index(conf, REFERENCE_BINS)
+        fine = np.bincount(bins, minlength=REFERENCE_BINS).astype(np.float64)  # entries per fine bin
+        groups = np.bincount(self._groups[bins], minlength=len(self.group_upper_edges)).astype(np.float64)
+        batch = _Batch(now, len(p), fine, classes, float(conf.sum()), len(conf), float(entropy))
+        t = self._totals
+        self._totals = DriftTotals(t.rows + batch.rows, t.confidence_fine + fine, t.confidence_bins + groups,
+                                   t.classes + classes, t.confidence_sum + batch.confidence_sum,
+                                   t.confidence_n + batch.confidence_n)  # fmt: skip
+        self._batches.append(batch)
+        self._rows += batch.rows
+        self._evict(now)
 
     def totals(self) -> DriftTotals:
-        """Since the version loaded (an immutable value: safe to read from any thread)."""
-        return self._totals
+        """Since the version loaded (an immutable value: safe to keep and read from any thread)."""
+        with self._lock:
+            if self._pending:
+                self._summarise()
+            return self._totals
 
     def _evict(self, now: float) -> None:
         while self._batches and (
@@ -165,6 +190,8 @@ class DriftWindow:
         """The window's signals, or None while it is empty."""
         now = time.monotonic() if now is None else now
         with self._lock:
+            if self._pending:
+                self._summarise()
             self._evict(now)
             if not self._batches:
                 return None

@@ -8,6 +8,8 @@ workers: :meth:`LoadedModel.start`).
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,17 @@ class LoadError(Exception):
 
 
 @dataclass(frozen=True)
+class RunCost:
+    """Seconds one run of ``rows`` rows takes, fitted at load as fixed + per_row * rows."""
+
+    fixed_s: float
+    per_row_s: float
+
+    def __call__(self, rows: int) -> float:
+        return self.fixed_s + self.per_row_s * rows
+
+
+@dataclass(frozen=True)
 class OpenedVersion:
     """A version's checked files and its warmed-up session, not yet serving."""
 
@@ -36,11 +49,34 @@ class OpenedVersion:
     folder: Path
     session: object
     provider: str
+    cost: RunCost = RunCost(float("inf"), 0.0)  # unknown until measured: never cheap
 
     def run(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One onnxruntime run: (logits, probabilities) for rows ``X`` [N, F] float32."""
         logits, probs = self.session.run(["logits", "probabilities"], {"input": X})
         return logits, probs
+
+
+def measure_cost(opened: OpenedVersion, large_rows: int, inline_s: float, repeats: int = 3) -> RunCost:
+    """Time runs of 1 and of ``large_rows`` rows (the fastest of ``repeats`` each: a busy machine only
+    makes the estimate larger, which is the safe side) and fit a line through them. A model whose single
+    row already takes longer than ``inline_s`` is never run inline, so its large run is not timed."""
+
+    def fastest(rows: int) -> float:
+        X = np.zeros((rows, opened.manifest.input.shape[1]), dtype=np.float32)
+        best = float("inf")
+        for _ in range(repeats):
+            began = time.perf_counter()
+            opened.run(X)
+            best = min(best, time.perf_counter() - began)
+        return best
+
+    one = fastest(1)
+    if one > inline_s:
+        return RunCost(one, 0.0)
+    large = fastest(large_rows)
+    per_row = max(0.0, (large - one) / max(1, large_rows - 1))
+    return RunCost(max(0.0, one - per_row), per_row)
 
 
 @dataclass(frozen=True)
@@ -85,6 +121,7 @@ class LoadedModel:
             max_queue_rows=settings.max_queue_rows,
             instances=settings.instances,
             on_batch=on_batch,
+            inline=lambda rows: opened.cost(rows) <= settings.inline_run_us / 1e6,
         )
         return cls(opened, batcher, drift)
 
@@ -151,4 +188,6 @@ def open_version(folder: Path, expected_name: str, expected_version: int, settin
         raise LoadError(f"{model_path}: warm-up run failed: {e}") from e
     if probs.shape != (settings.warmup_rows, manifest.num_classes):
         raise LoadError(f"{model_path}: probabilities have shape {probs.shape}, expected [N, {manifest.num_classes}]")
-    return opened
+    if settings.inline_run_us <= 0:
+        return opened
+    return dataclasses.replace(opened, cost=measure_cost(opened, settings.max_batch_size, settings.inline_run_us / 1e6))

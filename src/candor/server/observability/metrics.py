@@ -101,6 +101,7 @@ class ServerMetrics:
         # Labelled children looked up once per key: labels() takes a lock on every call.
         self._calls: dict[tuple[str, str], Counter] = {}
         self._durations: dict[str, Histogram] = {}
+        self._batch_series: dict[tuple[str, str], tuple[Histogram, Histogram, Histogram]] = {}
 
     # --- the gRPC edge --------------------------------------------------------------------
 
@@ -140,10 +141,14 @@ class ServerMetrics:
     def on_event(self, event: object) -> None:
         match event:
             case BatchRun():
-                labels = (event.model, event.version)
-                self.batch_size.labels(*labels).observe(event.rows)
-                self.inference_duration.labels(*labels).observe(event.run_seconds)
-                queue = self.queue_duration.labels(*labels)
+                key = (event.model, event.version)
+                children = self._batch_series.get(key)
+                if children is None:
+                    children = self._batch_series[key] = (self.batch_size.labels(*key), self.inference_duration.labels(*key),
+                                                          self.queue_duration.labels(*key))  # fmt: skip
+                batch_size, inference, queue = children
+                batch_size.observe(event.rows)
+                inference.observe(event.run_seconds)
                 for waited in event.queue_seconds:
                     queue.observe(waited)
             case RowsDropped():

@@ -78,6 +78,8 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         self.inflight = 0  # only touched on the event loop
         self.last_call = 0.0  # time.monotonic() of the newest call seen (app.py drains until calls stop coming)
         self.watches = 0
+        # The wrapped handler of each method, made once: a call that passes the checks costs a dict lookup.
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler | None]] = {}
 
     async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
         handler = await continuation(details)
@@ -94,12 +96,19 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
             if refused is not None:
                 self.on_refusal("auth", refused[0].name.lower())
                 return _refusal(handler, *refused)
+        known = self._wrapped.get(method)
+        if known is None or known[0] is not handler:
+            known = self._wrapped[method] = (handler, self._wrap(handler, method))
+        return known[1] or handler
+
+    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler | None:
+        """The handler that applies the Watch cap, the limits and decoding to ``method``; None: ``handler`` as it is."""
         if method == WATCH:
             return self._capped_watch(handler)
         if handler.request_streaming or handler.response_streaming:
             if handler.request_streaming and handler.response_streaming and handler.request_deserializer is not None:
                 return self._decoded_stream(handler, method.rsplit("/", 1)[-1])
-            return handler
+            return None
         return self._unary(handler, method.rsplit("/", 1)[-1], limited=not method.startswith(EXEMPT))
 
     def _unary(self, handler: grpc.RpcMethodHandler, rpc: str, limited: bool) -> grpc.RpcMethodHandler:

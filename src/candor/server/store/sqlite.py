@@ -129,14 +129,17 @@ class SQLiteStore:
             page = self._db.execute("PRAGMA page_size").fetchone()[0]
             self._db.execute(f"PRAGMA max_page_count = {max(1, max_bytes // page)}")
 
-    def _transaction(self, statement: str, params: list[tuple]) -> list[int]:
-        """Run ``statement`` once per parameter tuple in one transaction; the rows each changed."""
+    def _transaction(self, statement: str, params: list[tuple], counts: bool = True) -> list[int]:
+        """Run ``statement`` once per parameter tuple in one transaction; the rows each changed
+        (``counts`` False: not counted, and run as one executemany)."""
         changed = []
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                for p in params:
-                    changed.append(self._db.execute(statement, p).rowcount)
+                if counts:
+                    changed = [self._db.execute(statement, p).rowcount for p in params]
+                else:
+                    self._db.executemany(statement, params)
                 self._db.execute("COMMIT")
             except BaseException:
                 # SQLite rolls back by itself on some errors (SQLITE_FULL among them); a second
@@ -148,8 +151,9 @@ class SQLiteStore:
 
     @_store_errors
     def log_predictions(self, requests: Sequence[LoggedRequest]) -> None:
+        # executemany: one C loop for the batch (no per-row count is needed here, unlike feedback's).
         self._transaction("INSERT INTO prediction_log VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING",
-                          [log_params(q) for q in requests])  # fmt: skip
+                          [log_params(q) for q in requests], counts=False)  # fmt: skip
 
     def _select_in(self, sql: str, keys: Sequence[str]) -> list[tuple]:
         with self._lock:
