@@ -169,7 +169,7 @@ class CandorServer:
         options = [
             # Checked on the decompressed size too, so a small gzip bomb is refused as it inflates.
             ("grpc.max_receive_message_length", self.message_bytes),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", 1 if s.reuse_port else 0),  # --workers: several processes on one port
             ("grpc.max_concurrent_streams", s.max_concurrent_streams),
             ("grpc.max_allowed_incoming_connections", s.max_connections),
             ("grpc.max_connection_idle_ms", int(s.connection_idle_s * 1000)),

@@ -12,6 +12,8 @@ FLAGS = {
     "model_repository": ("--model-repository", str, "model repository folder"),
     "grpc_host": ("--grpc-host", str, "address to listen on for gRPC"),
     "grpc_port": ("--grpc-port", int, "gRPC port (0 picks a free one)"),
+    "workers": ("--workers", int, "server processes sharing the gRPC port, each with its own batcher; worker i serves "
+                "metrics on --metrics-port + i (one Prometheus target each)"),
     "metrics_host": ("--metrics-host", str, "address of the Prometheus /metrics endpoint"),
     "metrics_port": ("--metrics-port", int, "Prometheus metrics port (0 picks a free one)"),
     "provider": ("--provider", str, "onnxruntime execution provider: auto, cpu or cuda"),
@@ -19,6 +21,8 @@ FLAGS = {
     "instances": ("--instances", int, "concurrent onnxruntime runs per model version"),
     "max_batch_size": ("--max-batch-size", int, "rows per onnxruntime run"),
     "max_queue_delay_ms": ("--max-queue-delay-ms", float, "extra wait for a batch to fill, in milliseconds"),
+    "inline_run_us": ("--inline-run-us", float, "a run expected to take at most this many microseconds runs on the "
+                      "event loop instead of a thread (0: always a thread)"),
     "max_queue_rows": ("--max-queue-rows", int, "rows queued per model version before RESOURCE_EXHAUSTED"),
     "max_rows_per_request": ("--max-rows-per-request", int, "rows one request may carry"),
     "max_message_bytes": ("--max-message-bytes", int, "largest gRPC message, sent or received (0: from the models)"),
@@ -69,9 +73,15 @@ def cmd_serve(a: argparse.Namespace) -> int:
         cli["auth_open_reflection"] = True
     if a.store_optional:
         cli["store_optional"] = True
+    if a.reuse_port:
+        cli["reuse_port"] = True
     settings = Settings.load(cli=cli, file=a.settings)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("candor.server").debug("settings: %s", as_dict(settings))
+    if settings.workers > 1:
+        from candor.server.workers import run_workers
+
+        return run_workers(settings)
     asyncio.run(serve(settings))
     return 0
 
@@ -94,4 +104,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="start degraded when the store cannot be reached (Feedback UNAVAILABLE until it answers)")  # fmt: skip
     p.add_argument("--auth-lock-health", action="store_true", help="with auth on, health checks need a token too")
     p.add_argument("--auth-open-reflection", action="store_true", help="with auth on, reflection answers without a token")
+    p.add_argument("--reuse-port", action="store_true",
+                   help="let other processes bind the same gRPC port (SO_REUSEPORT); --workers sets it for its own")  # fmt: skip
     p.set_defaults(handler=cmd_serve)

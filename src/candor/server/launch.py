@@ -31,29 +31,41 @@ SERVE_READY = re.compile(r"gRPC on [^\s:]+:(\d+), metrics on [^\s:]+:(\d+)")
 
 class ServerProcess:
     """A child process whose output is read continuously (so its pipe never fills)
-    until ``ready`` matches a line; the match's groups are the ports, as ints."""
+    until ``ready`` matches a line; the match's groups are the ports, as ints.
 
-    def __init__(self, cmd: list[str], ready: re.Pattern = SERVE_READY, env: dict | None = None, wait: float = 90):
+    ``echo``: also print each line (but the ready line) to this process's stdout, after this prefix.
+    ``block`` False: return at once; ``wait_ready()`` later (to start several at a time)."""
+
+    def __init__(self, cmd: list[str], ready: re.Pattern = SERVE_READY, env: dict | None = None, wait: float = 90,
+                 echo: str | None = None, block: bool = True):  # fmt: skip
+        self.cmd = cmd
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      env={**os.environ, **(env or {})})  # fmt: skip
         self.output: list[str] = []
-        found: list[tuple[int, ...]] = []
+        self._found: list[tuple[int, ...]] = []
+        self._wait = wait
 
         def pump() -> None:
             for line in self.proc.stdout:
                 self.output.append(line)
                 m = ready.search(line)
-                if m and not found:
-                    found.append(tuple(int(g) for g in m.groups()))
+                if m and not self._found:
+                    self._found.append(tuple(int(g) for g in m.groups()))
+                elif echo is not None:
+                    print(echo + line, end="", flush=True)
 
         threading.Thread(target=pump, daemon=True).start()
-        end = time.monotonic() + wait
-        while not found:
+        if block:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        end = time.monotonic() + self._wait
+        while not self._found:
             if self.proc.poll() is not None or time.monotonic() > end:
                 self.proc.kill()
-                raise RuntimeError(f"{' '.join(cmd[:4])} did not start:\n" + "".join(self.output[-30:]))
+                raise RuntimeError(f"{' '.join(self.cmd[:4])} did not start:\n" + "".join(self.output[-30:]))
             time.sleep(0.05)
-        self.ports = found[0]
+        self.ports = self._found[0]
 
     @property
     def target(self) -> str:

@@ -26,6 +26,8 @@ class Settings:
     model_repository: str = "models"
     grpc_host: str = "0.0.0.0"
     grpc_port: int = 8001  # Triton's default gRPC port
+    workers: int = 1  # server processes sharing the gRPC port (SO_REUSEPORT), each with its own batcher and metrics port
+    reuse_port: bool = False  # let other processes bind the same gRPC port (what each of several workers does)
     metrics_host: str = "127.0.0.1"  # loopback: compose and Kubernetes set 0.0.0.0 where Prometheus scrapes
     metrics_port: int = 8002  # Triton's default metrics port
     provider: str = "auto"  # auto | cpu | cuda
@@ -34,6 +36,9 @@ class Settings:
     instances: int = 1  # concurrent onnxruntime runs per model version
     max_batch_size: int = 256  # rows per onnxruntime run
     max_queue_delay_ms: float = 0.0  # extra wait to fill a batch; 0 batches whatever queued meanwhile
+    # A batch whose run is expected (from timings at load) to take at most this long runs on the event loop:
+    # handing it to a thread and back costs more than that. 0: every run goes to a thread.
+    inline_run_us: float = 50.0
     max_queue_rows: int = 8192  # rows waiting per model version before RESOURCE_EXHAUSTED
     max_rows_per_request: int = 4096
     max_message_bytes: int = 0  # largest gRPC message; 0: derived from the loaded models (see message_limit)
@@ -79,6 +84,7 @@ class Settings:
                 problems.append(f"{name} must be a port number 0..65535, got {getattr(self, name)}")
         for name in (
             "drift_window_rows",
+            "workers",
             "instances",
             "max_batch_size",
             "max_queue_rows",
@@ -95,6 +101,7 @@ class Settings:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in (
             "max_queue_delay_ms",
+            "inline_run_us",
             "poll_interval_s",
             "grace_period_s",
             "intra_op_threads",

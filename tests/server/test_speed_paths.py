@@ -1,0 +1,243 @@
+"""Issue 13's fast paths against real servers: the columnar answer and its per-row twin, the SDK's
+lazy names and ids, cheap runs on the event loop, bulk drift summaries, and ``--workers N``."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+
+import grpc
+import numpy as np
+import pytest
+
+from candor.client import Client, PredictResult
+from candor.server.core.batcher import DynamicBatcher
+from candor.server.core.drift import SUMMARY_ROWS, SUMMARY_SPREAD_S, DriftWindow
+from candor.server.core.plane import top_classes
+from candor.trainer.export import run_onnx
+from candor.v1 import inference_pb2 as pb
+from candor.v1 import inference_pb2_grpc as pb_grpc
+from tests.server.conftest import start_server, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def predict(target: str, rows: np.ndarray, *, columnar: bool, top_k: int = 3) -> pb.PredictResponse:
+    tensor = pb.Tensor(shape=list(rows.shape), dtype=pb.DATA_TYPE_FLOAT32, raw_data=rows.astype("<f4").tobytes())
+    with grpc.insecure_channel(target) as channel:
+        request = pb.PredictRequest(model="digits", inputs=tensor, top_k=top_k, columnar=columnar)
+        return pb_grpc.InferenceServiceStub(channel).Predict(request, timeout=10)
+
+
+def test_columnar_and_per_row_layouts_carry_the_same_answer(server, digits_rows):
+    columnar = predict(server.target, digits_rows, columnar=True)
+    per_row = predict(server.target, digits_rows, columnar=False)
+    n = len(digits_rows)
+    # Columnar: one id, packed tensors, nothing per row in the repeated fields.
+    assert re.fullmatch(r"[0-9a-f]{24}", columnar.request_id)
+    assert list(columnar.top_k_index.shape) == [n, 3] and columnar.top_k_index.dtype == pb.DATA_TYPE_INT32
+    assert not (columnar.prediction_ids or columnar.confidences or columnar.top_k_names or columnar.top_k_indices)
+    # Per-row (deprecated): what clients of earlier releases read, and no columnar fields.
+    assert len(per_row.prediction_ids) == n and not per_row.request_id and not per_row.HasField("top_k_index")
+    a = PredictResult.from_proto(columnar, [str(i) for i in range(10)])
+    b = PredictResult.from_proto(per_row)
+    np.testing.assert_array_equal(a.probabilities, b.probabilities)
+    np.testing.assert_array_equal(a.top_k_indices, b.top_k_indices)
+    np.testing.assert_array_equal(a.top_k_probabilities, b.top_k_probabilities)
+    np.testing.assert_array_equal(a.confidences, b.confidences)
+    assert a.labels == b.labels
+    assert a.prediction_ids[5] == columnar.request_id + "00000005" and len(set(a.prediction_ids)) == n
+    _, probs = run_onnx(server.repo / "digits/1/model.onnx", digits_rows)
+    np.testing.assert_allclose(a.top_k_probabilities[:, 0], probs.max(axis=1), atol=1e-6)
+
+
+def test_ids_made_from_the_request_id_join_feedback(served_repo, digits_rows):
+    running = start_server(served_repo, "--poll-interval", "0")
+    try:
+        answer = predict(running.target, digits_rows[:6], columnar=True)
+        ids = [f"{answer.request_id}{i:08x}" for i in range(6)]
+        with running.client() as c:
+            result = c.feedback(ids, [0, 1, 2, 3, 4, 5], model="digits")
+            again = c.predict(digits_rows[6:9], model="digits")
+            second = c.feedback(again.prediction_ids, [6, 7, 8], model="digits")
+        assert result.outcomes == ["ACCEPTED"] * 6
+        assert second.outcomes == ["ACCEPTED"] * 3
+    finally:
+        running.stop()
+
+
+def test_the_sdk_fetches_class_names_once_per_version_and_maps_them(served_repo, digits_rows):
+    manifest = served_repo / "digits/1/candor.json"
+    data = json.loads(manifest.read_text())
+    names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    data["class_names"] = names
+    manifest.write_text(json.dumps(data))
+    running = start_server(served_repo, "--poll-interval", "0")
+    try:
+        with running.client() as c:
+            results = [c.predict(digits_rows[i : i + 4], model="digits", top_k=2) for i in range(0, 12, 4)]
+        for r in results:
+            assert r.labels == [[names[i] for i in row] for row in r.top_k_indices.tolist()]
+        wait_for(lambda: running.metric("candor_requests_total", rpc="Predict") == 3)
+        assert running.metric("candor_requests_total", rpc="GetModel") == 1
+    finally:
+        running.stop()
+
+
+def test_top_classes_break_ties_to_the_lower_index_for_every_k():
+    probs = np.array([[0.2, 0.4, 0.4, 0.0], [0.25, 0.25, 0.25, 0.25]], dtype=np.float32)
+    for k in (1, 2, 4):
+        indices, values = top_classes(probs, k)
+        expected = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        np.testing.assert_array_equal(indices, expected)
+        np.testing.assert_array_equal(values, np.take_along_axis(probs, expected, axis=1))
+        assert indices.dtype == np.int32
+
+
+@pytest.mark.parametrize("inline", [True, False])
+def test_cheap_runs_stay_on_the_event_loop_and_others_go_to_a_thread(inline):
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    threads: list[str] = []
+
+    def run(X):
+        threads.append(threading.current_thread().name)
+        return X * 2, X
+
+    async def go():
+        with ThreadPoolExecutor(1, thread_name_prefix="infer") as pool:
+            batcher = DynamicBatcher(run, pool, max_batch_size=8, max_queue_delay_s=0, max_queue_rows=64,
+                                     inline=lambda rows: inline)  # fmt: skip
+            results = await asyncio.gather(*(batcher.submit(np.full((1, 2), i, np.float32)) for i in range(5)))
+            await batcher.close()
+            return results
+
+    results = asyncio.run(go())
+    assert [r[0][0, 0] for r in results] == [0, 2, 4, 6, 8]  # each job got exactly its own rows
+    assert threads and all((t == "MainThread") == inline for t in threads)
+
+
+def test_the_server_measures_run_cost_and_answers_the_same_inline_or_not(served_repo, digits_rows):
+    answers = []
+    for flag in ("0", "100000"):  # never inline / always inline
+        running = start_server(served_repo, "--poll-interval", "0", "--inline-run-us", flag)
+        try:
+            answers.append(predict(running.target, digits_rows, columnar=True))
+        finally:
+            running.stop()
+    assert answers[0].probabilities.raw_data == answers[1].probabilities.raw_data
+
+
+def test_drift_summarised_in_bulk_equals_batch_by_batch(digits_repo):
+    from candor.calibration.manifest import read_manifest
+
+    reference = read_manifest(digits_repo / "digits/1/candor.json").reference
+    rng = np.random.default_rng(0)
+    batches = [rng.dirichlet(np.ones(10), size=n).astype(np.float32) for n in (1, 3, 7, 2, 300, 5)]
+    one_by_one = DriftWindow(reference, 10, False, 100_000, 3600)
+    for b in batches:
+        one_by_one.add(b, now=0.0)
+        one_by_one.report(now=0.0)  # a read folds what waits: every batch summarised on its own
+    together = DriftWindow(reference, 10, False, 100_000, 3600)
+    for b in batches:
+        together.add(b, now=0.0)
+    x, y = one_by_one.totals(), together.totals()
+    assert x.rows == y.rows == sum(len(b) for b in batches)
+    np.testing.assert_array_equal(x.confidence_fine, y.confidence_fine)
+    np.testing.assert_array_equal(x.classes, y.classes)
+    assert x.confidence_sum == pytest.approx(y.confidence_sum)
+    rx, ry = one_by_one.report(now=0.0), together.report(now=0.0)
+    assert rx.confidence_psi == pytest.approx(ry.confidence_psi) and rx.mean_entropy == pytest.approx(ry.mean_entropy)
+    assert SUMMARY_ROWS <= 300  # the 300-row batch forced a summary by itself
+
+
+def test_drift_batches_far_apart_age_out_separately(digits_repo):
+    from candor.calibration.manifest import read_manifest
+
+    reference = read_manifest(digits_repo / "digits/1/candor.json").reference
+    window = DriftWindow(reference, 10, False, 100_000, max_age_s=10)
+    rows = np.full((2, 10), 0.1, np.float32)
+    window.add(rows, now=0.0)
+    window.add(rows, now=SUMMARY_SPREAD_S + 5)  # too far from the first to share its summary
+    assert window.report(now=12.0).rows == 2  # the first batch is older than 10 s, the second is not
+
+
+# --- --workers N -----------------------------------------------------------------------------------
+
+
+def worker_metrics_ports(output: list[str]) -> list[int]:
+    line = next(x for x in output if "workers on port" in x)
+    return [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", line.split("metrics on", 1)[1])]
+
+
+def requests_counted(port: int) -> float:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    return sum(float(x.rsplit(" ", 1)[1]) for x in text.splitlines()
+               if x.startswith("candor_requests_total{") and 'rpc="Predict"' in x)  # fmt: skip
+
+
+def test_workers_share_one_port_and_the_store(served_repo, digits_rows):
+    running = start_server(served_repo, "--poll-interval", "0", "--workers", "2")
+    try:
+        wait_for(lambda: any("workers on port" in x for x in running.process.output))
+        ports = worker_metrics_ports(running.process.output)
+        assert len(ports) == 2 and running.metrics_port == ports[0]
+        # Each connection goes to one worker; spread calls over several and remember where ids came from.
+        ids, labels = [], []
+        for i in range(16):
+            with Client(running.target, channel_options=[("candor.test.connection", i)]) as c:
+                r = c.predict(digits_rows[i : i + 1], model="digits")
+                ids += r.prediction_ids
+                labels.append(int(r.top_k_indices[0, 0]))
+        wait_for(lambda: sum(requests_counted(p) for p in ports) == 16)
+        assert all(requests_counted(p) > 0 for p in ports), "both workers should have served some connections"
+        # Feedback through yet other connections joins predictions made on either worker, via the store's log.
+        outcomes = []
+        for i in range(0, 16, 4):
+            with Client(running.target, channel_options=[("candor.test.connection", 100 + i)]) as c:
+                outcomes += c.feedback(ids[i : i + 4], labels[i : i + 4], model="digits").outcomes
+        assert outcomes == ["ACCEPTED"] * 16
+        pids = [int(p) for p in subprocess.run(["pgrep", "-P", str(running.proc.pid)], capture_output=True,
+                                                text=True).stdout.split()]  # fmt: skip
+        assert len(pids) == 2
+    finally:
+        code = running.stop()
+    assert code == 0
+    for pid in pids:  # no worker outlives the parent
+        with pytest.raises(ProcessLookupError):
+            import os
+
+            os.kill(pid, 0)
+
+
+def test_a_worker_that_dies_stops_the_set(served_repo):
+    running = start_server(served_repo, "--poll-interval", "0", "--workers", "2")
+    pids = [int(p) for p in subprocess.run(["pgrep", "-P", str(running.proc.pid)], capture_output=True,
+                                            text=True).stdout.split()]  # fmt: skip
+    import os
+
+    os.kill(pids[0], signal.SIGKILL)
+    assert running.proc.wait(timeout=60) == 1
+    assert any("stopping the other workers" in line for line in running.process.output)
+
+
+def test_workers_on_a_port_in_use_fail_with_one_line(served_repo):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "candor", "serve", "--model-repository", str(served_repo),
+                                 "--grpc-host", "127.0.0.1", "--grpc-port", str(port), "--workers", "2"],
+                                capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"127.0.0.1:{port}" in lines[0] and "--grpc-port" in lines[0]
