@@ -211,7 +211,7 @@ def test_workers_share_one_port_and_the_store(served_repo, digits_rows):
         assert len(pids) == 2
     finally:
         code = running.stop()
-    assert code == 0
+    assert code == 0, "".join(running.process.output[-20:])
     for pid in pids:  # no worker outlives the parent
         with pytest.raises(ProcessLookupError):
             import os

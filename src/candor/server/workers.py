@@ -22,6 +22,7 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -97,12 +98,24 @@ def supervise(settings: Settings, workers: list[ServerProcess], port: int) -> in
             stop(workers, settings.grace_period_s)
             return 1
     codes = stop(workers, settings.grace_period_s)
-    return 0 if all(c == 0 for c in codes) else 1
+    if any(c != 0 for c in codes):
+        log.error("workers exited with codes %s", codes)
+        return 1
+    return 0
 
 
 def stop(workers: list[ServerProcess], grace_s: float) -> list[int]:
-    """SIGTERM every worker at once (each drains for its grace period), then wait for all."""
+    """SIGTERM every worker once, all at the same time (each drains for its grace period), then wait for all;
+    one still running after the grace period and a margin is killed. Exactly one signal: a second one,
+    arriving after a worker's event loop closed, would kill it mid-exit."""
     for w in workers:
         if w.proc.poll() is None:
             w.proc.send_signal(signal.SIGTERM)
-    return [w.stop(timeout=grace_s + STOP_MARGIN_S) for w in workers]
+    codes = []
+    for w in workers:
+        try:
+            codes.append(w.proc.wait(grace_s + STOP_MARGIN_S))
+        except subprocess.TimeoutExpired:
+            w.proc.kill()
+            codes.append(w.proc.wait())
+    return codes
