@@ -95,26 +95,31 @@ class LoadedModel:
         multilabel = m.task == "multilabel"
         drift = DriftWindow(m.reference, m.num_classes, multilabel, settings.drift_window_rows, settings.drift_window_s)
 
+        def run(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            """One run and its drift accounting, in the thread that runs it: for a large batch, the executor's,
+            so the window's numpy work stays off the event loop. The window leaves non-finite rows out itself:
+            a row whose outputs overflowed is refused to its caller (DataPlane.predict) and must not poison
+            its sums."""
+            logits, probs = opened.run(X)
+            drift.add(probs)
+            return logits, probs
+
         def on_batch(stats: BatchStats) -> None:
             if stats.expired:
                 events.emit(RowsDropped(name, version, "deadline", stats.expired))
             if stats.cancelled:
                 events.emit(RowsDropped(name, version, "cancelled", stats.cancelled))
             if stats.rows:
-                # A row whose outputs overflowed is refused to its caller (DataPlane.predict); it must not
-                # reach the drift window or the traffic counters, where one NaN would poison every sum.
                 probs = stats.probabilities
-                finite = np.isfinite(probs).all(axis=1)
-                if not finite.all():
+                if not np.isfinite(probs).all():  # counted here; run() kept them out of the drift window
+                    finite = np.isfinite(probs).all(axis=1)
                     events.emit(NonFiniteRows(name, version, int((~finite).sum())))
                     probs = probs[finite]
-                if len(probs):
-                    drift.add(probs)
                 events.emit(BatchRun(name, version, stats.rows, probs, m.class_names, multilabel,
                                      tuple(stats.queue_seconds), stats.run_seconds))  # fmt: skip
 
         batcher = DynamicBatcher(
-            opened.run,
+            run,
             executor,
             max_batch_size=settings.max_batch_size,
             max_queue_delay_s=settings.max_queue_delay_ms / 1000,
