@@ -43,8 +43,9 @@ deploy-files: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/candor demo --model-repository models --name digits
 
-# Raw onnxruntime vs a bare gRPC echo server vs Candor, then the fleet store (PostgreSQL
-# prediction log vs SQLite, feedback joined through another replica); writes docs/benchmarks.md.
+# Raw onnxruntime vs a bare gRPC echo server vs Candor (candor.v1 and KServe), batching,
+# --workers, py-spy profiles, then the fleet store (PostgreSQL prediction log vs SQLite,
+# feedback joined through another replica); writes docs/benchmarks.md (about 6 minutes).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/fleet.py

@@ -72,7 +72,7 @@ def main() -> int:
                             ("PostgreSQL", ["--store", cluster.new_database()])):  # fmt: skip
             server = candor(repo, *flags)
             try:
-                results[name] = load(server.target, "digits", 1, 64, args.seconds)
+                results[name] = load(server, "digits", 1, 64, args.seconds)
                 results[name]["dropped"] = metric(server.ports[1], "candor_prediction_log_dropped_rows_total")
             finally:
                 server.stop()

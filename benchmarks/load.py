@@ -1,8 +1,11 @@
 """Closed-loop load from one process: C concurrent callers, each sending its
-next Predict as soon as the last one returns, for a fixed time.
+next Predict (or KServe ModelInfer) as soon as the last one returns, for a fixed time.
 
-    python benchmarks/load.py TARGET MODEL FEATURES ROWS_PER_REQUEST CONCURRENCY SECONDS
+    python benchmarks/load.py TARGET MODEL FEATURES ROWS_PER_REQUEST CONCURRENCY SECONDS [candor|kserve] [CONNECTIONS]
 prints one JSON line: requests, rows, errors, requests/s, rows/s, p50/p99 ms.
+
+Raw protobuf stubs rather than the SDK: the client's own cost is kept as small as the
+echo server's, so the ratio is about the server.
 """
 
 from __future__ import annotations
@@ -15,34 +18,55 @@ import time
 import grpc
 import numpy as np
 
+from candor.kserve.v2 import grpc_predict_v2_pb2 as kpb
+from candor.kserve.v2 import grpc_predict_v2_pb2_grpc as kpb_grpc
 from candor.v1 import inference_pb2 as pb
 from candor.v1 import inference_pb2_grpc as pb_grpc
 
 
-async def run(target: str, model: str, features: int, rows: int, concurrency: int, seconds: float) -> dict:
-    data = np.random.default_rng(0).normal(size=(rows, features)).astype("<f4")
+def call_of(channel: grpc.aio.Channel, model: str, data: np.ndarray, kserve: bool):
+    """(method, request): one Predict of ``data``, as candor.v1 (columnar, top 1) or KServe v2 ModelInfer."""
+    rows, features = data.shape
+    if kserve:
+        tensor = kpb.ModelInferRequest.InferInputTensor(name="input", datatype="FP32", shape=[rows, features])
+        request = kpb.ModelInferRequest(model_name=model, inputs=[tensor], raw_input_contents=[data.tobytes()])
+        return kpb_grpc.GRPCInferenceServiceStub(channel).ModelInfer, request
     request = pb.PredictRequest(model=model, inputs=pb.Tensor(shape=[rows, features], dtype=pb.DATA_TYPE_FLOAT32,
-                                                              raw_data=data.tobytes()))  # fmt: skip
+                                                              raw_data=data.tobytes()), columnar=True)  # fmt: skip
+    return pb_grpc.InferenceServiceStub(channel).Predict, request
+
+
+async def run(target: str, model: str, features: int, rows: int, concurrency: int, seconds: float,
+              kserve: bool = False, connections: int = 1) -> dict:  # fmt: skip
+    """``connections`` > 1 spreads the callers over that many TCP connections (SO_REUSEPORT hands each
+    connection to one worker, so a single connection would reach one worker of ``--workers N``)."""
+    data = np.random.default_rng(0).normal(size=(rows, features)).astype("<f4")
     latencies: list[float] = []
     errors = 0
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = pb_grpc.InferenceServiceStub(channel)
-        await stub.Predict(request, timeout=30)  # connect and warm up outside the clock
+    # A distinct channel argument per connection, or gRPC would share one subchannel among them.
+    channels = [grpc.aio.insecure_channel(target, options=[("candor.bench.connection", i)]) for i in range(connections)]
+    try:
+        calls = [call_of(channel, model, data, kserve) for channel in channels]
+        for call, request in calls:
+            await call(request, timeout=30)  # connect and warm up outside the clock
         end = time.perf_counter() + seconds
 
-        async def caller() -> None:
+        async def caller(call, request) -> None:
             nonlocal errors
             while time.perf_counter() < end:
                 started = time.perf_counter()
                 try:
-                    await stub.Predict(request, timeout=30)
+                    await call(request, timeout=30)
                     latencies.append(time.perf_counter() - started)
                 except grpc.RpcError:
                     errors += 1
 
         began = time.perf_counter()
-        await asyncio.gather(*(caller() for _ in range(concurrency)))
+        await asyncio.gather(*(caller(*calls[i % connections]) for i in range(concurrency)))
         elapsed = time.perf_counter() - began
+    finally:
+        for channel in channels:
+            await channel.close()
     lat = np.array(latencies) * 1000
     return {
         "requests": len(latencies),
@@ -56,4 +80,7 @@ async def run(target: str, model: str, features: int, rows: int, concurrency: in
 
 if __name__ == "__main__":
     target, model, features, rows, concurrency, seconds = sys.argv[1:7]
-    print(json.dumps(asyncio.run(run(target, model, int(features), int(rows), int(concurrency), float(seconds)))))
+    kserve = sys.argv[7:8] == ["kserve"]
+    connections = int(sys.argv[8]) if len(sys.argv) > 8 else 1
+    print(json.dumps(asyncio.run(run(target, model, int(features), int(rows), int(concurrency), float(seconds), kserve,
+                                     connections))))  # fmt: skip

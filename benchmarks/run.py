@@ -1,11 +1,12 @@
 """Throughput and latency of raw onnxruntime, a bare gRPC echo server and the
 Candor server, measured in one invocation on one machine.
 
-    python benchmarks/run.py                     # about two minutes; writes docs/benchmarks.md
+    python benchmarks/run.py                     # about four minutes; writes docs/benchmarks.md
     python benchmarks/run.py --seconds 1 --output /tmp/b.md   # a quick look
 
 Load comes from a separate process (benchmarks/load.py), closed loop, on
 127.0.0.1. Numbers are for the machine they ran on; the report says which.
+The explanation at the end of the report is benchmarks/reading.md.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import platform
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -66,14 +68,49 @@ def raw_onnxruntime(model_path: Path, seconds: float) -> dict[int, float]:
     return out
 
 
-def load(target: str, model: str, rows: int, concurrency: int, seconds: float, features: int = 64) -> dict:
-    cmd = [sys.executable, str(HERE / "load.py"), target, model, str(features), str(rows), str(concurrency), str(seconds)]
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of ``pid`` and every process below it (the workers of ``--workers N``)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # gone meanwhile
+            stats[int(entry.name)] = fields
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        if p in stats:
+            total += (int(stats[p][11]) + int(stats[p][12])) / tick  # utime, stime
+        todo.extend(children.get(p, []))
+    return total
+
+
+def load(server: ServerProcess, model: str, rows: int, concurrency: int, seconds: float, protocol: str = "candor",
+         connections: int = 1, features: int = 64) -> dict:  # fmt: skip
+    """One closed-loop run from a separate process, plus the server's CPU time per request over it."""
+    cmd = [sys.executable, str(HERE / "load.py"), server.target, model, str(features), str(rows), str(concurrency),
+           str(seconds), protocol, str(connections)]  # fmt: skip
+    before = process_tree_cpu(server.proc.pid)
     result = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=seconds + 120)
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    # Warm-up calls fall inside the CPU window too: a handful against thousands, noted in the report.
+    out["server_cpu_us"] = (process_tree_cpu(server.proc.pid) - before) / max(1, out["requests"]) * 1e6
+    return out
+
+
+DATA_ROOT = tempfile.TemporaryDirectory(prefix="candor-bench-")  # removed when the benchmark exits
 
 
 def candor(repo: Path, *flags: str) -> ServerProcess:
-    return serve_process(repo, "--poll-interval", "0", "--log-level", "WARNING", *flags)
+    """A Candor server on a store of its own: a prediction log left by earlier runs (24 h of it by default)
+    would make each run slower than the last."""
+    data = tempfile.mkdtemp(dir=DATA_ROOT.name)
+    return serve_process(repo, "--poll-interval", "0", "--log-level", "WARNING", "--data-dir", data, *flags)
 
 
 def machine() -> str:
@@ -94,13 +131,14 @@ def row(cells) -> str:
 
 
 def fmt(r: dict) -> list[str]:
-    return [
-        f"{r['requests_per_s']:,.0f}",
-        f"{r['rows_per_s']:,.0f}",
-        f"{r['p50_ms']:.2f}",
-        f"{r['p99_ms']:.2f}",
-        str(r["errors"]),
-    ]
+    return [f"{r['requests_per_s']:,.0f}", f"{r['rows_per_s']:,.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}",
+            f"{r['server_cpu_us']:,.0f}", str(r["errors"])]  # fmt: skip
+
+
+LOADS = {"1 row x 1": (1, 1), "1 row x 8": (1, 8), "1 row x 64": (1, 64), "256 rows x 8": (256, 8)}
+PROTOCOLS = {"candor": "candor.v1 Predict", "kserve": "KServe v2 ModelInfer"}
+PROFILES = {"1x64": (1, 64), "256x8": (256, 8)}
+BASELINE = "ab348d2"  # the commit before issue 13's work; its profiles are stored in benchmarks/baseline/
 
 
 def main() -> int:
@@ -108,37 +146,41 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each load run (default: 5)")
     parser.add_argument("--repo", default=str(ROOT / "runs/bench/models"), help="where the benchmark models live")
     parser.add_argument("--output", default=str(ROOT / "docs/benchmarks.md"), help="report file (default: docs/benchmarks.md)")
+    parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profiles")
     args = parser.parse_args()
     repo = Path(args.repo)
     ensure_models(repo)
     s = args.seconds
-    results: dict = {"raw": {}, "echo": {}, "candor": {}, "heavy": {}}
+    results: dict = {"raw": {}, "echo": {}, "candor": {}, "heavy": {}, "workers": {}, "profiles": {}, "edge": {}}
 
     for name in MODELS:
         model = sorted((repo / name).glob("[0-9]*/model.onnx"), key=lambda p: int(p.parent.name))[-1]
         results["raw"][name] = raw_onnxruntime(model, s)
 
-    echo = ServerProcess([sys.executable, str(HERE / "echo_server.py"), "0", "10"], ECHO_READY)
-    try:
-        for c in CONCURRENCY:
-            results["echo"][f"1 row x {c}"] = load(echo.target, "digits", 1, c, s)
-        results["echo"]["256 rows x 8"] = load(echo.target, "digits", 256, 8, s)
-    finally:
-        echo.stop()
+    with ServerProcess([sys.executable, str(HERE / "echo_server.py"), "0", "10"], ECHO_READY) as echo:
+        for protocol in PROTOCOLS:
+            results["echo"][protocol] = {name: load(echo, "digits", r, c, s, protocol) for name, (r, c) in LOADS.items()}
+    with ServerProcess([sys.executable, str(HERE / "echo_server.py"), "0", "10", "edge"], ECHO_READY) as echo:
+        results["edge"] = load(echo, "digits", 1, 64, s)
 
-    server = candor(repo)
-    try:
-        for c in CONCURRENCY:
-            results["candor"][f"1 row x {c}"] = load(server.target, "digits", 1, c, s)
-        results["candor"]["256 rows x 8"] = load(server.target, "digits", 256, 8, s)
-        results["heavy"]["batching on"] = load(server.target, "heavy", 1, 64, s)
-    finally:
-        server.stop()
-    unbatched = candor(repo, "--max-batch-size", "1", "--max-queue-rows", "8192", "--max-rows-per-request", "256")
-    try:
-        results["heavy"]["batching off"] = load(unbatched.target, "heavy", 1, 64, s)
-    finally:
-        unbatched.stop()
+    with candor(repo) as server:
+        for protocol in PROTOCOLS:
+            results["candor"][protocol] = {name: load(server, "digits", r, c, s, protocol) for name, (r, c) in LOADS.items()}
+        results["heavy"]["batching on"] = load(server, "heavy", 1, 64, s)
+    with candor(repo, "--max-batch-size", "1", "--max-queue-rows", "8192", "--max-rows-per-request", "256") as unbatched:
+        results["heavy"]["batching off"] = load(unbatched, "heavy", 1, 64, s)
+
+    for workers in (1, 2):
+        with candor(repo, "--workers", str(workers)) as server:
+            results["workers"][workers] = {name: load(server, "digits", r, c, s, connections=8)
+                                           for name, (r, c) in (("1 row x 64", (1, 64)), ("256 rows x 8", (256, 8)))}  # fmt: skip
+
+    if not args.no_profile:
+        from profile_server import profile
+
+        for key, (r, c) in PROFILES.items():
+            with candor(repo) as server:
+                results["profiles"][key] = profile(server, "digits", r, c, s)
 
     report = render(results, s)
     Path(args.output).write_text(report, encoding="utf-8")
@@ -146,41 +188,94 @@ def main() -> int:
     return 0
 
 
+def ratios(r: dict, protocol: str) -> list[tuple[str, str, str, bool]]:
+    """(what, value, goal, met) for one protocol against the echo server of the same run."""
+    e, c = r["echo"][protocol], r["candor"][protocol]
+    single = c["1 row x 64"]["requests_per_s"] / e["1 row x 64"]["requests_per_s"]
+    large = c["256 rows x 8"]["rows_per_s"] / e["256 rows x 8"]["rows_per_s"]
+    extra = c["1 row x 1"]["p50_ms"] - e["1 row x 1"]["p50_ms"]
+    name = PROTOCOLS[protocol]
+    return [(f"{name}: Candor / echo requests/s, 1 row at concurrency 64", f"{single:.2f}", "at least 0.80", single >= 0.8),
+            (f"{name}: Candor / echo rows/s, 256 rows at concurrency 8", f"{large:.2f}", "at least 0.60", large >= 0.6),
+            (f"{name}: Candor p50 - echo p50, 1 row at concurrency 1", f"{extra:+.2f} ms", "at most +0.30 ms", extra <= 0.3)]
+
+
+def render_profile(title: str, summary: dict) -> list[str]:
+    threads = ", ".join(f"{name} {share:.0%}" for name, share in summary["threads"][:4])
+    lines = [f"**{title}**: {summary['samples']:,} samples; threads: {threads}.", "",
+             "| own | where the CPU is | total | what it costs (callees included) |", "| ---: | --- | ---: | --- |"]  # fmt: skip
+    for (own_name, own), (tot_name, tot) in zip(summary["own"][:10], summary["total"][:10], strict=False):
+        lines.append(f"| {own:.0%} | `{own_name}` | {tot:.0%} | `{tot_name}` |")
+    return lines + [""]
+
+
 def render(r: dict, seconds: float) -> str:
     lines = ["# Benchmarks", "", f"Machine: {machine()}.", "",
-             f"One command: `python benchmarks/run.py` (each load run {seconds:g} s, closed loop, load generator in its own "
-             "process on 127.0.0.1, so client and server share the same cores).", "",
-             "## Raw onnxruntime in-process (rows/s)", "", row(["model", *[f"batch {b}" for b in BATCHES]]),
+             f"One command: `make bench` (`python benchmarks/run.py`, then `benchmarks/fleet.py`). Each load run lasts "
+             f"{seconds:g} s, closed loop, from a load generator in its own process on 127.0.0.1: client and server share "
+             "the same cores. *Server CPU* is the server's own CPU time (all its threads and workers) per answered request.",
+             "", "## Raw onnxruntime in-process (rows/s)", "", row(["model", *[f"batch {b}" for b in BATCHES]]),
              row(["---"] * (len(BATCHES) + 1))]  # fmt: skip
     for name, by_batch in r["raw"].items():
         lines.append(row([name, *[f"{by_batch[b]:,.0f}" for b in BATCHES]]))
-    lines += ["", "## gRPC: bare echo server vs Candor (digits MLP)", "",
-              row(["server", "load", "requests/s", "rows/s", "p50 ms", "p99 ms", "errors"]), row(["---"] * 7)]  # fmt: skip
-    for server in ("echo", "candor"):
-        for load_name, res in r[server].items():
-            lines.append(row([server, load_name, *fmt(res)]))
+    header = ["server", "load", "requests/s", "rows/s", "p50 ms", "p99 ms", "server CPU us/request", "errors"]
+    for protocol, title in PROTOCOLS.items():
+        lines += ["", f"## {title}: bare echo server vs Candor (digits MLP)", "", row(header), row(["---"] * len(header))]
+        for server in ("echo", "candor"):
+            for load_name, res in r[server][protocol].items():
+                lines.append(row([server, load_name, *fmt(res)]))
+    header = ["setting", "requests/s", "rows/s", "p50 ms", "p99 ms", "server CPU us/request", "errors"]
     lines += ["", "## Dynamic batching on the heavy model (MLP 2048 x 3), single-row Predict at concurrency 64", "",
-              row(["setting", "requests/s", "rows/s", "p50 ms", "p99 ms", "errors"]), row(["---"] * 6)]  # fmt: skip
+              row(header), row(["---"] * len(header))]  # fmt: skip
     for name, res in r["heavy"].items():
         lines.append(row([name, *fmt(res)]))
-    ratio_echo = r["candor"]["1 row x 64"]["requests_per_s"] / r["echo"]["1 row x 64"]["requests_per_s"]
-    ratio_batch = r["heavy"]["batching on"]["rows_per_s"] / r["heavy"]["batching off"]["rows_per_s"]
-    ratio_raw = r["candor"]["256 rows x 8"]["rows_per_s"] / r["raw"]["digits"][256]
-    lines += ["", "## Ratios", "",
-              f"- Candor / echo, single-row Predict at concurrency 64: **{ratio_echo:.2f}** (goal: at least 0.80)",
-              f"- heavy model, batching on / off at concurrency 64: **{ratio_batch:.1f}x** (goal: at least 5x)",
-              f"- Candor / raw onnxruntime rows/s, 256-row requests vs batch 256 in-process: **{ratio_raw:.2f}**",
-              "", "## Reading the numbers", "",
-              "- The load generator is Python too and shares the machine's cores with the server: every microsecond",
-              "  the server spends per request is taken from the client as well. On a 2-core machine the echo server",
-              "  is the ceiling of what this client can drive, not of what gRPC can carry.",
-              "- Raw onnxruntime uses the server's session options (1 intra-op thread, no spinning), so the",
-              "  Candor/raw ratio is the cost of serving, not of a different thread setting.",
-              "- Dynamic batching pays where a model's cost grows slower than its batch: the heavy MLP runs one row",
-              "  in about as long as several, so batching multiplies rows/s; the digits MLP is so cheap that the",
-              "  per-request gRPC work, not the model, sets its ceiling.",
-              "- Run-to-run spread on a shared machine is about ±10%; compare ratios from the same run.", ""]  # fmt: skip
+    batching = r["heavy"]["batching on"]["rows_per_s"] / r["heavy"]["batching off"]["rows_per_s"]
+    goals = [*ratios(r, "candor"), *ratios(r, "kserve"),
+             ("heavy model, batching on / off at concurrency 64", f"{batching:.1f}x", "at least 5x", batching >= 5)]
+    lines += ["", "## Ratios against the goals (issue 13)", "", row(["ratio", "this run", "goal", "met"]), row(["---"] * 4)]
+    lines += [row([what, value, goal, "yes" if met else "**no**"]) for what, value, goal, met in goals]
+    raw = r["candor"]["candor"]["256 rows x 8"]["rows_per_s"] / r["raw"]["digits"][256]
+    lines += ["", f"Candor / raw onnxruntime rows/s, 256-row requests vs batch 256 in-process: **{raw:.2f}**."]
+    lines += ["", "## Where Candor's server CPU per request goes (candor.v1 Predict)", "",
+              "The transport is the echo server's CPU per request at the same load; onnxruntime is the in-process run "
+              "time of the request's rows at batch 1 (1 row) or 256 (an upper bound where requests share batches); the "
+              "rest is Candor's own Python: edge, validation, batcher, prediction log, drift, metrics, response.", "",
+              row(["load", "Candor us/request", "transport (echo)", "onnxruntime", "Candor's own", "own share"]),
+              row(["---"] * 6)]  # fmt: skip
+    for load_name, (rows_, _) in LOADS.items():
+        total = r["candor"]["candor"][load_name]["server_cpu_us"]
+        transport = r["echo"]["candor"][load_name]["server_cpu_us"]
+        model = rows_ / r["raw"]["digits"][1 if rows_ == 1 else 256] * 1e6
+        own = total - transport - model
+        lines.append(row([load_name, f"{total:,.0f}", f"{transport:,.0f}", f"{model:,.0f}", f"{own:,.0f}", f"{own / total:.0%}"]))
+    edge, echo = r["edge"], r["echo"]["candor"]["1 row x 64"]
+    lines += ["", f"The echo server with Candor's edge interceptor in front (`echo_server.py 0 10 edge`), 1 row x 64: "
+              f"{edge['requests_per_s']:,.0f} requests/s ({edge['requests_per_s'] / echo['requests_per_s']:.2f} of the "
+              f"bare echo), {edge['server_cpu_us']:,.0f} us of server CPU per request "
+              f"({edge['server_cpu_us'] - echo['server_cpu_us']:+,.0f} us): the edge's own cost."]  # fmt: skip
+    header = ["workers", "load (8 connections)", "requests/s", "rows/s", "p50 ms", "p99 ms", "server CPU us/request", "errors"]
+    lines += ["", "## `--workers N` (one port, SO_REUSEPORT; candor.v1 Predict, digits)", "", row(header),
+              row(["---"] * len(header))]  # fmt: skip
+    for workers, by_load in r["workers"].items():
+        for load_name, res in by_load.items():
+            lines.append(row([str(workers), load_name, *fmt(res)]))
+    if r["profiles"]:
+        lines += ["", "## Profile of the server (py-spy, 100 Hz, idle threads left out)", "",
+                  "`python benchmarks/profile_server.py --rows R --concurrency C` samples the server while the load runs. *own*: "
+                  "share of samples whose innermost Python frame is the function (C code, gRPC's Cython included, counts "
+                  "for its caller); *total*: share with the function anywhere on the stack. Before: commit "
+                  f"`{BASELINE}` (the server before this work; stored in `benchmarks/baseline/`); after: this run.",
+                  ""]  # fmt: skip
+        for key, (rows_, conc) in PROFILES.items():
+            before = ROOT / "benchmarks" / "baseline" / f"profile-{BASELINE}-{key}.json"
+            if before.exists():
+                lines += render_profile(f"Before, {rows_} row(s) x {conc}", json.loads(before.read_text()))
+            lines += render_profile(f"After, {rows_} row(s) x {conc}", r["profiles"][key])
+    lines += [READING, ""]
     return "\n".join(lines)
+
+
+READING = (HERE / "reading.md").read_text(encoding="utf-8")
 
 
 if __name__ == "__main__":
