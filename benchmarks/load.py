@@ -18,8 +18,6 @@ import time
 import grpc
 import numpy as np
 
-from candor.kserve.v2 import grpc_predict_v2_pb2 as kpb
-from candor.kserve.v2 import grpc_predict_v2_pb2_grpc as kpb_grpc
 from candor.v1 import inference_pb2 as pb
 from candor.v1 import inference_pb2_grpc as pb_grpc
 
@@ -28,6 +26,11 @@ def call_of(channel: grpc.aio.Channel, model: str, data: np.ndarray, kserve: boo
     """(method, request): one Predict of ``data``, as candor.v1 (columnar, top 1) or KServe v2 ModelInfer."""
     rows, features = data.shape
     if kserve:
+        # Imported only here: tritonclient registers the same `inference` protobuf package, and a process that
+        # loaded it (the test suite) could not load these stubs as well.
+        from candor.kserve.v2 import grpc_predict_v2_pb2 as kpb
+        from candor.kserve.v2 import grpc_predict_v2_pb2_grpc as kpb_grpc
+
         tensor = kpb.ModelInferRequest.InferInputTensor(name="input", datatype="FP32", shape=[rows, features])
         request = kpb.ModelInferRequest(model_name=model, inputs=[tensor], raw_input_contents=[data.tobytes()])
         return kpb_grpc.GRPCInferenceServiceStub(channel).ModelInfer, request
