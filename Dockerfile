@@ -21,13 +21,17 @@ ENV CANDOR_EXTRA=gpu
 # The source files a wheel needs, and nothing else (tests/deploy checks that they suffice).
 FROM base-cpu AS source
 WORKDIR /src
-COPY pyproject.toml README.md constraints.txt ./
+COPY pyproject.toml README.md LICENSE constraints.txt ./
 COPY src src
 COPY deploy/docker deploy/docker
 
+# Each build installs the pinned dependencies first, from pyproject.toml and constraints.txt
+# alone, so that a source edit reuses that layer (torch included) and reinstalls only Candor.
 FROM base-cpu AS trainer-build
+COPY pyproject.toml constraints.txt deploy/docker/install.sh /deps/
+RUN PIP_NO_CACHE_DIR=1 CANDOR_INSTALL_PHASE=deps sh /deps/install.sh train /opt/candor /deps
 COPY --from=source /src /src
-RUN PIP_NO_CACHE_DIR=1 sh /src/deploy/docker/install.sh train /opt/candor /src
+RUN PIP_NO_CACHE_DIR=1 CANDOR_INSTALL_PHASE=package sh /src/deploy/docker/install.sh train /opt/candor /src
 
 FROM base-cpu AS trainer
 COPY --from=trainer-build /opt/candor /opt/candor
@@ -40,8 +44,10 @@ USER 10001
 ENTRYPOINT ["candor-train-once"]
 
 FROM base-${VARIANT} AS server-build
+COPY pyproject.toml constraints.txt deploy/docker/install.sh /deps/
+RUN PIP_NO_CACHE_DIR=1 CANDOR_INSTALL_PHASE=deps sh /deps/install.sh "$CANDOR_EXTRA" /opt/candor /deps
 COPY --from=source /src /src
-RUN PIP_NO_CACHE_DIR=1 sh /src/deploy/docker/install.sh "$CANDOR_EXTRA" /opt/candor /src
+RUN PIP_NO_CACHE_DIR=1 CANDOR_INSTALL_PHASE=package sh /src/deploy/docker/install.sh "$CANDOR_EXTRA" /opt/candor /src
 
 FROM base-${VARIANT} AS server
 COPY --from=server-build /opt/candor /opt/candor

@@ -13,7 +13,7 @@ BUF := .tools/node_modules/.bin/buf
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[train,server,dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[train,server,cpu,dev]'
 	touch $(STAMP)
 
 # buf (the protobuf linter) ships as an npm package with its binary inside.

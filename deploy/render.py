@@ -3,9 +3,9 @@
 - ``deploy/grafana/dashboards/candor.json``: the Grafana dashboard, described below
   in a few lines per panel (ids, grid positions and datasource references are
   filled in here so that they cannot disagree);
-- ``deploy/k8s/generated/grafana-dashboard.yaml``: the same dashboard as a
+- ``deploy/k8s/base/generated/grafana-dashboard.yaml``: the same dashboard as a
   ConfigMap for the Grafana sidecar;
-- ``deploy/k8s/generated/prometheusrule.yaml``: ``deploy/prometheus/recording.yml`` and ``alerts.yml``
+- ``deploy/k8s/base/generated/prometheusrule.yaml``: ``deploy/prometheus/recording.yml`` and ``alerts.yml``
   as a PrometheusRule for the Prometheus Operator.
 
 ``python deploy/render.py`` writes them (``make deploy-files``);
@@ -242,8 +242,8 @@ def outputs(root: Path = ROOT) -> dict[Path, str]:
             "spec": {"groups": groups}}  # fmt: skip
     return {
         root / "deploy/grafana/dashboards/candor.json": board,
-        root / "deploy/k8s/generated/grafana-dashboard.yaml": _yaml(configmap, "deploy/render.py (the dashboard)"),
-        root / "deploy/k8s/generated/prometheusrule.yaml": _yaml(rule, "deploy/prometheus/recording.yml and alerts.yml"),
+        root / "deploy/k8s/base/generated/grafana-dashboard.yaml": _yaml(configmap, "deploy/render.py (the dashboard)"),
+        root / "deploy/k8s/base/generated/prometheusrule.yaml": _yaml(rule, "deploy/prometheus/recording.yml and alerts.yml"),
     }
 
 

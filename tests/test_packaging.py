@@ -1,7 +1,10 @@
 """One namespace, the dependency direction, and one console script."""
 
+import itertools
+import re
 import subprocess
 import sys
+import tarfile
 import tomllib
 import zipfile
 from pathlib import Path
@@ -43,9 +46,63 @@ def test_every_module_lives_at_the_path_its_import_spells():
     assert bare.returncode == 0 and bare.stdout.strip() == str(src / "candor" / "__init__.py")
 
 
+def requirement_names(requirements: list[str]) -> set[str]:
+    return {re.split(r"[<>=!~\[; ]", r, maxsplit=1)[0].lower() for r in requirements}
+
+
+def test_no_combination_of_extras_installs_both_onnx_runtimes():
+    """onnxruntime and onnxruntime-gpu install the same module: only [cpu] and [gpu] name one each."""
+    meta = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    extras = meta["optional-dependencies"]
+    naming = {name for name, reqs in extras.items() if requirement_names(reqs) & {"onnxruntime", "onnxruntime-gpu"}}
+    assert naming == {"cpu", "gpu"}
+    for combination in itertools.combinations(sorted(set(extras) - {"cpu", "gpu"}) + ["gpu"], 3):
+        names = requirement_names(meta["dependencies"] + [r for e in combination for r in extras[e]])
+        assert not {"onnxruntime", "onnxruntime-gpu"} <= names, combination
+    # The base install is the SDK: no scipy (the SDK never imports it), protobuf 7 allowed.
+    assert "scipy" not in requirement_names(meta["dependencies"])
+    (protobuf,) = [r for r in meta["dependencies"] if r.startswith("protobuf")]
+    assert "<8" in protobuf
+
+
+def test_the_sdk_and_client_verbs_run_without_scipy_torch_or_onnxruntime(tmp_path):
+    """The base install: block the server and trainer dependencies, then use the SDK and the client CLI."""
+    # A None in sys.modules makes `import x` fail and find_spec say "not installed", as on a base install.
+    code = (
+        "import sys\n"
+        "sys.modules.update(dict.fromkeys(('scipy', 'torch', 'onnxruntime', 'prometheus_client', 'sklearn')))\n"
+        "import candor.client\n"
+        "from candor.cli import main\n"
+        "raise SystemExit(main(['predict', '--help']))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "usage: candor predict" in result.stdout
+
+
+def test_sdist_carries_the_protos_and_license_and_no_tests(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "build", "--sdist", "--no-isolation", "-o", str(tmp_path), str(REPO_ROOT)],
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    if "No module named build" in result.stderr:
+        result = subprocess.run([sys.executable, "-c", "from setuptools import build_meta as b; import sys; "
+                                 f"print(b.build_sdist({str(tmp_path)!r}))"], capture_output=True, text=True,
+                                cwd=REPO_ROOT, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "License classifiers are deprecated" not in result.stderr and "project.license` as a TOML table" not in result.stderr
+    (sdist,) = tmp_path.glob("candor-*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        names = {n.split("/", 1)[1] for n in archive.getnames() if "/" in n}
+        info = archive.extractfile(next(m for m in archive.getmembers() if m.name.endswith("/PKG-INFO"))).read().decode()
+    assert {"LICENSE", "protos/codegen.py", "protos/candor/v1/inference.proto",
+            "protos/candor/kserve/v2/grpc_predict_v2.proto", "constraints.txt"} <= names  # fmt: skip
+    assert not [n for n in names if n.startswith("tests/") or "/test_" in n]
+    assert "License-Expression: Apache-2.0" in info and "License-File: LICENSE" in info
+    assert "Project-URL: Source" in info and "Classifier: Typing :: Typed" in info
+
+
 def test_extras_and_torch_pin():
     meta = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
-    assert set(meta["optional-dependencies"]) >= {"train", "server", "gpu", "dev"}
+    assert set(meta["optional-dependencies"]) >= {"train", "server", "cpu", "gpu", "dev"}
     assert "torch==2.13.0" in meta["optional-dependencies"]["train"]
     assert meta["scripts"] == {"candor": "candor.cli:main"}
     assert "torch==2.13.0" in (REPO_ROOT / "constraints.txt").read_text().split()
@@ -74,7 +131,7 @@ def test_trainer_verbs_without_the_train_extra_say_what_to_install():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 2
-    assert "pip install 'candor[train]'" in result.stderr and "Traceback" not in result.stderr
+    assert "pip install 'candor[train,cpu]'" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_building_the_cli_does_not_import_torch():

@@ -25,9 +25,9 @@ def _missing_module(*names: str) -> str | None:
 
 def _add_trainer_verbs(sub: argparse._SubParsersAction) -> None:
     missing = _missing_module("torch", "onnx", "onnxruntime", "sklearn", "matplotlib", "tqdm")
-    if missing:  # these come with the [train] extra
+    if missing:  # these come with the [train] extra, onnxruntime with [cpu] or [gpu]
         for verb in ("train", "calibrate", "evaluate", "split", "export", "sweep"):
-            p = sub.add_parser(verb, help=f"(needs `pip install candor[train]`: {missing} is missing)")
+            p = sub.add_parser(verb, help=f"(needs `pip install 'candor[train,cpu]'`: {missing} is missing)")
             p.set_defaults(handler=lambda _args, m=missing: _missing_extra("train", m))
         return
     from candor.trainer.cli import register
@@ -37,8 +37,8 @@ def _add_trainer_verbs(sub: argparse._SubParsersAction) -> None:
 
 def _add_server_verbs(sub: argparse._SubParsersAction) -> None:
     missing = _missing_module("onnxruntime", "prometheus_client", "grpc_reflection")
-    if missing:  # these come with the [server] extra
-        p = sub.add_parser("serve", help=f"(needs `pip install candor[server]`: {missing} is missing)")
+    if missing:  # these come with the [server] extra, onnxruntime with [cpu] or [gpu]
+        p = sub.add_parser("serve", help=f"(needs `pip install 'candor[server,cpu]'`: {missing} is missing)")
         p.set_defaults(handler=lambda _args, m=missing: _missing_extra("server", m))
         return
     from candor.server.cli import register
@@ -47,7 +47,10 @@ def _add_server_verbs(sub: argparse._SubParsersAction) -> None:
 
 
 def _missing_extra(extra: str, module: str) -> int:
-    raise UsageError(f"this verb needs the [{extra}] extra ({module} is not installed): pip install 'candor[{extra}]'")
+    if module == "onnxruntime":  # a runtime of one's choice, never both (pyproject.toml)
+        raise UsageError(f"this verb needs an ONNX runtime (onnxruntime is not installed): pip install 'candor[{extra},cpu]', "
+                         f"or 'candor[{extra},gpu]' on an NVIDIA GPU")  # fmt: skip
+    raise UsageError(f"this verb needs the [{extra}] extra ({module} is not installed): pip install 'candor[{extra},cpu]'")
 
 
 def build_parser() -> argparse.ArgumentParser:

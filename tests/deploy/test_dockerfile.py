@@ -70,8 +70,20 @@ def test_copied_sources_exist_and_are_not_docker_ignored():
 
 
 def test_every_build_step_uses_the_install_script():
-    runs = [v for s in stages().values() for i, v in s["instructions"] if i == "RUN" and ("pip" in v or INSTALL in v)]
-    assert len(runs) == 2 and all(INSTALL in r for r in runs), runs
+    runs = [v for s in stages().values() for i, v in s["instructions"] if i == "RUN" and ("pip" in v or "install.sh" in v)]
+    assert len(runs) == 4 and all("install.sh" in r for r in runs), runs
+
+
+@pytest.mark.parametrize("build", ["trainer-build", "server-build"])
+def test_dependencies_are_a_layer_of_their_own_before_the_source(build):
+    """A source edit must not reinstall torch: the deps RUN sees only pyproject.toml, constraints.txt and the script."""
+    steps = [(i, v) for i, v in stages()[build]["instructions"] if i in ("COPY", "RUN")]
+    (first_copy, deps, source, package) = steps
+    assert first_copy[0] == "COPY" and sorted(first_copy[1].split()[:-1]) == ["constraints.txt", "deploy/docker/install.sh",
+                                                                              "pyproject.toml"]  # fmt: skip
+    assert deps[0] == "RUN" and "CANDOR_INSTALL_PHASE=deps" in deps[1]
+    assert source == ("COPY", "--from=source /src /src")
+    assert package[0] == "RUN" and "CANDOR_INSTALL_PHASE=package" in package[1]
 
 
 @pytest.fixture(scope="module")
@@ -89,16 +101,26 @@ def build_context(tmp_path_factory) -> Path:
     return src
 
 
-def install(variant: str, prefix: Path, src: Path, *pip_options: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
-    return subprocess.run(["sh", str(src / INSTALL), variant, str(prefix), str(src), *pip_options], capture_output=True,
+def install(variant: str, prefix: Path, src: Path, *pip_options: str, phase: str = "all",
+            script: str = INSTALL) -> subprocess.CompletedProcess:  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"} | {"CANDOR_INSTALL_PHASE": phase}
+    return subprocess.run(["sh", str(src / script), variant, str(prefix), str(src), *pip_options], capture_output=True,
                           text=True, timeout=900, env=env)  # fmt: skip
 
 
 def test_server_install_serves_and_passes_its_healthcheck(build_context, digits_repo, tmp_path):
-    """The server image's environment, built by its own script from its own copied files: no torch, serves, is healthy."""
+    """The server image's environment, built as its Dockerfile does: the dependencies from pyproject.toml and
+    constraints.txt alone, then Candor from its copied files; no torch, serves, is healthy."""
     prefix = tmp_path / "opt-candor"
-    result = install("server", prefix, build_context)
+    deps_only = tmp_path / "deps"
+    deps_only.mkdir()
+    for name in ("pyproject.toml", "constraints.txt", INSTALL):  # the Dockerfile's COPY ... /deps/
+        shutil.copy(build_context / name, deps_only / Path(name).name)
+    result = install("server", prefix, deps_only, phase="deps", script="install.sh")
+    assert result.returncode == 0, result.stdout + result.stderr
+    packages = subprocess.run([prefix / "bin/pip", "list", "--format=json"], capture_output=True, text=True).stdout
+    assert "onnxruntime" in packages and '"candor"' not in packages  # dependencies in, Candor not yet
+    result = install("server", prefix, build_context, phase="package")
     assert result.returncode == 0, result.stdout + result.stderr
     python = prefix / "bin/python"
     check = "import importlib.util as u; print([m for m in ('torch', 'onnxruntime', 'sklearn') if u.find_spec(m)])"
@@ -138,9 +160,11 @@ def test_gpu_install_resolves_onnxruntime_gpu_for_the_base_images_cuda(build_con
     assert "-cudnn-" in gpu_base and cudnn_major == "9"  # nvidia/cuda's CUDA 13 "-cudnn-" images carry cuDNN 9
 
 
-def test_install_refuses_an_unknown_variant(build_context, tmp_path):
+def test_install_refuses_an_unknown_variant_or_phase(build_context, tmp_path):
     result = install("tpu", tmp_path / "venv", build_context)
     assert result.returncode == 2 and "unknown variant 'tpu'" in result.stderr
+    result = install("server", tmp_path / "venv", build_context, phase="most")
+    assert result.returncode == 2 and "unknown CANDOR_INSTALL_PHASE 'most'" in result.stderr
 
 
 def train_once(tmp_path: Path) -> subprocess.CompletedProcess:

