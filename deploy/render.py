@@ -26,6 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD_UID = "candor-calibration"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 MV = 'model=~"$model", version=~"$version"'  # the dashboard's model and version variables
+M = 'model=~"$model"'  # per-call series carry the model but no version ("" for calls that name none)
+ROWS_PER_S = "suffix: rows/s"  # Grafana's custom unit: what a rate of rows is, so tooltips say it
 RATE = "[$__rate_interval]"
 
 
@@ -58,16 +60,18 @@ class Panel:
 
 
 def traffic() -> list[Panel]:
-    q = "histogram_quantile({q}, sum by (le, rpc) (rate(candor_request_duration_seconds_bucket" + RATE + ")))"
+    q = "histogram_quantile({q}, sum by (le, rpc) (rate(candor_request_duration_seconds_bucket{{" + M + "}}" + RATE + ")))"
     def p99(name: str) -> str:
         return f"histogram_quantile(0.99, {rate(f'candor_{name}_duration_seconds_bucket', 'le, version')})"
 
     return [
-        Panel("Requests per second by status code", [("sum by (code) (rate(candor_requests_total" + RATE + "))", "{{code}}")],
-              unit="reqps", description="Every RPC the server answered (both services), by gRPC status code."),
+        Panel("Requests per second by status code",
+              [("sum by (code) (rate(candor_requests_total{" + M + "}" + RATE + "))", "{{code}}")], unit="reqps",
+              description="Every RPC the server answered (both services), by gRPC status code; calls that name no "
+                          "loaded model (health, ListModels) count under model \"\", which \"All\" includes."),
         # "or vector(0)": with no errors at all the numerator has no series, and the ratio should read 0, not "no data".
-        Panel("Error ratio", [('(sum(rate(candor_requests_total{code!="OK"}' + RATE + ")) or vector(0)) / "
-                               "sum(rate(candor_requests_total" + RATE + "))", "errors / requests")],
+        Panel("Error ratio", [('(sum(rate(candor_requests_total{code!="OK", ' + M + "}" + RATE + ")) or vector(0)) / "
+                               "sum(rate(candor_requests_total{" + M + "}" + RATE + "))", "errors / requests")],
               unit="percentunit", steps=[(None, "green"), (0.01, "red")]),
         Panel("Request latency", [(q.format(q=p), f"p{round(p * 100)} {{{{rpc}}}}") for p in (0.5, 0.95, 0.99)], unit="s",
               description="From receiving an RPC to answering it, from the candor_request_duration_seconds histogram."),
@@ -105,8 +109,9 @@ def drift() -> list[Panel]:
               [(sel("candor_confidence_psi"), "{{instance}} v{{version}}")], steps=PSI_STEPS,
               description="Each replica's own drift window: a breakdown to find a pod that sees different traffic. "
                           "Alerts use the fleet series, never these."),
+        # Stacked to 100%: the axis shows each class's share, the tooltip its rows per second.
         Panel("Predicted class mix", [(rate("candor_predictions_total", "class_name"), "{{class_name}}")],
-              unit="percentunit", extra={"fieldConfig": {"custom": {"stacking": {"mode": "percent"}, "fillOpacity": 60}}}),
+              unit=ROWS_PER_S, extra={"fieldConfig": {"custom": {"stacking": {"mode": "percent"}, "fillOpacity": 60}}}),
         Panel("Drift state", [(sel("candor_drift_state"), "{{signal}} v{{version}}")], kind="state-timeline",
               steps=[(None, "green"), (1, "orange"), (2, "red")],
               extra={"fieldConfig": {"mappings": [{"type": "value", "options": {"0": {"text": "ok"}, "1": {"text": "warn"},
@@ -132,8 +137,9 @@ def calibration() -> list[Panel]:
                           "day, computed from summed counters: the ECE of the pooled rows, with a 90% band (per-bin "
                           "normal bound). The alert fires when the band's low end is above 0.1."),
         Panel("Expected minus observed accuracy, fleet", [(sel("candor:observed_accuracy_gap:fleet_1d"), "gap v{{version}}")],
-              unit="percentunit", steps=[(None, "green"), (0.05, "red")],
-              description="On the same labelled rows. Positive: overconfident. Alert when the gap exceeds 0.05 either way."),
+              unit="percentunit", steps=[(None, "red"), (-0.05, "green"), (0.05, "red")],
+              description="On the same labelled rows. Positive: overconfident. Alert when the gap exceeds 0.05 either way "
+                          "(lines at -0.05 and +0.05)."),
         Panel("NLL and Brier on feedback, fleet", [(sel("candor:observed_nll:fleet_1d"), "NLL v{{version}}"),
                                                    (sel("candor:observed_brier:fleet_1d"), "Brier v{{version}}")]),
         Panel("Live reliability diagram, fleet", [
@@ -146,9 +152,9 @@ def calibration() -> list[Panel]:
                      "fieldConfig": {"min": 0, "max": 1}}),
         Panel("Feedback joined per replica", [
             (f'sum by (instance) (rate(candor_feedback_rows_total{{{MV}}}{RATE}))', "{{instance}}")],
-              unit="reqps", description="Labelled rows each replica joined: labels may reach any replica."),
+              unit=ROWS_PER_S, description="Labelled rows each replica joined: labels may reach any replica."),
         Panel("Feedback received", [(f'sum by (outcome) (rate(candor_feedback_total{{model=~"$model"}}{RATE}))', "{{outcome}}")],
-              unit="reqps", description="Feedback items per second: ACCEPTED joins a logged prediction."),
+              unit="suffix: items/s", description="Feedback items per second: ACCEPTED joins a logged prediction."),
     ]  # fmt: skip
 
 

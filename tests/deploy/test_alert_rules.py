@@ -4,6 +4,7 @@ import shutil
 import subprocess
 
 import pytest
+import yaml
 
 from tests.conftest import REPO_ROOT
 
@@ -19,7 +20,17 @@ def promtool(*args: str, cwd=RULES) -> subprocess.CompletedProcess:
 
 def test_rules_are_valid():
     result = promtool("check", "rules", "alerts.yml")
-    assert result.returncode == 0 and "4 rules found" in result.stdout, result.stdout + result.stderr
+    assert result.returncode == 0 and "11 rules found" in result.stdout, result.stdout + result.stderr
+
+
+def test_every_alert_has_a_unit_test_that_fires_it():
+    groups = yaml.safe_load((RULES / "alerts.yml").read_text())["groups"]
+    alerts = {r["alert"] for g in groups for r in g["rules"] if "alert" in r}
+    assert {"CandorServerDown", "CandorServerAbsent", "CandorModelVersionNotReady", "CandorModelLoadFailures",
+            "CandorFeedbackStoreDown", "CandorErrorRatioHigh", "CandorLatencyHigh"} <= alerts  # fmt: skip
+    fired = {case["alertname"] for test in yaml.safe_load((RULES / "alerts.test.yml").read_text())["tests"]
+             for case in test.get("alert_rule_test", []) if case["exp_alerts"]}  # fmt: skip
+    assert alerts == fired
 
 
 def test_rule_unit_tests_pass():

@@ -58,17 +58,20 @@ def dashboard_expressions() -> list[tuple[str, str]]:
     return found
 
 
-def rule_expressions() -> list[tuple[str, str]]:
+def rule_expressions(healthy: bool = False) -> list[tuple[str, str]]:
+    """Every rule's expression; ``healthy``: instead the operational alerts, which a healthy server keeps empty."""
     found = []
     for name in ("recording.yml", "alerts.yml"):
         rules = yaml.safe_load((PROMETHEUS / name).read_text())
-        found += [(f"rule {r.get('alert') or r['record']}", r["expr"]) for g in rules["groups"] for r in g["rules"]]
+        found += [(f"rule {r.get('alert') or r['record']}", r["expr"]) for g in rules["groups"] for r in g["rules"]
+                  if (g["name"] == "candor-operations") == healthy]  # fmt: skip
     return found
 
 
 class Prometheus:
     def __init__(self, port: int, proc: subprocess.Popen):
         self.port, self.proc = port, proc
+        self.candor_metrics_port = 0  # the scraped server's, once the stack is up
 
     def query(self, expr: str) -> dict:
         url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
@@ -132,6 +135,7 @@ def stack(digits_repo, tmp_path_factory):
     assert run_candor("split", "--model-repository", str(repo), "--name", "digits", "--output", str(rows)).returncode == 0
     server = start_server(repo, "--poll-interval", "0", "--drift-window-rows", "1000", "--feedback-window-rows", "1000")
     prom = start_prometheus(tmp, server.metrics_port)
+    prom.candor_metrics_port = server.metrics_port
     try:
         prom.wait_for('up{job="candor"} == 1', timeout=30)
         X, y = load_labelled_rows(rows)
@@ -158,6 +162,32 @@ def test_expression_is_valid_and_returns_series(stack, where, expr):
     assert answer["data"]["result"], f"{where}: no series for {expr}"
 
 
+@pytest.mark.parametrize(("where", "expr"), rule_expressions(healthy=True), ids=lambda v: v if " " in v else "")
+def test_operational_alerts_are_valid_quiet_and_read_series_that_exist(stack, where, expr):
+    """Server down, not ready, store down, errors, latency: empty on a healthy server, but not because of a wrong name."""
+    answer = stack.query(expr)
+    assert answer["status"] == "success", f"{where}: {answer.get('error')}"
+    assert answer["data"]["result"] == [], f"{where} would fire on a healthy server: {answer['data']['result']}"
+    for name in set(re.findall(r"\b(up|candor_[a-z_]+)\b", expr)):
+        assert stack.query(f"count({name})")["data"]["result"], f"{where} reads {name}, which the server does not export"
+
+
+def test_live_metrics_pass_promtool_check_metrics(stack):
+    """`curl :8002/metrics | promtool check metrics`, after traffic, drift and feedback: naming and type rules hold."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.candor_metrics_port}/metrics", timeout=10) as r:
+        text = r.read()
+    assert b"candor_feedback_rows_total" in text and b"candor_request_duration_seconds_bucket" in text
+    result = subprocess.run([shutil.which("promtool"), "check", "metrics"], input=text, capture_output=True, timeout=60)
+    assert result.returncode == 0 and not result.stdout.strip(), (result.stdout + result.stderr).decode()
+
+
+def test_promtool_check_metrics_can_fail():
+    """The check above can fail: a gauge with an `le` label and a gauge ending in _count are what it reports."""
+    bad = b"# HELP candor_x_count rows\n# TYPE candor_x_count gauge\ncandor_x_count{le=\"0.5\"} 1\n"
+    result = subprocess.run([shutil.which("promtool"), "check", "metrics"], input=bad, capture_output=True, timeout=60)
+    assert result.returncode != 0 and b"candor_x_count" in result.stdout + result.stderr
+
+
 def test_every_alert_is_active_under_drift(stack):
     series = stack.query('ALERTS{alertname=~"Candor.*"}')["data"]["result"]
     active = {s["metric"]["alertname"]: s["metric"]["alertstate"] for s in series}
@@ -181,3 +211,19 @@ def test_the_dashboard_covers_every_metric_family_it_should(stack):
               "candor:confidence_psi:fleet_1h", "candor:prediction_psi:fleet_1h", "candor_feedback_total",
               "candor_model_info", "ALERTS"]  # fmt: skip
     assert [w for w in wanted if w not in exprs] == []
+
+
+def test_dashboard_units_and_thresholds_say_what_is_drawn():
+    panels = {p["title"]: p for p in json.loads(DASHBOARD.read_text())["panels"] if p["type"] != "row"}
+    unit = lambda title: panels[title]["fieldConfig"]["defaults"]["unit"]  # noqa: E731
+    # Rates of rows and items are not shares (a tooltip would read 250%) and not requests.
+    assert unit("Predicted class mix") == "suffix: rows/s"
+    assert unit("Feedback received") == "suffix: items/s"
+    assert unit("Feedback joined per replica") == "suffix: rows/s"
+    # The accuracy-gap alert uses abs(): the panel draws both lines.
+    steps = panels["Expected minus observed accuracy, fleet"]["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert [s["value"] for s in steps] == [None, -0.05, 0.05] and [s["color"] for s in steps] == ["red", "green", "red"]
+    # Traffic panels follow the $model variable.
+    for title in ("Requests per second by status code", "Error ratio", "Request latency"):
+        for target in panels[title]["targets"]:
+            assert target["expr"].count('model=~"$model"') == target["expr"].count("candor_request"), (title, target["expr"])

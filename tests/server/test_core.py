@@ -341,6 +341,6 @@ def test_an_unexpected_error_in_a_stream_is_logged_and_answered_internal(caplog)
     assert "internal error in PredictStream: KeyError" in replies[1][2] and replies[2][2] == "rows must be 2-D"
     assert "PredictStream failed" in caplog.text and "KeyError: 'boom'" in caplog.text
     get = Service.observer.registry.get_sample_value
-    assert get("candor_requests_total", {"rpc": "PredictStream", "code": "INTERNAL"}) == 1
-    assert get("candor_requests_total", {"rpc": "PredictStream", "code": "OK"}) == 2
+    assert get("candor_requests_total", {"rpc": "PredictStream", "code": "INTERNAL", "model": ""}) == 1
+    assert get("candor_requests_total", {"rpc": "PredictStream", "code": "OK", "model": ""}) == 2
     assert get("candor_inflight_requests") == 0

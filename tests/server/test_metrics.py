@@ -7,10 +7,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from candor.calibration.manifest import Reference
+from candor.client import CandorError
 from candor.server.core.drift import DriftWindow
-from candor.server.core.events import BatchRun
+from candor.server.core.events import BatchRun, VersionLoaded, VersionUnloaded
 from candor.server.observability.collectors import TrafficCollector
 from candor.server.observability.metrics import ServerMetrics
+from tests.server.conftest import wait_for
 
 
 def collector_after(batches, names: list[str], multilabel: bool) -> CollectorRegistry:
@@ -77,3 +79,56 @@ def test_a_loaded_version_starts_its_counters_at_zero(server):
         assert series in text
     for outcome in ("ACCEPTED", "DUPLICATE", "EXPIRED", "UNKNOWN_ID"):
         assert f'candor_feedback_total{{model="digits",outcome="{outcome}"}}' in text
+
+
+def bucket_edges(registry: CollectorRegistry, name: str) -> list[float]:
+    (family,) = [f for f in registry.collect() if f.name == name]
+    return sorted({float(s.labels["le"]) for s in family.samples if s.name.endswith("_bucket")})
+
+
+def test_latency_buckets_run_from_50_microseconds_to_the_longest_deadline():
+    """A 70 µs run must not share the first bucket with a 30 µs wait, nor a 400 s call sit in +Inf."""
+    m = ServerMetrics(CollectorRegistry(), max_seconds=600)
+    m.on_event(BatchRun("demo", "1", 1, np.array([[0.9, 0.1]]), ["a", "b"], False, (0.00003,), 0.00007))
+    m.call_finished("Predict", "OK", 400.0)
+    for name in ("candor_request_duration_seconds", "candor_queue_duration_seconds", "candor_inference_duration_seconds"):
+        edges = bucket_edges(m.registry, name)
+        assert edges[0] == 0.00005 and edges[-2] == 600 and edges[-1] == float("inf"), (name, edges)
+    get, labels = m.registry.get_sample_value, {"model": "demo", "version": "1"}
+    assert get("candor_inference_duration_seconds_bucket", labels | {"le": "5e-05"}) == 0  # 70 µs is past the first edge
+    assert get("candor_queue_duration_seconds_bucket", labels | {"le": "5e-05"}) == 1
+    assert get("candor_request_duration_seconds_bucket", {"rpc": "Predict", "model": "", "le": "600.0"}) == 1
+    # A server whose longest deadline is 45 s ends its buckets there.
+    short = ServerMetrics(CollectorRegistry(), max_seconds=45)
+    short.call_finished("Predict", "OK", 1.0)
+    assert bucket_edges(short.registry, "candor_request_duration_seconds")[-3:] == [30, 45, float("inf")]
+
+
+def test_per_call_series_carry_the_model_bounded_by_the_loaded_ones():
+    m = ServerMetrics(CollectorRegistry())
+    m.on_event(VersionLoaded("digits", "1", "CPUExecutionProvider", "multiclass"))
+    m.call_finished("Predict", "OK", 0.001, "digits")
+    for name in ("nosuch", "x" * 1000, "digits2"):  # what a caller names never becomes a series of its own
+        m.call_finished("Predict", "NOT_FOUND", 0.001, name)
+    m.call_finished("ListModels", "OK", 0.001)
+    get = m.registry.get_sample_value
+    assert get("candor_requests_total", {"rpc": "Predict", "code": "OK", "model": "digits"}) == 1
+    assert get("candor_requests_total", {"rpc": "Predict", "code": "NOT_FOUND", "model": ""}) == 3
+    assert get("candor_request_duration_seconds_count", {"rpc": "Predict", "model": "digits"}) == 1
+    assert get("candor_request_duration_seconds_count", {"rpc": "ListModels", "model": ""}) == 1
+    models = {s.labels["model"] for f in m.registry.collect() if f.name == "candor_requests" for s in f.samples}
+    assert models == {"digits", ""}
+    m.on_event(VersionUnloaded("digits", "1", "CPUExecutionProvider", "multiclass", removed=True))
+    m.call_finished("Predict", "OK", 0.001, "digits")
+    assert get("candor_requests_total", {"rpc": "Predict", "code": "OK", "model": ""}) == 1
+
+
+def test_a_live_server_labels_calls_by_model(server, digits_rows):
+    with server.client() as client:
+        client.predict(digits_rows[:2], model="digits")
+        with pytest.raises(CandorError):
+            client.predict(digits_rows[:2], model="nosuch")
+    wait_for(lambda: server.metric("candor_requests_total", rpc="Predict", model="digits", code="OK") >= 1)
+    assert server.metric("candor_requests_total", rpc="Predict", model="", code="NOT_FOUND") >= 1
+    assert server.metric("candor_request_duration_seconds_count", rpc="Predict", model="digits") >= 1
+    assert 'model="nosuch"' not in server.metrics_text()

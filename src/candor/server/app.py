@@ -7,8 +7,10 @@ metrics endpoint, repository watch and graceful stop.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
+import socket
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +43,9 @@ log = logging.getLogger("candor.server")
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 STORE_HEALTH = "candor.feedback_store"  # health service name of the store (NOT_SERVING while it fails)
+# SERVING from start to stop whatever the models do: what a liveness probe should ask, since
+# restarting a process whose repository is empty or whose models fail to load mends nothing.
+LIVE_HEALTH = "candor.live"
 DRAIN_QUIET_S = 0.1  # on SIGTERM, gRPC stops once no call has arrived for this long ...
 DRAIN_MAX_S = 2.0  # ... or after this long at most (calls in flight then keep the rest of the grace period)
 MESSAGE_FLOOR = 1 << 20  # a derived message limit is never below 1 MiB
@@ -54,6 +59,20 @@ def largest_request(model: LoadedModel, max_rows: int) -> int:
     predict = max_rows * model.num_features * 4
     feedback = max_rows * (MAX_ID_CHARS + 16 + 2 * k * 4)
     return max(predict, feedback) + MESSAGE_HEADROOM
+
+
+def check_port_free(host: str, port: int, setting: str) -> None:
+    """OSError naming the port and its setting when ``host:port`` is taken: checked before any model loads."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds: a port in TIME_WAIT is free
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            reason = "in use by another process" if e.errno == errno.EADDRINUSE else (e.strerror or str(e))
+            raise OSError(f"cannot listen on {host}:{port}: {reason} (set {setting})") from None
 
 
 def message_limit(settings: Settings, models: Iterable[LoadedModel]) -> int:
@@ -70,7 +89,7 @@ class CandorServer:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.events = Events()
-        self.metrics = ServerMetrics()
+        self.metrics = ServerMetrics(max_seconds=settings.max_deadline_s)
         self.events.subscribe(self.metrics.on_event)
         self.events.subscribe(self._on_event)
         self.executor = ThreadPoolExecutor(max_workers=max(2, settings.instances * 4), thread_name_prefix="candor-infer")
@@ -106,16 +125,22 @@ class CandorServer:
         except RuntimeError:
             pass  # the loop has closed: the server is gone, nobody listens any more
 
+    def serving(self) -> bool:
+        """The server as a whole serves: started, not stopping, and a model version ready (or --allow-empty)."""
+        if not self._ready or self._stopping:
+            return False
+        return self.settings.allow_empty or any(e.state == READY for e in self.repository.entries())
+
     def _publish_health(self) -> None:
-        """Overall status plus one service name per model (SERVING when a version is ready)."""
+        """Overall status, liveness, plus one service name per model (SERVING when a version is ready)."""
         names = {e.name for e in self.repository.entries()}
         loop = asyncio.get_running_loop()
         for name in names | self._published:
             ok = self._ready and not self._stopping and self.repository.model_ready(name)
             loop.create_task(self.health.set(name, SERVING if ok else NOT_SERVING))
         self._published |= names
-        overall = SERVING if self._ready and not self._stopping else NOT_SERVING
-        loop.create_task(self.health.set("", overall))
+        loop.create_task(self.health.set("", SERVING if self.serving() else NOT_SERVING))
+        loop.create_task(self.health.set(LIVE_HEALTH, SERVING if self._ready and not self._stopping else NOT_SERVING))
 
     def _check_message_limit(self, event: VersionLoaded) -> None:
         """A version loaded while serving may need larger messages than the limit derived at start."""
@@ -150,9 +175,18 @@ class CandorServer:
         # Bad tokens or certificate files stop the start before anything loads.
         self._edge = self._interceptor()
         credentials = server_credentials(s.tls_cert_file, s.tls_key_file, s.tls_client_ca_file) if s.tls_cert_file else None
-        self._metrics_http = MetricsEndpoint(self.metrics.registry, s.metrics_host, s.metrics_port)
+        # Both ports are taken, or found taken, before anything slow: a clash is one line, not a load first.
+        if not s.reuse_port:  # --workers: the supervisor holds the port and every worker shares it
+            check_port_free(s.grpc_host, s.grpc_port, "--grpc-port or CANDOR_GRPC_PORT")
+        try:
+            self._metrics_http = MetricsEndpoint(self.metrics.registry, s.metrics_host, s.metrics_port)
+        except OSError as e:
+            reason = "in use by another process" if e.errno == errno.EADDRINUSE else (e.strerror or str(e))
+            raise OSError(f"cannot serve metrics on {s.metrics_host}:{s.metrics_port}: {reason} "
+                          "(set --metrics-port or CANDOR_METRICS_PORT)") from None  # fmt: skip
         self.metrics_port = self._metrics_http.port
         self._loop = asyncio.get_running_loop()
+        self._check_repository()
         try:
             store = await asyncio.to_thread(open_store, s)
         except (OSError, StoreError) as e:
@@ -180,7 +214,7 @@ class CandorServer:
         server = grpc.aio.server(options=options, interceptors=[self._edge])
         inference_pb2_grpc.add_InferenceServiceServicer_to_server(InferenceService(self.plane, self.metrics), server)
         grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-            KServeService(self.plane, self.metrics, lambda: self._ready and not self._stopping), server
+            KServeService(self.plane, self.metrics, self.serving), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if s.reflection:
@@ -194,12 +228,17 @@ class CandorServer:
             )
             reflection.enable_server_reflection(names, server)
         address = f"{s.grpc_host}:{s.grpc_port}"
-        if s.tls_cert_file:
-            self.grpc_port = server.add_secure_port(address, credentials)
-        else:
-            self.grpc_port = server.add_insecure_port(address)
+        try:
+            if s.tls_cert_file:
+                self.grpc_port = server.add_secure_port(address, credentials)
+            else:
+                self.grpc_port = server.add_insecure_port(address)
+        except RuntimeError:  # grpcio raises this when the bind fails (taken since the check above)
+            self.grpc_port = 0
         if self.grpc_port == 0:
-            raise OSError(f"cannot listen on {s.grpc_host}:{s.grpc_port} (in use or not permitted)")
+            self._metrics_http.shutdown()
+            raise OSError(f"cannot listen on {s.grpc_host}:{s.grpc_port} (in use or not permitted; set --grpc-port "
+                          "or CANDOR_GRPC_PORT)")  # fmt: skip
         await server.start()
         self._server = server
         self._ready = True
@@ -208,8 +247,22 @@ class CandorServer:
             self._watch = asyncio.create_task(self.repository.watch())
         entries = self.repository.entries()
         ready = sum(e.state == READY for e in entries)
+        if not entries:
+            log.warning("NO MODELS: the model repository %s holds no model version (<name>/<version>/model.onnx); "
+                        "overall health is %s until one loads (train one with `candor train --model-repository %s`)",
+                        s.model_repository, "SERVING (--allow-empty)" if s.allow_empty else "NOT_SERVING",
+                        s.model_repository)  # fmt: skip
         log.info("candor serving %d model version(s) on %s:%d (gRPC, %s), metrics on %s:%d", ready, s.grpc_host, self.grpc_port,
                  describe(s.tls_client_ca_file, s.tls_cert_file), s.metrics_host, self.metrics_port)  # fmt: skip
+
+    def _check_repository(self) -> None:
+        """A repository folder that does not exist is a mistake in the settings, not an empty repository."""
+        root = self.repository.root
+        if not root.is_dir():
+            self._metrics_http.shutdown()
+            what = "is not a folder" if root.exists() else "does not exist"
+            raise OSError(f"the model repository {str(root)!r} {what} (set --model-repository or "
+                          "CANDOR_MODEL_REPOSITORY; an empty folder serves nothing until a model is published)")  # fmt: skip
 
     async def stop(self) -> None:
         """Graceful stop: health NOT_SERVING, new calls UNAVAILABLE, calls in flight get the grace period."""

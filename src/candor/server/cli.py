@@ -36,6 +36,8 @@ FLAGS = {
     "max_deadline_s": ("--max-deadline", float, "longest deadline a call may have, in seconds"),
     "warmup_rows": ("--warmup-rows", int, "rows of the warm-up run at load"),
     "poll_interval_s": ("--poll-interval", float, "seconds between repository scans (0: no watching)"),
+    "serve_latest": ("--serve-latest", int, "versions served per model: the newest N on disk (0: every version)"),
+    "serve_versions": ("--serve-versions", str, "versions served besides the newest, as MODEL:VERSION,... (e.g. digits:3)"),
     "grace_period_s": ("--grace-period", float, "seconds calls in flight get on SIGTERM"),
     "log_level": ("--log-level", str, "DEBUG, INFO, WARNING or ERROR"),
     "data_dir": ("--data-dir", str, "folder of the embedded store (SQLite)"),
@@ -75,6 +77,8 @@ def cmd_serve(a: argparse.Namespace) -> int:
         cli["store_optional"] = True
     if a.reuse_port:
         cli["reuse_port"] = True
+    if a.allow_empty:
+        cli["allow_empty"] = True
     settings = Settings.load(cli=cli, file=a.settings)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("candor.server").debug("settings: %s", as_dict(settings))
@@ -104,6 +108,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="start degraded when the store cannot be reached (Feedback UNAVAILABLE until it answers)")  # fmt: skip
     p.add_argument("--auth-lock-health", action="store_true", help="with auth on, health checks need a token too")
     p.add_argument("--auth-open-reflection", action="store_true", help="with auth on, reflection answers without a token")
+    p.add_argument("--allow-empty", action="store_true",
+                   help="report overall health SERVING even with no model ready (by default it waits for one)")  # fmt: skip
     p.add_argument("--reuse-port", action="store_true",
                    help="let other processes bind the same gRPC port (SO_REUSEPORT); --workers sets it for its own")  # fmt: skip
     p.set_defaults(handler=cmd_serve)

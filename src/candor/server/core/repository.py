@@ -6,6 +6,11 @@ files change is loaded again; if loading fails, the working copy keeps
 serving and the failure is reported (state message, log, event). Folders
 that are not whole numbers (such as the trainer's ``.staging-*``) are ignored.
 
+The version policy (``serve_latest``, ``serve_versions``) picks which versions on
+disk are served: the newest N of each model by number, as Triton's and TF Serving's
+"latest" policies do, plus the ones named. A version the policy leaves out is
+unloaded like a removed one, and comes back if it is named or the newer ones go.
+
 Thread safety: the event loop is the only writer. Readers on other threads (the
 metrics endpoint) call :meth:`ModelRepository.entries`, which returns an immutable
 tuple of frozen entries that the loop replaces in one assignment after each change,
@@ -66,6 +71,8 @@ class ModelRepository:
         self._snapshot: tuple[VersionEntry, ...] = ()
         self._lock = asyncio.Lock()
         self._ignored: set[Path] = set()  # folders already logged as not versions
+        self._left_out: set[tuple[str, int]] = set()  # versions on disk the policy does not serve, logged once
+        self._pinned = settings.pinned_versions()
         self._root_missing = False
 
     def _scan(self) -> dict[tuple[str, int], Path] | None:
@@ -86,7 +93,23 @@ class ModelRepository:
                     self._ignored.add(version_dir)
                     log.warning("ignoring %s: a version folder's name is a positive whole number in ASCII digits "
                                 "(at most %d)", version_dir, MAX_VERSION_DIGITS)  # fmt: skip
-        return found
+        return self._apply_policy(found)
+
+    def _apply_policy(self, found: dict[tuple[str, int], Path]) -> dict[tuple[str, int], Path]:
+        """The versions to serve: per model the newest ``serve_latest`` (0: all), plus the pinned ones."""
+        latest = self.settings.serve_latest
+        if not latest:
+            return found
+        newest: dict[str, list[int]] = {}
+        for name, version in sorted(found, reverse=True):
+            newest.setdefault(name, []).append(version)
+        keep = {(name, v) for name, versions in newest.items() for v in versions[:latest]} | (self._pinned & set(found))
+        left_out = set(found) - keep
+        for name, version in sorted(left_out - self._left_out):
+            log.info("model %s version %s is not served: the version policy serves the newest %d (--serve-latest) and "
+                     "those named by --serve-versions", name, version, latest)  # fmt: skip
+        self._left_out = left_out
+        return {key: folder for key, folder in found.items() if key in keep}
 
     def _set(self, entry: VersionEntry) -> None:
         """Store ``entry`` and publish a new snapshot (one assignment: atomic for readers on any thread)."""
@@ -122,7 +145,8 @@ class ModelRepository:
                 await self._load(name, version, folder, identity, entry)
                 changed = True
             for key in [k for k in self._entries if k not in found]:
-                log.info("model %s version %s removed from the repository; unloading", *key)
+                if key not in self._left_out:
+                    log.info("model %s version %s removed from the repository; unloading", *key)
                 self._retire(self._drop(key), removed=True)
                 changed = True
             if changed:

@@ -52,6 +52,12 @@ class Settings:
     max_deadline_s: float = 600.0  # a longer deadline from the caller is cut to this
     warmup_rows: int = 8
     poll_interval_s: float = 5.0  # model repository watch; 0 turns it off
+    # The version policy: each model serves its newest N versions on disk (0: every one), plus those
+    # named in serve_versions ("MODEL:VERSION,..."). Recalibration adds a version each time; without a
+    # bound every one would keep an onnxruntime session and its series forever.
+    serve_latest: int = 2
+    serve_versions: str = ""
+    allow_empty: bool = False  # report SERVING with no model ready (otherwise overall health waits for one)
     grace_period_s: float = 10.0  # time calls in flight get to finish on SIGTERM
     reflection: bool = True
     data_dir: str = "data"  # where the embedded store (SQLite) keeps the prediction log and feedback
@@ -100,6 +106,7 @@ class Settings:
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in (
+            "serve_latest",
             "max_queue_delay_ms",
             "inline_run_us",
             "poll_interval_s",
@@ -137,9 +144,24 @@ class Settings:
             problems.append("tls_cert_file and tls_key_file go together: set both for TLS, or neither")
         if self.tls_client_ca_file and not self.tls_cert_file:
             problems.append("tls_client_ca_file (mutual TLS) needs tls_cert_file and tls_key_file too")
+        try:
+            self.pinned_versions()
+        except ValueError as e:
+            problems.append(str(e))
         if problems:
             raise ValueError("invalid settings: " + "; ".join(problems))
         return self
+
+    def pinned_versions(self) -> frozenset[tuple[str, int]]:
+        """serve_versions as (model, version) pairs; ValueError naming the entry that is not MODEL:VERSION."""
+        pinned = set()
+        for item in filter(None, (part.strip() for part in self.serve_versions.split(","))):
+            name, _, version = item.rpartition(":")
+            if not name or not version.isascii() or not version.isdigit() or int(version) < 1:
+                raise ValueError(f"serve_versions must be MODEL:VERSION entries separated by commas (e.g. digits:3,iris:1), "
+                                 f"got {item!r}")  # fmt: skip
+            pinned.add((name, int(version)))
+        return frozenset(pinned)
 
     @classmethod
     def load(cls, cli: dict[str, Any] | None = None, env: dict[str, str] | None = None, file: str | None = None) -> Settings:

@@ -1,7 +1,9 @@
 """Prometheus metrics of the server, on a registry of their own, fed by the core's events.
 
 Names follow DESIGN.md: prefix ``candor_``, seconds, ``_total`` counters,
-labels ``model`` and ``version`` and never a per-request label. The core never sees
+labels ``model`` and ``version`` and never a per-request label. The per-call series carry
+``model`` too, as Triton's do, bounded by the models this server has loaded: a call for any
+other name (or for none: health, ListModels) counts under ``model=""``. The core never sees
 this module: ``ServerMetrics.on_event`` subscribes to :class:`candor.server.core.events.Events`,
 the gRPC edge reports each call through ``call_started``/``call_finished``, and the
 collectors of :mod:`candor.server.observability.collectors` read core snapshots when scraped.
@@ -30,30 +32,41 @@ from candor.server.core.events import (
 )
 from candor.server.core.feedback import FEEDBACK_OUTCOMES
 
-LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# From 50 µs (an inline run of a small model, a queue wait that found the batch open) to the
+# 600 s longest deadline: no observation should sit in the first bucket, nor past the last finite one.
+LATENCY_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                   5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)  # fmt: skip
+
+
+def latency_buckets(max_seconds: float) -> tuple[float, ...]:
+    """LATENCY_BUCKETS up to ``max_seconds`` (the server's longest deadline), which is a bucket of its own."""
+    return (*(b for b in LATENCY_BUCKETS if b < max_seconds), float(max_seconds))
+
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 DROP_REASONS = ("deadline", "cancelled")
 
 
 class ServerMetrics:
-    def __init__(self, registry: CollectorRegistry | None = None):
+    def __init__(self, registry: CollectorRegistry | None = None, max_seconds: float = LATENCY_BUCKETS[-1]):
         self.registry = registry or CollectorRegistry()
         r = self.registry
         mv = ("model", "version")
-        self.requests = Counter("candor_requests", "RPCs answered, by method and status code", ("rpc", "code"), registry=r)
+        buckets = latency_buckets(max_seconds)
+        self.requests = Counter("candor_requests", "RPCs answered, by method, status code and model (\"\" for none or "
+                                "a model not loaded here)", ("rpc", "code", "model"), registry=r)  # fmt: skip
         self.request_duration = Histogram(
             "candor_request_duration_seconds",
             "Time from receiving an RPC to answering it",
-            ("rpc",),
-            buckets=LATENCY_BUCKETS,
+            ("rpc", "model"),
+            buckets=buckets,
             registry=r,
         )
         self.in_flight = Gauge("candor_inflight_requests", "RPCs being handled now", registry=r)
         self.queue_duration = Histogram(
-            "candor_queue_duration_seconds", "Time rows waited for a batch", mv, buckets=LATENCY_BUCKETS, registry=r
+            "candor_queue_duration_seconds", "Time rows waited for a batch", mv, buckets=buckets, registry=r
         )
         self.inference_duration = Histogram(
-            "candor_inference_duration_seconds", "onnxruntime run time per batch", mv, buckets=LATENCY_BUCKETS, registry=r
+            "candor_inference_duration_seconds", "onnxruntime run time per batch", mv, buckets=buckets, registry=r
         )
         self.batch_size = Histogram("candor_batch_size_rows", "Rows per onnxruntime run", mv, buckets=BATCH_BUCKETS, registry=r)
         self.dropped = Counter(
@@ -99,8 +112,9 @@ class ServerMetrics:
         )
         self.model_ready = Gauge("candor_model_ready", "1 when the model version serves, else 0", mv, registry=r)
         # Labelled children looked up once per key: labels() takes a lock on every call.
-        self._calls: dict[tuple[str, str], Counter] = {}
-        self._durations: dict[str, Histogram] = {}
+        self._calls: dict[tuple[str, str, str], Counter] = {}
+        self._durations: dict[tuple[str, str], Histogram] = {}
+        self._versions: dict[str, set[str]] = {}  # loaded versions per model: the values the per-call model label takes
         self._batch_series: dict[tuple[str, str], tuple[Histogram, Histogram, Histogram]] = {}
 
     # --- the gRPC edge --------------------------------------------------------------------
@@ -108,16 +122,19 @@ class ServerMetrics:
     def call_started(self) -> None:
         self.in_flight.inc()
 
-    def call_finished(self, rpc: str, code: str, seconds: float | None) -> None:
-        """One call (or one message of a stream) answered with status ``code``; ``seconds`` None: not timed."""
-        counter = self._calls.get((rpc, code))
+    def call_finished(self, rpc: str, code: str, seconds: float | None, model: str = "") -> None:
+        """One call (or one message of a stream) for ``model`` answered with status ``code``; ``seconds`` None: not timed."""
+        if model not in self._versions:
+            model = ""  # bounded: whatever a caller names, only loaded models become series
+        key = (rpc, code, model)
+        counter = self._calls.get(key)
         if counter is None:
-            counter = self._calls[(rpc, code)] = self.requests.labels(rpc, code)
+            counter = self._calls[key] = self.requests.labels(*key)
         counter.inc()
         if seconds is not None:
-            duration = self._durations.get(rpc)
+            duration = self._durations.get((rpc, model))
             if duration is None:
-                duration = self._durations[rpc] = self.request_duration.labels(rpc)
+                duration = self._durations[(rpc, model)] = self.request_duration.labels(rpc, model)
             duration.observe(seconds)
 
     def call_ended(self) -> None:
@@ -163,6 +180,10 @@ class ServerMetrics:
                 self.model_info.remove(event.model, event.version, event.provider, event.task)
                 if event.removed:
                     self.model_ready.remove(event.model, event.version)
+                versions = self._versions.get(event.model, set())
+                versions.discard(event.version)
+                if not versions:
+                    self._versions.pop(event.model, None)
             case LoadFailed():
                 self.load_failures.labels(event.model).inc()
                 if not event.still_serving:
@@ -182,6 +203,7 @@ class ServerMetrics:
     def _start_series(self, event: VersionLoaded) -> None:
         """A loaded version's gauges, and its counters at 0, so that rates and dashboards read 0 rather than no data."""
         model, version = event.model, event.version
+        self._versions.setdefault(model, set()).add(version)
         self.model_info.labels(model, version, event.provider, event.task).set(1)
         self.model_ready.labels(model, version).set(1)
         self.rejected.labels(model, version)

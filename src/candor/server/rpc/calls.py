@@ -30,7 +30,7 @@ class CallObserver(Protocol):
 
     def call_started(self) -> None: ...
 
-    def call_finished(self, rpc: str, code: str, seconds: float | None) -> None: ...
+    def call_finished(self, rpc: str, code: str, seconds: float | None, model: str = "") -> None: ...
 
     def call_ended(self) -> None: ...
 
@@ -43,6 +43,15 @@ def failure(rpc: str, error: Exception) -> tuple[grpc.StatusCode, str]:
         return status_code(error), message if len(message) <= MAX_MESSAGE_CHARS else message[:MAX_MESSAGE_CHARS] + "..."
     log.error("%s failed", rpc, exc_info=error)
     return grpc.StatusCode.INTERNAL, f"internal error in {rpc}: {type(error).__name__}; see the server log"
+
+
+def model_named(message: object) -> str:
+    """The model a request names (candor.v1 ``model``, KServe ``name`` or ``model_name``), "" for none."""
+    for field in ("model", "model_name", "name"):
+        value = getattr(message, field, None)
+        if isinstance(value, str):
+            return value
+    return ""
 
 
 def unary(rpc: str):
@@ -59,7 +68,7 @@ def unary(rpc: str):
             # caller who has its answer also finds it counted.
             def record(code: grpc.StatusCode) -> None:
                 observer.call_ended()
-                observer.call_finished(rpc, code.name, time.perf_counter() - started)
+                observer.call_finished(rpc, code.name, time.perf_counter() - started, model_named(request))
 
             try:
                 response = await handler(self, request, context)
@@ -103,10 +112,10 @@ def stream(rpc: str, error_reply: Callable[[object, grpc.StatusCode, str], objec
                         raise
                     except Exception as e:
                         code, message = failure(rpc, e)
-                        observer.call_finished(rpc, code.name, None)
+                        observer.call_finished(rpc, code.name, None, model_named(item))
                         yield error_reply(item, code, message)
                         continue
-                    observer.call_finished(rpc, grpc.StatusCode.OK.name, None)
+                    observer.call_finished(rpc, grpc.StatusCode.OK.name, None, model_named(item))
                     yield reply
             finally:
                 observer.call_ended()
