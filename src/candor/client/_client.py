@@ -7,12 +7,18 @@
 
 Arguments are checked before anything is sent (a ValueError says what is wrong); a call the
 server refuses raises the matching :class:`candor.client.CandorError` subclass.
+
+Large calls are split: rows of a Predict, or items of a Feedback, beyond the server's
+``max_rows_per_request`` (learned once per model from GetModel) go in consecutive requests,
+up to ``PIPELINE_DEPTH`` of them in flight, and come back as one result in input order.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import grpc
@@ -33,7 +39,26 @@ from candor.v1 import inference_pb2 as pb
 from candor.v1 import inference_pb2_grpc as pb_grpc
 
 DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_PORT = 8001  # a target without a port means Candor's port, not gRPC's default of 443
+CHUNK_CHECK_ROWS = 256  # a call with more rows or items than this learns the server's limit first (once per model)
+PIPELINE_DEPTH = 4  # requests of one split call in flight at once
 ChannelOptions = Sequence[tuple[str, Any]]
+
+
+def with_default_port(target: str) -> str:
+    """``host`` becomes ``host:8001``; ``host:port``, ``[v6]:port`` and gRPC URIs (``dns:///...``) stay."""
+    if "://" in target or target.startswith(("unix:", "dns:", "ipv4:", "ipv6:")):
+        return target
+    if target.startswith("["):
+        return target if "]:" in target else f"{target}:{DEFAULT_PORT}"
+    if target.count(":") > 1:  # a bare IPv6 address
+        return f"[{target}]:{DEFAULT_PORT}"
+    return target if ":" in target else f"{target}:{DEFAULT_PORT}"
+
+
+def spans(n: int, limit: int) -> list[slice]:
+    """Consecutive slices of at most ``limit`` covering ``range(n)`` (one empty slice when n is 0)."""
+    return [slice(i, min(i + limit, n)) for i in range(0, max(n, 1), max(limit, 1))]
 
 
 def _version(version: str | int | None) -> str:
@@ -41,13 +66,19 @@ def _version(version: str | int | None) -> str:
     return "" if version is None else str(version)
 
 
-def rows_tensor(rows: np.ndarray | Sequence[Sequence[float]]) -> pb.Tensor:
-    """Rows [N, F] (a single 1-D row becomes [1, F]) as a float32 raw tensor."""
+def as_rows(rows: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
+    """Rows [N, F] as float32 (a single 1-D row becomes [1, F])."""
     a = np.asarray(rows, dtype=np.float32)
     if a.ndim == 1:
         a = a[None, :]
     if a.ndim != 2:
         raise ValueError(f"rows must be 2-D [N, F] (or one 1-D row), got shape {a.shape}")
+    return a
+
+
+def rows_tensor(rows: np.ndarray | Sequence[Sequence[float]]) -> pb.Tensor:
+    """Rows [N, F] (a single 1-D row becomes [1, F]) as a float32 raw tensor."""
+    a = as_rows(rows)
     return pb.Tensor(shape=list(a.shape), dtype=pb.DATA_TYPE_FLOAT32, raw_data=np.ascontiguousarray(a, dtype="<f4").tobytes())
 
 
@@ -96,6 +127,7 @@ class _BaseClient:
     ):
         if not target:
             raise ValueError("target must be host:port, e.g. 127.0.0.1:8001")
+        target = with_default_port(target)
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
         if not 0 <= retries <= 4:
@@ -115,6 +147,7 @@ class _BaseClient:
         self._credentials = grpc.ssl_channel_credentials(root_certificates, private_key, certificate_chain) if tls else None
         # Class names per (model, version), fetched once with GetModel: answers carry indices only.
         self._class_names: dict[tuple[str, str], VersionNames] = {}
+        self._row_limits: dict[str, int] = {}  # the server's max_rows_per_request, per model asked (0: not told)
         self._connect()
 
     def _connect(self) -> None:
@@ -167,6 +200,29 @@ class _BaseClient:
         return pb.PredictRequest(model=model, version=_version(version), inputs=rows_tensor(rows),
                                  top_k=top_k, return_logits=return_logits, columnar=True)  # fmt: skip
 
+    def _known_limit(self, model: str, n: int) -> int | None:
+        """How many rows or items one request of ``model`` may carry, when that is known or does not matter
+        (``n`` small); None: ask the server with GetModel first."""
+        if n <= CHUNK_CHECK_ROWS:
+            return n
+        if model not in self._row_limits:
+            return None
+        return self._row_limits[model] or n
+
+    def _learn_limit(self, model: str, description: ModelDescription | None, n: int) -> int:
+        """Remember the server's limit from GetModel; a failed GetModel (None) sends everything at once and
+        lets that call say what is wrong."""
+        if description is None:
+            return n
+        self._row_limits[model] = description.max_rows_per_request
+        return description.max_rows_per_request or n
+
+    @staticmethod
+    def _feedback_chunks(request: pb.FeedbackRequest, limit: int) -> list[pb.FeedbackRequest]:
+        items = list(request.items)
+        return [pb.FeedbackRequest(model=request.model, version=request.version, items=items[s])
+                for s in spans(len(items), limit)]  # fmt: skip
+
     def _names_needed(self, response: pb.PredictResponse) -> tuple[str, str] | None:
         """The (model, version) whose class names a columnar answer needs and this client has not fetched yet.
 
@@ -198,11 +254,52 @@ class Client(_BaseClient):
         except grpc.RpcError as e:
             raise from_rpc_error(e) from e
 
+    def _pipelined(self, method, requests: Iterable, timeout: float | None) -> Iterator:
+        """Answers to ``requests`` in order, with up to PIPELINE_DEPTH calls in flight; on a failure the rest
+        are cancelled and its error raised."""
+        pending: deque = deque()
+        try:
+            for request in requests:
+                pending.append(method.future(request, **self._call_args(timeout)))
+                if len(pending) >= PIPELINE_DEPTH:
+                    yield self._wait(pending.popleft())
+            while pending:
+                yield self._wait(pending.popleft())
+        finally:
+            for future in pending:
+                future.cancel()
+
+    @staticmethod
+    def _wait(future):
+        try:
+            return future.result()
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from e
+
+    def _limit(self, model: str, n: int, timeout: float | None) -> int:
+        limit = self._known_limit(model, n)
+        if limit is not None:
+            return limit
+        try:
+            description = self.model(model, timeout=timeout)
+        except CandorError:
+            description = None
+        return self._learn_limit(model, description, n)
+
     def predict(self, rows, *, model: str, version: str | int | None = None, top_k: int = 1, return_logits: bool = False,
                 timeout: float | None = None) -> PredictResult:  # fmt: skip
-        """Calibrated probabilities for ``rows`` [N, F]; ``version`` None means the newest ready one."""
-        request = self._predict_request(rows, model, version, top_k, return_logits)
-        response = self._call(self._stub.Predict, request, timeout)
+        """Calibrated probabilities for ``rows`` [N, F]; ``version`` None means the newest ready one. More rows
+        than the server takes at once go in several requests (``timeout`` is per request)."""
+        rows = as_rows(rows)
+        parts = spans(len(rows), self._limit(model, len(rows), timeout))
+        request = self._predict_request(rows[parts[0]], model, version, top_k, return_logits)
+        first = self._predict_answer(self._call(self._stub.Predict, request, timeout), timeout)
+        # The other chunks ask for the version that answered the first: one call is never split across versions.
+        requests = (self._predict_request(rows[s], model, first.version, top_k, return_logits) for s in parts[1:])
+        rest = [self._predict_answer(r, timeout) for r in self._pipelined(self._stub.Predict, requests, timeout)]
+        return PredictResult.joined([first, *rest])
+
+    def _predict_answer(self, response: pb.PredictResponse, timeout: float | None) -> PredictResult:
         key = self._names_needed(response)
         if key is None:
             return PredictResult.from_proto(response, self._class_names.get((response.model, response.version), ()))
@@ -215,9 +312,12 @@ class Client(_BaseClient):
     def feedback(self, prediction_ids, labels, *, model: str, version: str | int | None = None, probabilities=None,
                  logits=None, timeout: float | None = None) -> FeedbackResult:  # fmt: skip
         """Send true labels for earlier predictions, by the ids Predict returned
-        (or, with ``prediction_ids=None``, with the served ``probabilities`` or raw ``logits``)."""
+        (or, with ``prediction_ids=None``, with the served ``probabilities`` or raw ``logits``). More items
+        than the server takes at once go in several requests."""
         request = self._feedback_request(prediction_ids, labels, model, version, probabilities, logits)
-        return FeedbackResult.from_proto(self._call(self._stub.Feedback, request, timeout))
+        chunks = self._feedback_chunks(request, self._limit(model, len(request.items), timeout))
+        answers = self._pipelined(self._stub.Feedback, chunks, timeout)
+        return FeedbackResult.joined([FeedbackResult.from_proto(r) for r in answers])
 
     def calibration(self, model: str, version: str | int | None = None, *, timeout: float | None = None) -> CalibrationReport:
         """The live calibration report of a model version."""
@@ -273,10 +373,43 @@ class AsyncClient(_BaseClient):
         except grpc.RpcError as e:
             raise from_rpc_error(e) from e
 
+    async def _pipelined(self, method, requests: Iterable, timeout: float | None) -> list:
+        """Answers to ``requests`` in order, with up to PIPELINE_DEPTH calls in flight; on a failure the rest
+        are cancelled and its error raised."""
+        slots = asyncio.Semaphore(PIPELINE_DEPTH)
+
+        async def one(request):
+            async with slots:
+                return await self._call(method, request, timeout)
+
+        tasks = [asyncio.ensure_future(one(r)) for r in requests]
+        try:
+            return await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def _limit(self, model: str, n: int, timeout: float | None) -> int:
+        limit = self._known_limit(model, n)
+        if limit is not None:
+            return limit
+        try:
+            description = await self.model(model, timeout=timeout)
+        except CandorError:
+            description = None
+        return self._learn_limit(model, description, n)
+
     async def predict(self, rows, *, model: str, version: str | int | None = None, top_k: int = 1, return_logits: bool = False,
                       timeout: float | None = None) -> PredictResult:  # fmt: skip
-        request = self._predict_request(rows, model, version, top_k, return_logits)
-        response = await self._call(self._stub.Predict, request, timeout)
+        rows = as_rows(rows)
+        parts = spans(len(rows), await self._limit(model, len(rows), timeout))
+        request = self._predict_request(rows[parts[0]], model, version, top_k, return_logits)
+        first = await self._predict_answer(await self._call(self._stub.Predict, request, timeout), timeout)
+        requests = [self._predict_request(rows[s], model, first.version, top_k, return_logits) for s in parts[1:]]
+        rest = [await self._predict_answer(r, timeout) for r in await self._pipelined(self._stub.Predict, requests, timeout)]
+        return PredictResult.joined([first, *rest])
+
+    async def _predict_answer(self, response: pb.PredictResponse, timeout: float | None) -> PredictResult:
         key = self._names_needed(response)
         if key is None:
             return PredictResult.from_proto(response, self._class_names.get((response.model, response.version), ()))
@@ -289,7 +422,9 @@ class AsyncClient(_BaseClient):
     async def feedback(self, prediction_ids, labels, *, model: str, version: str | int | None = None, probabilities=None,
                        logits=None, timeout: float | None = None) -> FeedbackResult:  # fmt: skip
         request = self._feedback_request(prediction_ids, labels, model, version, probabilities, logits)
-        return FeedbackResult.from_proto(await self._call(self._stub.Feedback, request, timeout))
+        chunks = self._feedback_chunks(request, await self._limit(model, len(request.items), timeout))
+        answers = await self._pipelined(self._stub.Feedback, chunks, timeout)
+        return FeedbackResult.joined([FeedbackResult.from_proto(r) for r in answers])
 
     async def calibration(
         self, model: str, version: str | int | None = None, *, timeout: float | None = None

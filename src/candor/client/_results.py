@@ -99,6 +99,18 @@ class PredictResult:
         return cls(r.model, r.version, probs, top, np.asarray(r.top_k_probabilities, dtype=np.float32).reshape(n, k),
                    logits, "", class_names or names, list(r.prediction_ids))  # fmt: skip
 
+    @classmethod
+    def joined(cls, parts: Sequence[PredictResult]) -> PredictResult:
+        """The answers to consecutive chunks of one call's rows (one version), as one result in row order."""
+        if len(parts) == 1:
+            return parts[0]
+        first = parts[0]
+        logits = None if first.logits is None else np.concatenate([p.logits for p in parts])
+        ids = [i for p in parts for i in p.prediction_ids]
+        return cls(first.model, first.version, np.concatenate([p.probabilities for p in parts]),
+                   np.concatenate([p.top_k_indices for p in parts]), np.concatenate([p.top_k_probabilities for p in parts]),
+                   logits, "", first.class_names, ids)  # fmt: skip
+
 
 @dataclass(frozen=True)
 class ModelDescription:
@@ -116,12 +128,13 @@ class ModelDescription:
     test_ece: float
     test_accuracy: float
     calibration_method: str  # temperature, vector, matrix or dirichlet
+    max_rows_per_request: int = 0  # the server's limit per Predict or Feedback; 0 from a server of an earlier release
 
     @classmethod
     def from_proto(cls, m: pb.ModelInfo) -> ModelDescription:
         return cls(m.name, m.version, _STATES.get(m.state, "UNKNOWN"), m.message, m.task, list(m.class_names), m.num_features,
                    [round(t, 6) for t in m.temperature], m.provider, m.smoothing_convention, round(m.smoothing_epsilon, 6),
-                   m.test_ece, m.test_accuracy, m.calibration_method)  # fmt: skip
+                   m.test_ece, m.test_accuracy, m.calibration_method, m.max_rows_per_request)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -137,6 +150,12 @@ class FeedbackResult:
     @classmethod
     def from_proto(cls, r: pb.FeedbackResponse) -> FeedbackResult:
         return cls([_FEEDBACK.get(o, "UNSPECIFIED") for o in r.outcomes], r.accepted, r.unknown_id, r.duplicate, r.expired)
+
+    @classmethod
+    def joined(cls, parts: Sequence[FeedbackResult]) -> FeedbackResult:
+        """The answers to consecutive chunks of one call's items, as one result in item order."""
+        return cls([o for p in parts for o in p.outcomes], sum(p.accepted for p in parts), sum(p.unknown_id for p in parts),
+                   sum(p.duplicate for p in parts), sum(p.expired for p in parts))  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,7 @@ class PredictStreamResponse(_message.Message):
     def __init__(self, response: _Optional[_Union[PredictResponse, _Mapping]] = ..., correlation_id: _Optional[str] = ..., error: _Optional[_Union[StreamError, _Mapping]] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "version", "state", "message", "task", "class_names", "num_features", "temperature", "provider", "smoothing_convention", "smoothing_epsilon", "test_ece", "test_accuracy", "max_batch_size", "calibration_method")
+    __slots__ = ("name", "version", "state", "message", "task", "class_names", "num_features", "temperature", "provider", "smoothing_convention", "smoothing_epsilon", "test_ece", "test_accuracy", "max_batch_size", "calibration_method", "max_rows_per_request")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -152,6 +152,7 @@ class ModelInfo(_message.Message):
     TEST_ACCURACY_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     CALIBRATION_METHOD_FIELD_NUMBER: _ClassVar[int]
+    MAX_ROWS_PER_REQUEST_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     state: ModelState
@@ -167,7 +168,8 @@ class ModelInfo(_message.Message):
     test_accuracy: float
     max_batch_size: int
     calibration_method: str
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[_Union[ModelState, str]] = ..., message: _Optional[str] = ..., task: _Optional[str] = ..., class_names: _Optional[_Iterable[str]] = ..., num_features: _Optional[int] = ..., temperature: _Optional[_Iterable[float]] = ..., provider: _Optional[str] = ..., smoothing_convention: _Optional[str] = ..., smoothing_epsilon: _Optional[float] = ..., test_ece: _Optional[float] = ..., test_accuracy: _Optional[float] = ..., max_batch_size: _Optional[int] = ..., calibration_method: _Optional[str] = ...) -> None: ...
+    max_rows_per_request: int
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[_Union[ModelState, str]] = ..., message: _Optional[str] = ..., task: _Optional[str] = ..., class_names: _Optional[_Iterable[str]] = ..., num_features: _Optional[int] = ..., temperature: _Optional[_Iterable[float]] = ..., provider: _Optional[str] = ..., smoothing_convention: _Optional[str] = ..., smoothing_epsilon: _Optional[float] = ..., test_ece: _Optional[float] = ..., test_accuracy: _Optional[float] = ..., max_batch_size: _Optional[int] = ..., calibration_method: _Optional[str] = ..., max_rows_per_request: _Optional[int] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()

@@ -56,10 +56,9 @@ class InferenceService(pb_grpc.InferenceServiceServicer):
 
     @unary("ListModels")
     async def ListModels(self, request: pb.ListModelsRequest, context) -> pb.ListModelsResponse:
-        size = self.plane.settings.max_batch_size
-        return pb.ListModelsResponse(models=[convert.model_info(e, size) for e in self.plane.models()])
+        return pb.ListModelsResponse(models=[convert.model_info(e, self.plane.settings) for e in self.plane.models()])
 
     @unary("GetModel")
     async def GetModel(self, request: pb.GetModelRequest, context) -> pb.GetModelResponse:
         entry, versions = self.plane.describe(request.name, request.version)
-        return pb.GetModelResponse(model=convert.model_info(entry, self.plane.settings.max_batch_size), versions=versions)
+        return pb.GetModelResponse(model=convert.model_info(entry, self.plane.settings), versions=versions)

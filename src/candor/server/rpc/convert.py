@@ -8,6 +8,7 @@ from candor.server.core.feedback import ACCEPTED, DUPLICATE, EXPIRED, UNKNOWN_ID
 from candor.server.core.plane import CalibrationState, InputTensor, Prediction
 from candor.server.core.recalibrate import Recalibration
 from candor.server.core.repository import FAILED, LOADING, READY, VersionEntry
+from candor.server.core.settings import Settings
 from candor.v1 import inference_pb2 as pb
 
 OUTCOMES = {ACCEPTED: pb.FEEDBACK_OUTCOME_ACCEPTED, UNKNOWN_ID: pb.FEEDBACK_OUTCOME_UNKNOWN_ID,
@@ -57,8 +58,9 @@ def predict_response(p: Prediction, return_logits: bool, columnar: bool) -> pb.P
     return response
 
 
-def model_info(entry: VersionEntry, max_batch_size: int) -> pb.ModelInfo:
-    info = pb.ModelInfo(name=entry.name, version=str(entry.version), state=STATES[entry.state], message=entry.message)
+def model_info(entry: VersionEntry, settings: Settings) -> pb.ModelInfo:
+    info = pb.ModelInfo(name=entry.name, version=str(entry.version), state=STATES[entry.state], message=entry.message,
+                        max_rows_per_request=settings.max_rows_per_request)  # fmt: skip
     if entry.model is not None:
         m = entry.model.manifest
         info.task = m.task
@@ -71,7 +73,7 @@ def model_info(entry: VersionEntry, max_batch_size: int) -> pb.ModelInfo:
         info.test_ece = m.metrics.after_temperature.ece
         info.test_accuracy = m.metrics.after_temperature.accuracy
         info.calibration_method = m.calibrator.method
-        info.max_batch_size = max_batch_size
+        info.max_batch_size = settings.max_batch_size
     return info
 
 
