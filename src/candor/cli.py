@@ -18,6 +18,22 @@ class UsageError(Exception):
     """A mistake in what the user asked for: printed as one line, exit code 2."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that answers a mistake in one line and where to look, not with the whole usage first.
+    Subparsers are of the same class (argparse makes them with the parent's)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, but an unknown flag is reported by the verb it was given to, so its help is the one named."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            verbs = next((a.choices for a in self._actions if isinstance(a, argparse._SubParsersAction)), {})
+            verbs.get(getattr(parsed, "verb", None), self).error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+
 def _missing_module(*names: str) -> str | None:
     """The first of ``names`` that is not installed, found without importing anything."""
     return next((n for n in names if importlib.util.find_spec(n) is None), None)
@@ -54,7 +70,7 @@ def _missing_extra(extra: str, module: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="candor", description="Train, calibrate and serve classifiers whose confidence can be trusted."
     )
     parser.add_argument("--version", action="version", version=f"candor {__version__}")

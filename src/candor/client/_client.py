@@ -215,6 +215,8 @@ class _BaseClient:
         if description is None:
             return n
         self._row_limits[model] = description.max_rows_per_request
+        if description.class_names:  # the same GetModel answers the names of the version that will likely answer
+            self._class_names.setdefault((model, description.version), VersionNames(description.class_names))
         return description.max_rows_per_request or n
 
     @staticmethod

@@ -7,20 +7,30 @@ import dataclasses
 import datetime as dt
 import io
 import json
+import os
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 
 def read_rows(source: str) -> np.ndarray:
-    """Rows from a .npy file, a .csv file, or CSV text on stdin ("-"); a
-    non-numeric first line is taken for a header and skipped."""
+    """Rows from a .npy file, an .npz file (its array X, as `candor split` writes), a .csv file, or CSV
+    text on stdin ("-"); a non-numeric first line is taken for a header and skipped."""
     if source.endswith(".npy"):
         try:
             rows = np.load(source, allow_pickle=False)
         except (OSError, ValueError) as e:
             raise ValueError(f"{source}: not a readable .npy file ({e})") from e
+    elif source.endswith(".npz"):
+        try:
+            with np.load(source, allow_pickle=False) as archive:
+                if "X" not in archive.files:
+                    raise ValueError(f"{source}: expected an array X of rows [N, F], found {sorted(archive.files)}")
+                rows = archive["X"]
+        except (OSError, EOFError, zipfile.BadZipFile) as e:
+            raise ValueError(f"{source}: not a readable .npz file ({e})") from e
     else:
         try:
             text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
@@ -44,17 +54,42 @@ def read_rows(source: str) -> np.ndarray:
     return rows
 
 
+TOKEN_ENV = "CANDOR_TOKEN"
+
+
+def bearer_token(a: argparse.Namespace) -> str | None:
+    """--token, else --token-file, else $CANDOR_TOKEN: the last two keep the token out of `ps` and shell history."""
+    if a.token and a.token_file:
+        raise ValueError("give --token or --token-file, not both")
+    if a.token_file:
+        try:
+            token = Path(a.token_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"--token-file {a.token_file}: cannot read ({e})") from e
+        if not token or any(c.isspace() for c in token):
+            raise ValueError(f"--token-file {a.token_file}: expected one token on one line")
+        return token
+    return a.token or os.environ.get(TOKEN_ENV) or None
+
+
 def _client(a: argparse.Namespace):
     from candor.client import Client
 
     def read(path):
         return Path(path).read_bytes() if path else None
 
-    return Client(a.target, timeout=a.timeout, token=a.token, tls=a.tls, root_certificates=read(a.ca_cert),
+    return Client(a.target, timeout=a.timeout, token=bearer_token(a), tls=a.tls, root_certificates=read(a.ca_cert),
                   certificate_chain=read(a.client_cert), private_key=read(a.client_key))  # fmt: skip
 
 
+def hint_if_waiting_on_a_terminal(source: str, what: str) -> None:
+    """Reading stdin from a terminal waits for typing: say so, rather than seem to hang."""
+    if source == "-" and sys.stdin.isatty():
+        print(f"reading {what} from stdin (type them, then Ctrl-D; or pass --input FILE)", file=sys.stderr, flush=True)
+
+
 def cmd_predict(a: argparse.Namespace) -> int:
+    hint_if_waiting_on_a_terminal(a.input, "rows as CSV")
     rows = read_rows(a.input)
     with _client(a) as client:
         r = client.predict(rows, model=a.model, version=a.version, top_k=a.top_k, return_logits=a.logits)
@@ -76,25 +111,51 @@ def cmd_predict(a: argparse.Namespace) -> int:
     return 0
 
 
+def temperatures(values: list[float]) -> str:
+    """One temperature as 0.5643; per-class ones as "per class 0.412..1.873 (K=10)"."""
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"per class {min(values):.3f}..{max(values):.3f} (K={len(values)})"
+
+
+def table(header: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
+    """Columns as wide as their widest cell, so long names and per-class cells never shift the others."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    fmt = lambda r: "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))  # noqa: E731
+    return [fmt(header).rstrip(), *(fmt(r).rstrip() for r in rows)]
+
+
 def cmd_models(a: argparse.Namespace) -> int:
     with _client(a) as client:
         models = client.models()
     if a.json:
-        print(json.dumps([m.__dict__ for m in models], indent=2))
+        print(json.dumps([dataclasses.asdict(m) for m in models], indent=2))
         return 0
-    print(f"{'model':16} {'version':>7}  {'state':8} {'provider':24} {'T':>8} {'smoothing':>16} {'test ECE':>9}")
-    for m in models:
-        t = ",".join(f"{v:.3f}" for v in m.temperature) or "-"
-        smoothing = f"{m.smoothing} {m.epsilon:g}" if m.smoothing else "-"
-        print(f"{m.name:16} {m.version:>7}  {m.state:8} {m.provider or '-':24} {t:>8} {smoothing:>16} {m.test_ece:>9.4f}"
-              + (f"  {m.message}" if m.message else ""))  # fmt: skip
+    rows = [[m.name, m.version, m.state, m.task or "-", m.provider or "-", temperatures(m.temperature),
+             f"{m.smoothing} {m.epsilon:g}" if m.smoothing else "-", f"{m.test_ece:.4f}" if m.state == "READY" else "-",
+             m.message] for m in models]  # fmt: skip
+    header = ["model", "version", "state", "task", "provider", "temperature", "smoothing", "test ECE", "message"]
+    print("\n".join(table(header, rows, right={1, 7})))
     return 0
 
 
 def cmd_health(a: argparse.Namespace) -> int:
+    from candor.client import NotFound
+
+    service = a.model or ""
     with _client(a) as client:
-        status = client.health(a.model or "")
-    print(f"{a.model or 'server'}: {status}")
+        try:
+            status = client.health(service)
+        except NotFound:
+            # The health service answers an unknown name with NOT_FOUND and no message: say what it knows.
+            known = sorted({m.name for m in client.models()})
+            raise ValueError(f"the server has no model {service!r}; it serves {', '.join(known) or 'no models'}") from None
+    if a.json:
+        print(json.dumps({"service": service or "server", "status": status}))
+    else:
+        print(f"{a.model or 'server'}: {status}")
     return 0 if status == "SERVING" else 1
 
 
@@ -120,8 +181,9 @@ def cmd_simulate(a: argparse.Namespace) -> int:
     return 0
 
 
-def read_feedback(source: str) -> tuple[list[str], list[int]]:
-    """CSV rows of prediction_id,label (a header line is skipped), from a file or stdin ("-")."""
+def read_feedback(source: str) -> tuple[list[str], list[str]]:
+    """CSV rows of prediction_id,label (a header line is skipped), from a file or stdin ("-"); labels as
+    written (class names or indices: :func:`class_indices` resolves them)."""
     import csv
 
     try:
@@ -134,24 +196,56 @@ def read_feedback(source: str) -> tuple[list[str], list[int]]:
             continue
         if len(row) != 2:
             raise ValueError(f"{source}: line {n}: expected prediction_id,label, got {len(row)} fields")
-        try:
-            labels.append(int(row[1]))
-        except ValueError:
-            raise ValueError(f"{source}: line {n}: label must be a whole number, got {row[1]!r}") from None
+        labels.append(row[1].strip())
         ids.append(row[0].strip())
     if not ids:
         raise ValueError(f"{source}: no feedback rows (expected prediction_id,label lines)")
     return ids, labels
 
 
+def class_indices(labels: list[str], class_names: list[str], source: str) -> list[int]:
+    """Each label as a class index: a class name as `candor predict` prints it, else a whole-number index.
+    A name wins over an index, so that names which are numbers ("0".."9" of digits) mean themselves."""
+    by_name = {name: i for i, name in enumerate(class_names)}
+    out = []
+    for n, label in enumerate(labels, start=1):
+        if label in by_name:
+            out.append(by_name[label])
+        elif label.isascii() and label.isdigit() and int(label) < len(class_names):
+            out.append(int(label))
+        else:
+            shown = ", ".join(class_names[:12]) + (", ..." if len(class_names) > 12 else "")
+            raise ValueError(f"{source}: row {n}: label {label!r} is neither a class name ({shown}) nor an index "
+                             f"0..{len(class_names) - 1}")  # fmt: skip
+    return out
+
+
+FEEDBACK_MEANING = {"DUPLICATE": "already labelled, kept the first label", "UNKNOWN_ID": "no such prediction id",
+                    "EXPIRED": "prediction older than the server's --prediction-ttl"}  # fmt: skip
+
+
 def cmd_feedback(a: argparse.Namespace) -> int:
-    ids, labels = read_feedback(a.input)
+    hint_if_waiting_on_a_terminal(a.input, "prediction_id,label lines")
+    ids, raw = read_feedback(a.input)
     with _client(a) as client:
+        labels = class_indices(raw, client.model(a.model).class_names, a.input)
         result = client.feedback(ids, labels, model=a.model)
-    print(f"accepted {result.accepted}, duplicate {result.duplicate}, unknown id {result.unknown_id}, expired {result.expired}")
+    refused: dict[str, list[str]] = {}
     for pid, outcome in zip(ids, result.outcomes, strict=True):
         if outcome != "ACCEPTED":
-            print(f"  {pid}: {outcome}")
+            refused.setdefault(outcome, []).append(pid)
+    if a.json:
+        print(json.dumps({"accepted": result.accepted, "duplicate": result.duplicate, "unknown_id": result.unknown_id,
+                          "expired": result.expired, "refused": refused}, indent=2))  # fmt: skip
+    else:
+        print(f"accepted {result.accepted}, duplicate {result.duplicate}, unknown id {result.unknown_id}, "
+              f"expired {result.expired}")  # fmt: skip
+        for outcome, pids in refused.items():  # one line per outcome, not per row
+            examples = ", ".join(pids[:3]) + (", ..." if len(pids) > 3 else "")
+            print(f"  {outcome} ({FEEDBACK_MEANING.get(outcome, outcome)}): {len(pids)} item(s), e.g. {examples}")
+    if result.accepted == 0:
+        print(f"candor feedback: none of the {len(ids)} item(s) was accepted", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -162,7 +256,8 @@ def cmd_calibration(a: argparse.Namespace) -> int:
         print(json.dumps(dataclasses.asdict(report), indent=2))
         return 0
     ref = report.reference
-    print(f"{report.model} v{report.version}, {report.calibration_method} calibrator, temperature {report.temperature}")
+    print(f"{report.model} v{report.version}, {report.calibration_method} calibrator, "
+          f"temperature {temperatures(report.temperature)}")  # fmt: skip
     print(f"reference: {ref.source}")
     print(f"  accuracy {ref.accuracy:.4f}, ECE {_with_interval(ref.ece, ref.ece_interval)}, "
           f"mean confidence {ref.mean_confidence:.4f}")  # fmt: skip
@@ -285,9 +380,12 @@ def plot_live_reliability(report, path: Path) -> None:
 
 
 def _connection_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--target", default="127.0.0.1:8001", help="server address host:port (default: 127.0.0.1:8001)")
+    p.add_argument("--target", default="127.0.0.1:8001",
+                   help="server address host[:port]; the port defaults to 8001 (default: 127.0.0.1:8001)")  # fmt: skip
     p.add_argument("--timeout", type=float, default=10.0, help="deadline per call in seconds (default: 10)")
-    p.add_argument("--token", help="bearer token sent as 'authorization: Bearer ...'")
+    p.add_argument("--token", help=f"bearer token sent as 'authorization: Bearer ...' (visible in `ps`: prefer "
+                                   f"--token-file or ${TOKEN_ENV})")  # fmt: skip
+    p.add_argument("--token-file", help=f"file holding the bearer token (default: ${TOKEN_ENV} when set)")
     p.add_argument("--tls", action="store_true", help="connect with TLS using the system's root certificates")
     p.add_argument("--ca-cert", help="PEM file of the CA that signed the server's certificate (implies --tls)")
     p.add_argument("--client-cert", help="PEM client certificate for mutual TLS")
@@ -303,27 +401,43 @@ def _model_args(p: argparse.ArgumentParser, version: bool = True) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="send rows to a server and print calibrated predictions")
+    p = sub.add_parser("predict", help="send rows to a server and print calibrated predictions",
+                       description="Send rows to a model and print, per row, its prediction id (for feedback), its "
+                                   "calibrated confidence and the top labels. More rows than the server takes at once "
+                                   "go in several requests.")  # fmt: skip
     _model_args(p)
-    p.add_argument("--input", default="-", help="rows as .npy, .csv, or CSV on stdin with '-' (default: -)")
+    p.add_argument("--input", default="-",
+                   help="rows as .npy, .npz (its X, as `candor split` writes), .csv, or CSV on stdin with '-' "
+                        "(default: -)")  # fmt: skip
     p.add_argument("--top-k", type=int, default=3, help="top labels per row (default: 3)")
     p.add_argument("--logits", action="store_true", help="also return raw logits (with --json)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(handler=cmd_predict)
 
-    p = sub.add_parser("feedback", help="send true labels for earlier predictions (CSV prediction_id,label)")
+    p = sub.add_parser("feedback", help="send true labels for earlier predictions (CSV prediction_id,label)",
+                       description="Send the true label of earlier predictions, by the prediction ids `candor predict` "
+                                   "printed. A label is a class name as predict prints it, or a class index. Prints "
+                                   "how many were accepted and why others were not; exits 1 when none was.")  # fmt: skip
     _model_args(p, version=False)
     p.add_argument("--input", default="-", help="CSV of prediction_id,label lines, or '-' for stdin (default: -)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(handler=cmd_feedback)
 
-    p = sub.add_parser("calibration", help="print a model version's live calibration: drift and feedback signals")
+    p = sub.add_parser("calibration", help="print a model version's live calibration: drift and feedback signals",
+                       description="Ask the server for a version's live calibration: its reference at training time, "
+                                   "label-free drift of recent predictions, and, from joined feedback, observed "
+                                   "accuracy, ECE and a reliability table.")  # fmt: skip
     _model_args(p)
     p.add_argument("--plot", help="also draw the live reliability diagram next to the reference to this PNG")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(handler=cmd_calibration)
 
     p = sub.add_parser("recalibrate", help="refit a version's calibrator on a window of its feedback; publish it when "
-                                           "held-out NLL improves significantly")  # fmt: skip
+                                           "held-out NLL improves significantly",
+                       description="Refit the calibrator of a served version on its joined feedback (a share held out), "
+                                   "and publish the result as the next version only when the held-out NLL decrease is "
+                                   "significant. --dry-run reports without publishing. Needs the admin role when "
+                                   "authentication is on.")  # fmt: skip
     _model_args(p)
     p.add_argument("--holdout-share", type=float, default=0.3, help="feedback share held out to verify (default: 0.3)")
     p.add_argument("--min-rows", type=int, default=100, help="fewest feedback rows to act on (default: 100)")
@@ -360,12 +474,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of row choice, feedback and noise (default: 0)")
     p.set_defaults(handler=cmd_simulate)
 
-    p = sub.add_parser("models", help="list the model versions a server knows")
+    p = sub.add_parser("models", help="list the model versions a server knows",
+                       description="List every model version the server knows, its state, provider, calibrator "
+                                   "temperature, smoothing and test ECE.")  # fmt: skip
     _connection_args(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(handler=cmd_models)
 
-    p = sub.add_parser("health", help="ask a server (or one model) whether it is SERVING; exit 0 if so")
+    p = sub.add_parser("health", help="ask a server (or one model) whether it is SERVING; exit 0 if so",
+                       description="Ask the gRPC health service. The server as a whole is SERVING once a model "
+                                   "version is ready; a model is SERVING while one of its versions is. Exit 0 when "
+                                   "SERVING, 1 otherwise, 2 for a model the server does not know.")  # fmt: skip
     _connection_args(p)
     p.add_argument("--model", help="a model name; default: the server as a whole")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(handler=cmd_health)

@@ -98,7 +98,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Every flag also reads from CANDOR_<NAME> (e.g. CANDOR_GRPC_PORT) and a settings file.",
     )
     for name, (flag, kind, text) in FLAGS.items():
-        p.add_argument(flag, dest=name, type=kind, default=None, help=f"{text} (default: {getattr(defaults, name)})")
+        default = getattr(defaults, name)
+        shown = default if default != "" else "none"  # an empty setting (no TLS, no tokens file) means off
+        p.add_argument(flag, dest=name, type=kind, default=None, help=f"{text} (default: {shown})")
     p.add_argument("--settings", help="settings file (.toml or .json) with the same names as the flags, e.g. grpc_port = 9001")
     p.add_argument("--no-reflection", action="store_true", help="turn gRPC server reflection off")
     p.add_argument(

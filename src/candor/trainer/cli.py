@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
 from candor.calibration.selection import CHOICES as CALIBRATION_METHODS
-from candor.trainer.conventions import DEFAULT_OPSET, MULTICLASS_CONVENTIONS
+from candor.trainer.conventions import DEFAULT_EPSILON, DEFAULT_OPSET, MAX_OPSET, MULTICLASS_CONVENTIONS
 from candor.trainer.data import BUNDLED, SYNTHETIC
 from candor.trainer.report import INTERVAL_NOTE
 
@@ -33,28 +34,35 @@ def bounded(convert, valid, expected: str):
 epsilon = bounded(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 fraction = bounded(float, lambda v: 0 < v < 1, "a number in (0, 1)")
 positive_int = bounded(int, lambda v: v >= 1, "a positive integer")
+opset = bounded(int, lambda v: DEFAULT_OPSET <= v <= MAX_OPSET, f"an ONNX opset from {DEFAULT_OPSET} to {MAX_OPSET}")
+OPSET_HELP = f"ONNX opset, {DEFAULT_OPSET} to {MAX_OPSET} (the newest torch's exporter writes) (default: {DEFAULT_OPSET})"
 
 
 def _data_args(p: argparse.ArgumentParser, default: str | None) -> None:
+    """The data flags. Verbs that default to a model's own data (``default`` None) accept the flags that only
+    shape a new data set (synthetic sizes, label noise) but leave them out of --help: they matter only with
+    --dataset, and `candor train --help` explains them."""
     g = p.add_argument_group("data")
     known = ", ".join(BUNDLED + SYNTHETIC)
     g.add_argument("--dataset", default=default,
-                   help=f"{known}, or a .npz (X, y or Y) / .csv file" + (f" (default: {default})" if default else
-                        " (default: the model's own data set, rebuilt from its manifest)"))  # fmt: skip
+                   help=f"{known}, or a .npz (X with y labels or a Y 0/1 matrix) / .csv file" +
+                        (f" (default: {default})" if default else " (default: the model's own data set, rebuilt from its "
+                         "manifest; with --dataset, the data flags of `candor train --help` apply)"))  # fmt: skip
     g.add_argument("--label-column", default="label", help="label column of a .csv file (default: label)")
-    g.add_argument("--n-samples", type=positive_int, default=3000, help="synthetic: number of rows (default: 3000)")
-    g.add_argument("--n-classes", type=positive_int, default=5, help="synthetic: number of classes (default: 5)")
-    g.add_argument("--n-features", type=positive_int, default=20, help="synthetic: number of features (default: 20)")
-    g.add_argument("--imbalance", type=float, default=1.0, help="synthetic: largest/smallest class ratio, >= 1 (default: 1)")
-    g.add_argument("--data-seed", type=int, default=0, help="synthetic: generator seed (default: 0)")
-    g.add_argument("--label-noise", type=epsilon, default=0.0, help="share of training labels corrupted, in [0, 1) (default: 0)")
-    g.add_argument(
-        "--noise-kind",
-        choices=("symmetric", "pair", "matrix"),
-        default="symmetric",
-        help="symmetric: to any other class; pair: class k to k+1; matrix: from --noise-matrix (default: symmetric)",
-    )
-    g.add_argument("--noise-matrix", help="[K, K] row-stochastic transition matrix (.npy/.csv) for --noise-kind matrix")
+    shown = (lambda text: text) if default else (lambda text: argparse.SUPPRESS)  # noqa: E731
+    g.add_argument("--n-samples", type=positive_int, default=3000, help=shown("synthetic: number of rows (default: 3000)"))
+    g.add_argument("--n-classes", type=positive_int, default=5, help=shown("synthetic: number of classes (default: 5)"))
+    g.add_argument("--n-features", type=positive_int, default=20, help=shown("synthetic: number of features (default: 20)"))
+    g.add_argument("--imbalance", type=float, default=1.0,
+                   help=shown("synthetic: largest/smallest class ratio, >= 1 (default: 1)"))  # fmt: skip
+    g.add_argument("--data-seed", type=int, default=0, help=shown("synthetic: generator seed (default: 0)"))
+    g.add_argument("--label-noise", type=epsilon, default=0.0,
+                   help=shown("share of training labels corrupted, in [0, 1) (default: 0)"))  # fmt: skip
+    g.add_argument("--noise-kind", choices=("symmetric", "pair", "matrix"), default="symmetric",
+                   help=shown("symmetric: to any other class; pair: class k to k+1; matrix: from --noise-matrix "
+                              "(default: symmetric)"))  # fmt: skip
+    g.add_argument("--noise-matrix",
+                   help=shown("[K, K] row-stochastic transition matrix (.npy/.csv) for --noise-kind matrix"))  # fmt: skip
     g.add_argument("--val-fraction", type=fraction, default=0.2, help="validation share, fits T (default: 0.2)")
     g.add_argument("--test-fraction", type=fraction, default=0.2, help="test share, measures (default: 0.2)")
     g.add_argument("--split-seed", type=int, default=0, help="seed of the stratified split and the noise (default: 0)")
@@ -73,9 +81,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--smoothing", choices=MULTICLASS_CONVENTIONS, default="uniform",
                    help="where epsilon goes: uniform (all K, as torch), off_target (the K-1 wrong classes), prior, "
                         "hierarchy, teacher (default: uniform; multi-label data smooths each class)")  # fmt: skip
-    g.add_argument(
-        "--epsilon", type=epsilon, default=0.0, help="smoothing weight in [0, 1); 0 trains on hard labels (default: 0)"
-    )
+    g.add_argument("--epsilon", type=epsilon, default=DEFAULT_EPSILON,
+                   help=f"smoothing weight in [0, 1); 0 trains on hard labels (default: {DEFAULT_EPSILON}, uniform label "
+                        "smoothing, a safe start; 0.05-0.1 is the usual range)")  # fmt: skip
     g.add_argument("--hierarchy", help="class tree (.json) or class similarity matrix (.csv/.npy) for --smoothing hierarchy")
     g.add_argument("--teacher", help="teacher ONNX model (input 'input', output 'logits') for --smoothing teacher")
     g.add_argument(
@@ -95,7 +103,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--calibrator", choices=CALIBRATION_METHODS, default="temperature",
                    help="post-hoc calibrator fitted on validation and folded into the graph; auto picks by 5-fold "
                         "cross-validated NLL (default: temperature)")  # fmt: skip
-    g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    g.add_argument("--no-progress", action="store_true",
+                   help="no progress on stderr (by default a bar on a terminal, else a line every few seconds)")  # fmt: skip
 
 
 def _version_args(p: argparse.ArgumentParser) -> None:
@@ -135,6 +144,29 @@ def train_options(a: argparse.Namespace):
     )
 
 
+def newest_note(repo: str, name: str, version: int) -> str:
+    """Which version a server on ``repo`` now answers with: a test run in the served repository becomes the
+    newest version, and users should see that."""
+    from candor.calibration.repository import versions
+
+    on_disk = versions(Path(repo), name)
+    if version != max(on_disk):
+        return f"{repo}/{name} holds newer versions ({max(on_disk)}); requests without a version keep going to v{max(on_disk)}"
+    served = ", ".join(f"v{v}" for v in sorted(on_disk)[-2:])
+    return (f"v{version} is now the newest of {repo}/{name} (versions {', '.join(str(v) for v in on_disk)}): a server on "
+            f"{repo} answers requests without a version with it within its --poll-interval, and serves {served} "
+            "(--serve-latest 2). Train experiments into another --model-repository to keep them apart.")  # fmt: skip
+
+
+def version_summary(m) -> dict:
+    """A new or measured version as JSON: version as text, as everywhere else in the CLI and the API."""
+    return {"model": m.name, "version": str(m.version), "task": m.task, "classes": m.class_names,
+            "smoothing": {"convention": m.smoothing.convention, "epsilon": m.smoothing.epsilon},
+            "calibrator": m.calibrator.method, "temperature": m.temperature.value,
+            "test": {"before_calibration": dataclasses.asdict(m.metrics.before_temperature),
+                     "after_calibration": dataclasses.asdict(m.metrics.after_temperature)}}  # fmt: skip
+
+
 def cmd_train(a: argparse.Namespace) -> int:
     from candor.calibration.manifest import MANIFEST_FILE, read_manifest
     from candor.trainer.distributed import init_from_env, shutdown
@@ -148,8 +180,14 @@ def cmd_train(a: argparse.Namespace) -> int:
         trained = fit(options, ctx)
         if ctx.is_main:
             folder = publish(trained, a.model_repository, name, a.opset)
-            print(render_report(read_manifest(folder / MANIFEST_FILE), folder), end="")
-            print(f"Wrote {folder}/ (model.onnx, candor.json, report.md, metrics.json, reliability.png)")
+            manifest = read_manifest(folder / MANIFEST_FILE)
+            note = newest_note(a.model_repository, name, manifest.version)
+            if a.json:
+                print(json.dumps(version_summary(manifest) | {"folder": str(folder), "newest": note}, indent=2))
+            else:
+                print(render_report(manifest, folder), end="")
+                print(f"Wrote {folder}/ (model.onnx, candor.json, report.md, metrics.json, reliability.png)")
+                print(note)
     finally:
         shutdown(ctx)
     return 0
@@ -164,7 +202,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     m = evaluate(v, X, y, desc)
     method = v.manifest.calibrator.method
     if a.json:
-        report = {"model": v.manifest.name, "version": v.manifest.version, "data": desc, "rows": len(X)}
+        report = {"model": v.manifest.name, "version": str(v.manifest.version), "data": desc, "rows": len(X)}
         report |= {"calibrator": method, "temperature": v.manifest.temperature.value, "uncalibrated": m.before,
                    "calibrated": m.after}  # fmt: skip
         print(json.dumps(report, indent=2))
@@ -211,8 +249,10 @@ def cmd_split(a: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     # Written beside the target and renamed, so a reader never sees half a file.
     tmp = out.with_name(f".{out.name}.tmp")
+    # y: class indices [N]; Y: a multi-label 0/1 matrix [N, K] (what `candor train --dataset` reads back).
+    labels = {"Y": y} if v.manifest.task == "multilabel" else {"y": y}
     with open(tmp, "wb") as f:
-        np.savez(f, X=X.astype(np.float32), y=y, class_names=np.array(v.manifest.class_names))
+        np.savez(f, X=X.astype(np.float32), class_names=np.array(v.manifest.class_names), **labels)
     os.replace(tmp, out)
     print(f"Wrote {out} ({len(X)} rows of {desc}, for {v.manifest.name} v{v.manifest.version})")
     return 0
@@ -243,6 +283,9 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     out = Path(a.output or f"runs/sweep-{Path(base.data.dataset).stem}")
     rows = sweep(base, epsilons, conventions, seeds, log=lambda s: print(s, file=sys.stderr))
     paths = write_outputs(rows, out, f"Label smoothing sweep on {base.data.dataset}")
+    if a.json:
+        print(json.dumps({"rows": rows, "files": {k: str(v) for k, v in paths.items()}}, indent=2, default=float))
+        return 0
     print(markdown(rows), end="")
     print(f"Wrote {paths['csv']}, {paths['md']}, {paths['png']}")
     return 0
@@ -255,10 +298,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     _train_args(p)
     p.add_argument("--model-repository", default="models", help="model repository folder (default: models)")
     p.add_argument("--name", help="model name (default: the data set's name)")
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, 17 or newer (default: {DEFAULT_OPSET})")
+    p.add_argument("--opset", type=opset, default=DEFAULT_OPSET, help=OPSET_HELP)
+    p.add_argument("--json", action="store_true", help="print the new version's summary as JSON instead of its report")
     p.set_defaults(handler=cmd_train)
 
-    p = sub.add_parser("evaluate", help="measure a model version's calibration on labelled data")
+    p = sub.add_parser("evaluate", help="measure a model version's calibration on labelled data",
+                       description="Run a version's ONNX model on labelled rows (by default the test split of the data "
+                                   "it was trained on) and print accuracy, NLL, Brier and the ECE family with 90% "
+                                   "bootstrap intervals, before and after its calibrator.")  # fmt: skip
     _version_args(p)
     _data_args(p, None)
     _split_arg(p, "--split", "test", "which split of the data")
@@ -286,12 +333,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, help="the .npz file to write")
     p.set_defaults(handler=cmd_split)
 
-    p = sub.add_parser("export", help="export a version's saved weights again as a new version")
+    p = sub.add_parser("export", help="export a version's saved weights again as a new version",
+                       description="Load a version's saved torch weights (model.pt) and calibrator, export them to "
+                                   "ONNX again (e.g. at another --opset), check parity with torch, and publish the "
+                                   "result as the next version.")  # fmt: skip
     _version_args(p)
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, 17 or newer (default: {DEFAULT_OPSET})")
+    p.add_argument("--opset", type=opset, default=DEFAULT_OPSET, help=OPSET_HELP)
     p.set_defaults(handler=cmd_export)
 
-    p = sub.add_parser("sweep", help="accuracy, NLL and ECE over epsilon x convention, with and without T")
+    p = sub.add_parser("sweep", help="accuracy, NLL and ECE over epsilon x convention, with and without T",
+                       description="Train once per (smoothing convention, epsilon, seed) on one data set and report "
+                                   "test accuracy, NLL and ECE before and after temperature scaling, as a table, a CSV "
+                                   "and a plot. Nothing is written to a model repository.")  # fmt: skip
     _train_args(p)
     p.add_argument("--epsilons", default="0,0.05,0.1,0.2,0.3", help="comma-separated epsilons (default: 0,0.05,0.1,0.2,0.3)")
     p.add_argument(
@@ -301,4 +354,5 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--seeds", help="comma-separated seeds, each reseeding split and training; reports mean ± std (default: --seed)"
     )
     p.add_argument("--output", help="folder for sweep.csv, sweep.md, sweep.png (default: runs/sweep-<data set>)")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     p.set_defaults(handler=cmd_sweep)

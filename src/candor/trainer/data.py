@@ -139,8 +139,9 @@ def load_synthetic(
 
 
 def load_npz(path: Path) -> Dataset:
-    """``X`` [N, F] and either ``y`` (integer labels) or ``Y`` (0/1 [N, K]);
-    optional ``class_names``. Without names, K is the largest label plus one."""
+    """``X`` [N, F] and either ``y`` or ``Y``: 1-D integer labels (multiclass) or a 0/1 matrix [N, K]
+    (multi-label), whichever the letter (`candor split` writes ``y`` for the first and ``Y`` for the
+    second); optional ``class_names``. Without names, K is the largest label plus one."""
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
@@ -153,8 +154,9 @@ def load_npz(path: Path) -> Dataset:
     X = arrays["X"]
     if X.dtype.kind not in "iuf":
         raise ValueError(f"{path}: 'X' must be numeric, got dtype {X.dtype}")
-    multilabel = "Y" in arrays
-    y = arrays["Y"] if multilabel else _integer_labels(arrays["y"], str(path))
+    labels = arrays["Y"] if "Y" in arrays else arrays["y"]
+    multilabel = labels.ndim == 2
+    y = labels if multilabel else _integer_labels(labels, str(path))
     if "class_names" in arrays:
         names = [str(n) for n in arrays["class_names"].tolist()]
     elif multilabel:

@@ -1,11 +1,13 @@
 """The training loop: seeded minibatches, early stopping on validation NLL,
-a progress bar, and data parallelism when run under torchrun."""
+progress (a bar on a terminal, a line every few seconds in a log), and data
+parallelism when run under torchrun."""
 
 from __future__ import annotations
 
 import copy
 import math
 import sys
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,6 +35,37 @@ class LoopOptions:
             raise ValueError("--epochs, --batch-size and --patience must be >= 1")
         if not self.learning_rate > 0 or self.weight_decay < 0:
             raise ValueError("--lr must be > 0 and --weight-decay >= 0")
+
+
+LOG_EVERY_S = 5.0  # off a terminal (a log file, nohup, a container), one progress line at most this often
+
+
+class Progress:
+    """Per-epoch progress on stderr: a tqdm bar left in place on a terminal; elsewhere a plain line at the
+    first epoch, then at most every LOG_EVERY_S seconds, and at the last."""
+
+    def __init__(self, max_epochs: int, enabled: bool, stream=None):
+        self.stream = stream or sys.stderr
+        self.max_epochs = max_epochs
+        self.enabled = enabled
+        self.tty = enabled and self.stream.isatty()
+        self.bar = tqdm(total=max_epochs, desc="train", unit="epoch", file=self.stream, disable=not self.tty, leave=True)
+        self.started = time.monotonic()
+        self.logged = -math.inf
+
+    def epoch(self, result: LoopResult, train_loss: float, val_nll: float, last: bool) -> None:
+        self.bar.update(1)
+        self.bar.set_postfix(train_loss=f"{train_loss:.4f}", val_nll=f"{val_nll:.4f}")
+        now = time.monotonic()
+        if not self.enabled or self.tty or not (result.epochs_run == 1 or last or now - self.logged >= LOG_EVERY_S):
+            return
+        self.logged = now
+        print(f"train: epoch {result.epochs_run}/{self.max_epochs}, train loss {train_loss:.4f}, val NLL {val_nll:.4f} "
+              f"(best {result.best_val_nll:.4f} at epoch {result.best_epoch}), {now - self.started:.0f} s"
+              + (", done" if last else ""), file=self.stream, flush=True)  # fmt: skip
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 @dataclass
@@ -97,9 +130,8 @@ def train_loop(
 
     best = LoopResult(epochs_run=0, best_epoch=0, best_val_nll=math.inf)
     best_state = copy.deepcopy(model.state_dict())
-    bar = tqdm(range(1, options.max_epochs + 1), desc="train", unit="epoch", file=sys.stderr,
-               disable=not (options.progress and ctx.is_main and sys.stderr.isatty()), leave=False)  # fmt: skip
-    for epoch in bar:
+    progress = Progress(options.max_epochs, options.progress and ctx.is_main)
+    for epoch in range(1, options.max_epochs + 1):
         net.train()
         total, rows = 0.0, 0
         for idx in _epoch_batches(len(X), options.batch_size, options.seed, epoch, ctx):
@@ -117,14 +149,17 @@ def train_loop(
         # rank computes the same validation NLL and stops at the same epoch.
         val = validation_nll(model, Xv, yv, multilabel)
         best.history.append({"epoch": epoch, "train_loss": total / max(rows, 1), "val_nll": val})
-        bar.set_postfix(train_loss=f"{total / max(rows, 1):.4f}", val_nll=f"{val:.4f}")
         best.epochs_run = epoch
+        stop = False
         if val < best.best_val_nll - 1e-6:
             best.best_val_nll, best.best_epoch = val, epoch
             best_state = copy.deepcopy(model.state_dict())
-        elif epoch - best.best_epoch >= options.patience:
+        else:
+            stop = epoch - best.best_epoch >= options.patience
+        progress.epoch(best, total / max(rows, 1), val, last=stop or epoch == options.max_epochs)
+        if stop:
             break
-    bar.close()
+    progress.close()
     model.load_state_dict(best_state)
     model.eval()
     return best

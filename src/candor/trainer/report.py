@@ -37,6 +37,16 @@ def metrics_table(rows: dict[str, MetricSet | dict]) -> str:
     return "\n".join(lines)
 
 
+def describe_noise(noise: dict | None) -> str:
+    """The label noise a manifest records, in words: "symmetric, rate 0.2 (19.8% of training labels changed, seed 0)"."""
+    if not noise:
+        return "none"
+    kind = str(noise.get("kind", "?")) + (f" from {noise['matrix_file']}" if noise.get("matrix_file") else "")
+    changed = noise.get("changed_share")
+    share = f"{float(changed):.1%} of training labels changed, " if changed is not None else ""
+    return f"{kind}, rate {noise.get('rate', '?')} ({share}seed {noise.get('seed', '?')})"
+
+
 def render_report(m: Manifest, path: Path | None = None) -> str:
     t = m.temperature
     temp = f"{t.value[0]:.4f}" if not t.per_class else ", ".join(f"{v:.3f}" for v in t.value)
@@ -51,7 +61,7 @@ def render_report(m: Manifest, path: Path | None = None) -> str:
         f"- task: {m.task}, {m.num_classes} classes, {m.input.shape[1]} features",
         f"- data: {m.data.source} (train {m.data.n_train} / val {m.data.n_val} / test {m.data.n_test}, "
         f"split seed {m.data.split_seed})",
-        f"- label noise in training split: {m.data.label_noise or 'none'}",
+        f"- label noise in training split: {describe_noise(m.data.label_noise)}",
         f"- model: {m.training.architecture} width {m.training.width} depth {m.training.depth} dropout {m.training.dropout}; "
         f"{m.training.epochs_run} epochs, best {m.training.best_epoch}, world size {m.training.world_size}",
         f"- smoothing: {s.convention}, epsilon {s.epsilon}" + (f", source {s.source}" if s.source else ""),
