@@ -9,7 +9,7 @@ rows=${CANDOR_DEMO_ROWS:-/demo-data/$name-test.npz}
 if ls "$repo/$name"/*/candor.json >/dev/null 2>&1; then
   echo "train-once: $repo/$name already has a version; not training"
 else
-  candor train --dataset digits --epsilon 0.1 --model-repository "$repo" --name "$name" --no-progress
+  candor train --dataset digits --epsilon 0.1 --model-repository "$repo" --name "$name"  # progress: a line every 5 s in the container log
 fi
 if [ -f "$rows" ]; then
   echo "train-once: $rows already written"

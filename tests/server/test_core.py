@@ -312,7 +312,7 @@ def test_a_scrape_while_versions_load_and_unload_never_raises(repo, tmp_path, di
             stop.set()
             scraper.join(30)
 
-    run(repo, tmp_path, scenario)
+    run(repo, tmp_path, scenario, serve_latest=0)  # all four versions served at once
     assert failures == [] and scrapes > 10
 
 

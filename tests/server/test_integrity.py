@@ -20,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sklearn.datasets import load_digits
 
 from candor.client import Cancelled, Client, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, Unavailable
+from candor.client._client import rows_tensor
 from candor.server.core.predictions import new_request_id
 from candor.server.core.store import FeedbackRow, LoggedRequest
 from candor.server.store.sqlite import SQLiteStore
@@ -182,8 +183,13 @@ def test_the_message_limit_follows_the_models_and_covers_decompressed_size(serve
         # digits: 4096 rows x 64 features x 4 bytes is the largest Predict; feedback with 10 classes is smaller.
         assert limit == 4096 * 64 * 4 + 64 * 1024
         big = np.zeros((5000, 64), np.float32)  # over the limit, over max_rows too: the size refuses it first
-        with server.client() as c, pytest.raises(ResourceExhausted, match="larger than max"):
-            c.predict(big, model="digits")
+        request = pb.PredictRequest(model="digits", inputs=rows_tensor(big))
+        with grpc.insecure_channel(server.target, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
+            with pytest.raises(grpc.RpcError) as refused:
+                inference_pb2_grpc.InferenceServiceStub(channel).Predict(request, timeout=30)
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in refused.value.details()
+        with server.client() as c:  # the SDK splits the same rows into requests the server takes
+            assert c.predict(big, model="digits").probabilities.shape == (5000, 10)
         with grpc.insecure_channel(server.target, compression=grpc.Compression.Gzip) as channel:
             bomb = b"\0" * (8 << 20)  # a few KiB of gzip on the wire
             with pytest.raises(grpc.RpcError) as e:

@@ -14,7 +14,8 @@ def test_auto_prefers_cuda_when_onnxruntime_gpu_offers_it():
 
 
 def test_cuda_without_onnxruntime_gpu_says_what_to_install():
-    with pytest.raises(ValueError, match=r"onnxruntime-gpu \(pip install 'candor\[gpu\]'\)"):
+    hint = r"onnxruntime-gpu in place of onnxruntime \(pip uninstall onnxruntime; pip install 'candor\[server,gpu\]'\)"
+    with pytest.raises(ValueError, match=hint):
         choose_providers("cuda", [CPU])
     with pytest.raises(ValueError, match="auto, cpu or cuda"):
         choose_providers("tpu", [CPU])
