@@ -71,7 +71,7 @@ def test_bad_data(files, tmp_path, case, message):
         (["--dataset", "imagenet"], "unknown data set 'imagenet'"),
         (["--dataset", "/nonexistent/data.csv"], "no such file"),
         (["--name", "../escape"], "model name '../escape'"),
-        (["--opset", "13"], "17 or newer"),
+        (["--opset", "13"], "expected an ONNX opset from 17 to 20, got 13"),
         (["--per-class-temperature"], "for multi-label models"),
     ],
 )

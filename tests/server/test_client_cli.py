@@ -52,8 +52,8 @@ def test_remote_and_local_errors_are_one_line(server, tmp_path):
     result = run_candor("predict", "--target", server.target, "--model", "digits", "--input", str(tmp_path / "r.csv"))
     assert result.returncode == 1 and "INVALID_ARGUMENT: the model takes 64 features per row, got 3" in result.stderr
     assert "Traceback" not in result.stderr
-    result = run_candor("health", "--target", server.target, "--model", "nope")
-    assert result.returncode == 1 and "NOT_FOUND" in result.stderr
+    result = run_candor("health", "--target", server.target, "--model", "nope")  # a usage mistake: exit 2, what is served
+    assert result.returncode == 2 and "no model 'nope'; it serves digits" in result.stderr
     result = run_candor("models", "--target", "127.0.0.1:1", "--timeout", "1")
     assert result.returncode == 1 and "UNAVAILABLE" in result.stderr
 
