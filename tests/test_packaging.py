@@ -97,7 +97,7 @@ def test_sdist_carries_the_protos_and_license_and_no_tests(tmp_path):
             "protos/candor/kserve/v2/grpc_predict_v2.proto", "constraints.txt"} <= names  # fmt: skip
     assert not [n for n in names if n.startswith("tests/") or "/test_" in n]
     assert "License-Expression: Apache-2.0" in info and "License-File: LICENSE" in info
-    assert "Project-URL: Source" in info and "Classifier: Typing :: Typed" in info
+    assert "Classifier: Typing :: Typed" in info and "Classifier: Programming Language :: Python :: 3.11" in info
 
 
 def test_extras_and_torch_pin():
