@@ -45,10 +45,12 @@ demo: $(STAMP)
 
 # Raw onnxruntime vs a bare gRPC echo server vs Candor (candor.v1 and KServe), batching,
 # --workers, py-spy profiles, then the fleet store (PostgreSQL prediction log vs SQLite,
-# feedback joined through another replica); writes docs/benchmarks.md (about 6 minutes).
+# feedback joined through another replica), then one large predict split by the SDK (1 vs 4 requests in
+# flight); writes docs/benchmarks.md (about 7 minutes).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/fleet.py
+	$(BIN)/python benchmarks/split_calls.py
 
 # Bad inputs, fault tests, a peak-load soak with memory and bounds; writes docs/reliability.md (about 8 minutes).
 reliability: $(STAMP)

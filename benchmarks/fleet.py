@@ -23,7 +23,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the tests' PostgreSQL helper and run.py's load driver
 
-from benchmarks.run import candor, ensure_models, load, machine  # noqa: E402
+from benchmarks.run import candor, ensure_models, load, machine, update_section  # noqa: E402
 from candor.client import Client  # noqa: E402
 from tests.postgres import PostgresCluster  # noqa: E402
 
@@ -82,23 +82,15 @@ def main() -> int:
         shutil.rmtree(data, ignore_errors=True)
 
     sqlite, pg = results["SQLite (embedded default)"], results["PostgreSQL"]
-    lines = [BEGIN, "", "## The fleet store", "", f"`python benchmarks/fleet.py --seconds {args.seconds:g}`; {machine()}.", "",
+    lines = ["## The fleet store", "", f"`python benchmarks/fleet.py --seconds {args.seconds:g}`; {machine()}.", "",
              "| single-row Predict, concurrency 64, prediction log on | req/s | p50 ms | p99 ms | log rows dropped |",
              "|---|---|---|---|---|"]  # fmt: skip
     for name, r in results.items():
         lines.append(f"| {name} | {r['requests_per_s']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['dropped']:.0f} |")
     lines += ["", f"PostgreSQL / SQLite: **{pg['requests_per_s'] / sqlite['requests_per_s']:.2f}** (goal: at least 0.9).", "",
               f"Feedback through another replica: {joined:,} rows predicted on replica A, labelled through replica B in "
-              f"batches of 1,000 (each joined from the shared log): **{per_second:,.0f} rows/s**.", "", END]  # fmt: skip
-    section = "\n".join(lines) + "\n"
-    out = Path(args.output)
-    text = out.read_text(encoding="utf-8") if out.exists() else ""
-    if BEGIN in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) + 1 :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    out.write_text(text, encoding="utf-8")
-    print(section)
+              f"batches of 1,000 (each joined from the shared log): **{per_second:,.0f} rows/s**."]  # fmt: skip
+    print(update_section(Path(args.output), BEGIN, END, lines))
     return 0
 
 

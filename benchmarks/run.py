@@ -113,6 +113,19 @@ def candor(repo: Path, *flags: str) -> ServerProcess:
     return serve_process(repo, "--poll-interval", "0", "--log-level", "WARNING", "--data-dir", data, *flags)
 
 
+def update_section(path: Path, begin: str, end: str, body: list[str]) -> str:
+    """Replace the part of the report between the markers ``begin`` and ``end`` (or append it): each
+    benchmark script owns one section of docs/benchmarks.md. Returns the section written."""
+    section = "\n".join([begin, "", *body, "", end]) + "\n"
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if begin in text:
+        text = text[: text.index(begin)] + section + text[text.index(end) + len(end) + 1 :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text, encoding="utf-8")
+    return section
+
+
 def machine() -> str:
     import grpc
     import onnxruntime

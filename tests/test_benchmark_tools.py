@@ -12,7 +12,7 @@ from tests.conftest import REPO_ROOT
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 
 from profile_server import summarise  # noqa: E402
-from run import process_tree_cpu  # noqa: E402
+from run import process_tree_cpu, update_section  # noqa: E402
 
 MAIN = "thread (0x1): MainThread"
 LOOP = "run (asyncio/base_events.py:600)"
@@ -52,3 +52,14 @@ def test_process_tree_cpu_counts_the_children_too():
     finally:
         parent.stdin.close()
         parent.wait(30)
+
+
+def test_each_script_rewrites_only_its_own_section(tmp_path):
+    report = tmp_path / "benchmarks.md"
+    report.write_text("# Benchmarks\n\nrun.py's part\n")
+    update_section(report, "<!-- a: begin -->", "<!-- a: end -->", ["## A", "first"])
+    update_section(report, "<!-- b: begin -->", "<!-- b: end -->", ["## B"])
+    update_section(report, "<!-- a: begin -->", "<!-- a: end -->", ["## A", "second"])
+    text = report.read_text()
+    assert text.startswith("# Benchmarks\n\nrun.py's part\n\n<!-- a: begin -->")
+    assert "second" in text and "first" not in text and text.count("<!-- a: begin -->") == 1 and "## B" in text
