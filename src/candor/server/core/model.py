@@ -93,6 +93,7 @@ class LoadedModel:
         m = opened.manifest
         name, version = m.name, str(m.version)
         multilabel = m.task == "multilabel"
+        track_drift = not settings.skips("drift")
         drift = DriftWindow(m.reference, m.num_classes, multilabel, settings.drift_window_rows, settings.drift_window_s)
 
         def run(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -101,7 +102,8 @@ class LoadedModel:
             a row whose outputs overflowed is refused to its caller (DataPlane.predict) and must not poison
             its sums."""
             logits, probs = opened.run(X)
-            drift.add(probs)
+            if track_drift:
+                drift.add(probs)
             return logits, probs
 
         def on_batch(stats: BatchStats) -> None:

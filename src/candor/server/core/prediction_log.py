@@ -19,7 +19,7 @@ from candor.server.core.store import LoggedRequest, Store, StoreError, rows_of
 from candor.server.core.store_health import StoreHealth
 
 log = logging.getLogger("candor.server")
-FLUSH_ROWS = 2048  # a batch this large is written at once rather than at the next tick
+FLUSH_ROWS = 8192  # a batch this large is written at once rather than at the next tick (fewer, larger transactions)
 FLUSH_INTERVAL_S = 0.1  # otherwise the buffer is written this often
 PING_INTERVAL_S = 1.0  # while the store fails
 PURGE_INTERVAL_S = 60.0

@@ -37,8 +37,11 @@ class Settings:
     max_batch_size: int = 256  # rows per onnxruntime run
     max_queue_delay_ms: float = 0.0  # extra wait to fill a batch; 0 batches whatever queued meanwhile
     # A batch whose run is expected (from timings at load) to take at most this long runs on the event loop:
-    # handing it to a thread and back costs more than that. 0: every run goes to a thread.
-    inline_run_us: float = 50.0
+    # on a busy host, handing it to a thread and back costs about 400 us of CPU (the GIL changing hands
+    # twice against the loop; docs/benchmarks.md), more than a 256-row run of a small model. Runs longer
+    # than this (a large model, a 4,096-row batch) go to a thread, so the loop keeps admitting requests
+    # while they run. 0: every run goes to a thread.
+    inline_run_us: float = 1000.0
     max_queue_rows: int = 8192  # rows waiting per model version before RESOURCE_EXHAUSTED
     max_rows_per_request: int = 4096
     max_message_bytes: int = 0  # largest gRPC message; 0: derived from the loaded models (see message_limit)
@@ -82,6 +85,9 @@ class Settings:
     auth_tokens_file: str = ""  # one bearer token per line with an optional role; empty: no authentication (warned)
     auth_open_health: bool = True  # health answers without a token (Kubernetes' gRPC probes cannot send one)
     auth_open_reflection: bool = False  # reflection answers without a token
+    # For make bench's cost-of-monitoring table only (environment or settings file; no flag): "log", "drift"
+    # or "log,drift" turns the prediction log (and with it Feedback's join) or the drift window off.
+    benchmark_skip: str = ""
 
     def check(self) -> Settings:
         problems = []
@@ -144,6 +150,9 @@ class Settings:
             problems.append("tls_cert_file and tls_key_file go together: set both for TLS, or neither")
         if self.tls_client_ca_file and not self.tls_cert_file:
             problems.append("tls_client_ca_file (mutual TLS) needs tls_cert_file and tls_key_file too")
+        unknown_skips = set(filter(None, self.benchmark_skip.split(","))) - {"log", "drift"}
+        if unknown_skips:
+            problems.append(f"benchmark_skip takes log and/or drift, separated by a comma, got {self.benchmark_skip!r}")
         try:
             self.pinned_versions()
         except ValueError as e:
@@ -151,6 +160,10 @@ class Settings:
         if problems:
             raise ValueError("invalid settings: " + "; ".join(problems))
         return self
+
+    def skips(self, part: str) -> bool:
+        """Whether benchmark_skip turns ``part`` (log or drift) off."""
+        return part in self.benchmark_skip.split(",")
 
     def pinned_versions(self) -> frozenset[tuple[str, int]]:
         """serve_versions as (model, version) pairs; ValueError naming the entry that is not MODEL:VERSION."""

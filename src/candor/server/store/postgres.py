@@ -179,6 +179,9 @@ class PostgresStore:
     @_store_errors
     def log_predictions(self, requests: Sequence[LoggedRequest]) -> None:
         with self._connection() as conn, conn.transaction(), conn.cursor() as cur:
+            # The log is best-effort (as in SQLite, sqlite.py): its commits need not wait for the WAL flush;
+            # a server crash can lose only the newest ones, and feedback stays synchronous.
+            cur.execute("SET LOCAL synchronous_commit = off")
             cur.executemany("INSERT INTO prediction_log VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
                             [log_params(q) for q in requests])  # fmt: skip
 
