@@ -27,27 +27,35 @@ def _dtype_name(value: int) -> str:
     return pb.DataType.Name(value) if value in pb.DataType.values() else f"unknown dtype {value}"
 
 
+FLOAT32_DTYPES = (pb.DATA_TYPE_FLOAT32, pb.DATA_TYPE_UNSPECIFIED)
+
+
 def input_tensor(t: pb.Tensor) -> InputTensor:
-    float32 = t.dtype in (pb.DATA_TYPE_FLOAT32, pb.DATA_TYPE_UNSPECIFIED)
-    return InputTensor(shape=list(t.shape), raw=t.raw_data, values=t.float_data, dtype_ok=float32,
-                       dtype_name=_dtype_name(t.dtype))  # fmt: skip
+    dtype = t.dtype
+    if dtype in FLOAT32_DTYPES:  # the common case: no name to look up
+        return InputTensor(shape=t.shape, raw=t.raw_data, values=t.float_data)
+    return InputTensor(shape=t.shape, raw=t.raw_data, values=t.float_data, dtype_ok=False, dtype_name=_dtype_name(dtype))
 
 
-def _tensor(array: np.ndarray, dtype: int = pb.DATA_TYPE_FLOAT32) -> pb.Tensor:
-    return pb.Tensor(shape=array.shape, dtype=dtype, raw_data=to_raw(array) if dtype == pb.DATA_TYPE_FLOAT32
-                     else np.ascontiguousarray(array, dtype="<i4").tobytes())  # fmt: skip
+def _fill(tensor: pb.Tensor, array: np.ndarray, dtype: int = pb.DATA_TYPE_FLOAT32) -> None:
+    """Write ``array`` into a response's own tensor field (no intermediate message to copy)."""
+    tensor.shape[:] = array.shape
+    tensor.dtype = dtype
+    tensor.raw_data = to_raw(array) if dtype == pb.DATA_TYPE_FLOAT32 else np.ascontiguousarray(array, dtype="<i4").tobytes()
 
 
 def predict_response(p: Prediction, return_logits: bool, columnar: bool) -> pb.PredictResponse:
     """Columnar: whole arrays as raw bytes and one request id, nothing per row in Python. The per-row
     layout (deprecated, for clients of earlier releases) spells out ids, names and lists per row."""
     top = p.top_k_indices
-    response = pb.PredictResponse(model=p.model.name, version=p.model.version, probabilities=_tensor(p.probabilities),
-                                  top_k=top.shape[1], logits=_tensor(p.logits) if return_logits else None)  # fmt: skip
+    response = pb.PredictResponse(model=p.model.name, version=p.model.version, top_k=top.shape[1])
+    _fill(response.probabilities, p.probabilities)
+    if return_logits:
+        _fill(response.logits, p.logits)
     if columnar:
         response.request_id = p.request_id
-        response.top_k_index.CopyFrom(_tensor(top, pb.DATA_TYPE_INT32))
-        response.top_k_probability.CopyFrom(_tensor(p.top_k_probabilities))
+        _fill(response.top_k_index, top, pb.DATA_TYPE_INT32)
+        _fill(response.top_k_probability, p.top_k_probabilities)
         return response
     names = p.model.manifest.class_names
     response.confidences.extend(p.confidences.tolist())
