@@ -91,6 +91,7 @@ def test_commands_are_real_candor_verbs_with_real_flags(stack):
     # The server's model repository is the volume the trainer fills.
     assert mounts(stack["server"])[args.model_repository] == mounts(stack["trainer"])["/models"]
     assert args.data_dir in mounts(stack["server"])  # feedback survives a container restart
+    assert args.workers == 0  # --workers auto: a process per CPU the container may use, one metrics port for all
     assert candor_args(stack["trainer"], "trainer") == ["candor-train-once"]
 
 

@@ -43,6 +43,8 @@ def test_server_stage_runs_candor_serve_unprivileged_with_a_grpc_healthcheck(var
     server = found["server"]
     assert server["base"] == f"base-{variant}"
     assert exec_form(last(server, "ENTRYPOINT")) == ["candor", "serve"]
+    command = exec_form(last(server, "CMD"))
+    assert build_parser().parse_args(["serve", *command]).workers == 0  # --workers auto by default
     user = last(server, "USER")
     assert user and user not in ("0", "root") and user.isdigit()  # numeric, so runAsNonRoot can verify it
     health = last(server, "HEALTHCHECK")

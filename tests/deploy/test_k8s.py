@@ -280,3 +280,20 @@ def test_a_stale_rendered_file_is_caught(tmp_path):
                             capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 1 and result.stdout.strip() == "stale: deploy/k8s/base/generated/prometheusrule.yaml"
     assert (tmp_path / "deploy/k8s/base/generated/prometheusrule.yaml").read_text() == before
+
+
+@pytest.mark.parametrize("target", ["base", "overlays/gpu"])
+def test_the_server_runs_a_worker_per_cpu_of_its_limit_behind_one_metrics_port(target):
+    """--workers auto counts the pod's CPU limit (tests/server/test_cpus.py): a limit must be set, or a pod
+    would start a worker for every core of its node; requests equal limits (Guaranteed QoS)."""
+    container = by_kind("Deployment", target=target)["spec"]["template"]["spec"]["containers"][0]
+    args = build_parser().parse_args([*exec_form(last(stages()["server"], "ENTRYPOINT"))[1:], *container["args"]])
+    assert args.workers == 0  # auto
+    resources = container["resources"]
+    assert resources["limits"]["cpu"] == resources["requests"]["cpu"]
+    assert resources["limits"]["memory"] == resources["requests"]["memory"]
+    cpus = int(resources["limits"]["cpu"])
+    memory_mib = int(resources["limits"]["memory"].removesuffix("Gi")) * 1024 if resources["limits"]["memory"].endswith(
+        "Gi") else int(resources["limits"]["memory"].removesuffix("Mi"))  # fmt: skip
+    assert memory_mib >= 150 + 200 * cpus  # the supervisor, and a worker per CPU (comment in deployment.yaml)
+    assert [p["containerPort"] for p in container["ports"] if p["name"] == "metrics"] == [8002]  # one target per pod

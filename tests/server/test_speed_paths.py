@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import json
 import re
-import signal
-import socket
-import subprocess
-import sys
 import threading
 
 import grpc
 import numpy as np
 import pytest
 
-from candor.client import Client, PredictResult
+from candor.client import PredictResult
 from candor.server.core.batcher import DynamicBatcher
 from candor.server.core.drift import SUMMARY_ROWS, SUMMARY_SPREAD_S, DriftWindow
 from candor.server.core.plane import top_classes
@@ -165,78 +161,3 @@ def test_drift_batches_far_apart_age_out_separately(digits_repo):
     window.add(rows, now=0.0)
     window.add(rows, now=SUMMARY_SPREAD_S + 5)  # too far from the first to share its summary
     assert window.report(now=12.0).rows == 2  # the first batch is older than 10 s, the second is not
-
-
-# --- --workers N -----------------------------------------------------------------------------------
-
-
-def worker_metrics_ports(output: list[str]) -> list[int]:
-    line = next(x for x in output if "workers on port" in x)
-    return [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", line.split("metrics on", 1)[1])]
-
-
-def requests_counted(port: int) -> float:
-    import urllib.request
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
-        text = r.read().decode()
-    return sum(float(x.rsplit(" ", 1)[1]) for x in text.splitlines()
-               if x.startswith("candor_requests_total{") and 'rpc="Predict"' in x)  # fmt: skip
-
-
-def test_workers_share_one_port_and_the_store(served_repo, digits_rows):
-    running = start_server(served_repo, "--poll-interval", "0", "--workers", "2")
-    try:
-        wait_for(lambda: any("workers on port" in x for x in running.process.output))
-        ports = worker_metrics_ports(running.process.output)
-        assert len(ports) == 2 and running.metrics_port == ports[0]
-        # Each connection goes to one worker; spread calls over several and remember where ids came from.
-        ids, labels = [], []
-        for i in range(16):
-            with Client(running.target, channel_options=[("candor.test.connection", i)]) as c:
-                r = c.predict(digits_rows[i : i + 1], model="digits")
-                ids += r.prediction_ids
-                labels.append(int(r.top_k_indices[0, 0]))
-        wait_for(lambda: sum(requests_counted(p) for p in ports) == 16)
-        assert all(requests_counted(p) > 0 for p in ports), "both workers should have served some connections"
-        # Feedback through yet other connections joins predictions made on either worker, via the store's log.
-        outcomes = []
-        for i in range(0, 16, 4):
-            with Client(running.target, channel_options=[("candor.test.connection", 100 + i)]) as c:
-                outcomes += c.feedback(ids[i : i + 4], labels[i : i + 4], model="digits").outcomes
-        assert outcomes == ["ACCEPTED"] * 16
-        pids = [int(p) for p in subprocess.run(["pgrep", "-P", str(running.proc.pid)], capture_output=True,
-                                                text=True).stdout.split()]  # fmt: skip
-        assert len(pids) == 2
-    finally:
-        code = running.stop()
-    assert code == 0, "".join(running.process.output[-20:])
-    for pid in pids:  # no worker outlives the parent
-        with pytest.raises(ProcessLookupError):
-            import os
-
-            os.kill(pid, 0)
-
-
-def test_a_worker_that_dies_stops_the_set(served_repo):
-    running = start_server(served_repo, "--poll-interval", "0", "--workers", "2")
-    pids = [int(p) for p in subprocess.run(["pgrep", "-P", str(running.proc.pid)], capture_output=True,
-                                            text=True).stdout.split()]  # fmt: skip
-    import os
-
-    os.kill(pids[0], signal.SIGKILL)
-    assert running.proc.wait(timeout=60) == 1
-    assert any("stopping the other workers" in line for line in running.process.output)
-
-
-def test_workers_on_a_port_in_use_fail_with_one_line(served_repo):
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        result = subprocess.run([sys.executable, "-m", "candor", "serve", "--model-repository", str(served_repo),
-                                 "--grpc-host", "127.0.0.1", "--grpc-port", str(port), "--workers", "2"],
-                                capture_output=True, text=True, timeout=60)  # fmt: skip
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and f"127.0.0.1:{port}" in lines[0] and "--grpc-port" in lines[0]

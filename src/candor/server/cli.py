@@ -8,12 +8,24 @@ import logging
 
 from candor.server.core.settings import Settings, as_dict
 
+
+def _workers(text: str) -> int:
+    """``auto`` is 0 (the settings' spelling of it); otherwise a whole number."""
+    if text.strip().lower() == "auto":
+        return 0
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of processes or auto, got {text!r}") from None
+
+
 FLAGS = {
     "model_repository": ("--model-repository", str, "model repository folder"),
     "grpc_host": ("--grpc-host", str, "address to listen on for gRPC"),
     "grpc_port": ("--grpc-port", int, "gRPC port (0 picks a free one)"),
-    "workers": ("--workers", int, "server processes sharing the gRPC port, each with its own batcher; worker i serves "
-                "metrics on --metrics-port + i (one Prometheus target each)"),
+    "workers": ("--workers", _workers, "server processes sharing the gRPC port, each with its own "
+                "batcher, behind one metrics endpoint; auto: the CPUs this process may use (its cgroup CPU limit "
+                "included)"),
     "metrics_host": ("--metrics-host", str, "address of the Prometheus /metrics endpoint"),
     "metrics_port": ("--metrics-port", int, "Prometheus metrics port (0 picks a free one)"),
     "provider": ("--provider", str, "onnxruntime execution provider: auto, cpu or cuda"),
@@ -82,10 +94,11 @@ def cmd_serve(a: argparse.Namespace) -> int:
     settings = Settings.load(cli=cli, file=a.settings)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("candor.server").debug("settings: %s", as_dict(settings))
-    if settings.workers > 1:
+    workers = settings.worker_count()
+    if workers > 1:
         from candor.server.workers import run_workers
 
-        return run_workers(settings)
+        return run_workers(settings, workers)
     asyncio.run(serve(settings))
     return 0
 

@@ -58,6 +58,12 @@ class ServerProcess:
         if block:
             self.wait_ready()
 
+    def poll_ready(self) -> bool:
+        """Whether the ready line has come (``ports`` is set then); never waits."""
+        if self._found:
+            self.ports = self._found[0]
+        return bool(self._found)
+
     def wait_ready(self) -> None:
         end = time.monotonic() + self._wait
         while not self._found:

@@ -26,7 +26,10 @@ class Settings:
     model_repository: str = "models"
     grpc_host: str = "0.0.0.0"
     grpc_port: int = 8001  # Triton's default gRPC port
-    workers: int = 1  # server processes sharing the gRPC port (SO_REUSEPORT), each with its own batcher and metrics port
+    # Server processes sharing the gRPC port (SO_REUSEPORT), each with its own batcher, behind one metrics
+    # endpoint; 0 ("auto" on the command line, in the environment or a settings file): the CPUs this process
+    # may use, cgroup quota included (candor.server.cpus).
+    workers: int = 1
     reuse_port: bool = False  # let other processes bind the same gRPC port (what each of several workers does)
     metrics_host: str = "127.0.0.1"  # loopback: compose and Kubernetes set 0.0.0.0 where Prometheus scrapes
     metrics_port: int = 8002  # Triton's default metrics port
@@ -96,7 +99,6 @@ class Settings:
                 problems.append(f"{name} must be a port number 0..65535, got {getattr(self, name)}")
         for name in (
             "drift_window_rows",
-            "workers",
             "instances",
             "max_batch_size",
             "max_queue_rows",
@@ -112,6 +114,7 @@ class Settings:
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in (
+            "workers",
             "serve_latest",
             "max_queue_delay_ms",
             "inline_run_us",
@@ -161,6 +164,12 @@ class Settings:
             raise ValueError("invalid settings: " + "; ".join(problems))
         return self
 
+    def worker_count(self) -> int:
+        """Processes to run: ``workers``, or for 0 (auto) the CPUs this process may use."""
+        from candor.server.cpus import usable_cpus
+
+        return self.workers or usable_cpus()
+
     def skips(self, part: str) -> bool:
         """Whether benchmark_skip turns ``part`` (log or drift) off."""
         return part in self.benchmark_skip.split(",")
@@ -204,6 +213,8 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
             if text in ("0", "false", "no", "off"):
                 return False
             raise ValueError
+        if name == "workers" and str(raw).strip().lower() == "auto":
+            return 0
         if kind == "int":
             if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
                 raise ValueError
