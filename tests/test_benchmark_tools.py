@@ -63,3 +63,47 @@ def test_each_script_rewrites_only_its_own_section(tmp_path):
     text = report.read_text()
     assert text.startswith("# Benchmarks\n\nrun.py's part\n\n<!-- a: begin -->")
     assert "second" in text and "first" not in text and text.count("<!-- a: begin -->") == 1 and "## B" in text
+
+
+def test_wheel_parts_join_back_to_the_same_bytes_and_a_bad_part_is_refused(tmp_path):
+    from gpu_wheel import join, split
+
+    wheel = tmp_path / "onnxruntime_gpu-1.0-cp312-cp312-manylinux_2_28_x86_64.whl"
+    wheel.write_bytes(bytes(range(256)) * (5 * 4096 + 7))  # 5 MiB and a bit
+    parts = split(wheel, tmp_path / "parts", part_mib=1)
+    assert len(parts) == 6 and all(p.stat().st_size <= 1 << 20 for p in parts)
+    joined = join(tmp_path / "parts", tmp_path / "out")
+    assert joined.read_bytes() == wheel.read_bytes() and joined.name == wheel.name
+    parts[2].write_bytes(parts[2].read_bytes()[:-1] + b"x")  # one byte changed in transit
+    with pytest.raises(ValueError, match="sha256 does not match"):
+        join(tmp_path / "parts", tmp_path / "again")
+    assert not (tmp_path / "again").exists()  # nothing written for a bad set
+    parts[3].unlink()
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks/gpu_wheel.py"), "join", str(tmp_path / "parts"),
+                             str(tmp_path / "again")], capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 2 and result.stderr.startswith("gpu_wheel: ") and "missing" in result.stderr
+
+
+@pytest.mark.slow
+def test_the_gpu_check_runs_its_steps_on_the_cpu_provider(digits_repo, tmp_path):
+    """The CUDA path's check, run here on the CPU provider (no GPU on this machine): the same code, so on a
+    device it only swaps the provider. CPU against CPU must agree exactly."""
+    import json
+    import shutil
+
+    repo = tmp_path / "models"
+    shutil.copytree(digits_repo, repo)
+    report = tmp_path / "benchmarks.md"
+    report.write_text("# Benchmarks\n\nkept\n")
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks/gpu_check.py"), "--provider", "cpu", "--seconds",
+                             "0.2", "--repo", str(repo), "--output", str(report), "--json", str(tmp_path / "gpu.json")],
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    figures = json.loads((tmp_path / "gpu.json").read_text())
+    assert figures["agreement"] == {"logits": 0.0, "probabilities": 0.0}
+    assert figures["server"]["provider"] == "CPUExecutionProvider" and figures["server"]["max_abs_diff"] == 0.0
+    assert set(figures["in_process"]) == {"session.run", "io binding"}
+    assert all(rate > 0 for rates in figures["in_process"].values() for rate in rates.values())
+    assert all(res["errors"] == 0 and res["requests"] > 0 for res in figures["server"]["loads"].values())
+    text = report.read_text()
+    assert text.startswith("# Benchmarks\n\nkept\n") and "## GPU check" in text and "io binding" in text
