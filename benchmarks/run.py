@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -106,11 +107,11 @@ def load(server: ServerProcess, model: str, rows: int, concurrency: int, seconds
 DATA_ROOT = tempfile.TemporaryDirectory(prefix="candor-bench-")  # removed when the benchmark exits
 
 
-def candor(repo: Path, *flags: str) -> ServerProcess:
+def candor(repo: Path, *flags: str, env: dict | None = None) -> ServerProcess:
     """A Candor server on a store of its own: a prediction log left by earlier runs (24 h of it by default)
     would make each run slower than the last."""
     data = tempfile.mkdtemp(dir=DATA_ROOT.name)
-    return serve_process(repo, "--poll-interval", "0", "--log-level", "WARNING", "--data-dir", data, *flags)
+    return serve_process(repo, "--poll-interval", "0", "--log-level", "WARNING", "--data-dir", data, *flags, env=env)
 
 
 def update_section(path: Path, begin: str, end: str, body: list[str]) -> str:
@@ -148,69 +149,146 @@ def fmt(r: dict) -> list[str]:
             f"{r['server_cpu_us']:,.0f}", str(r["errors"])]  # fmt: skip
 
 
-LOADS = {"1 row x 1": (1, 1), "1 row x 8": (1, 8), "1 row x 64": (1, 64), "256 rows x 8": (256, 8)}
+LOADS = {"1 row x 1": (1, 1), "1 row x 8": (1, 8), "1 row x 64": (1, 64), "64 rows x 64": (64, 64),
+         "256 rows x 8": (256, 8), "4096 rows x 2": (4096, 2)}  # fmt: skip
 PROTOCOLS = {"candor": "candor.v1 Predict", "kserve": "KServe v2 ModelInfer"}
 PROFILES = {"1x64": (1, 64), "256x8": (256, 8)}
 BASELINE = "ab348d2"  # the commit before issue 13's work; its profiles are stored in benchmarks/baseline/
+SERVERS = ("echo", "bare", "candor")
+MONITORING = {"as deployed (log and drift on)": "", "prediction log off": "log", "drift off": "drift",
+              "both off": "log,drift"}  # fmt: skip
+WORKER_LOADS = {"1 row x 64": (1, 64), "256 rows x 8": (256, 8)}
+BARE_READY = re.compile(r"bare on 127\.0\.0\.1:(\d+)")
+
+
+def interleaved(servers: dict[str, ServerProcess], model: str, rows: int, concurrency: int, seconds: float,
+                rounds: int, protocol: str = "candor", connections: int = 1) -> dict[str, dict]:  # fmt: skip
+    """Each server loaded in turn, ``rounds`` times over: a slow spell of a shared machine then falls on every
+    server alike. Per server the median of each figure; ``ratio`` is, per server, the median over rounds of
+    its rows/s over the first server's in the same round."""
+    runs: dict[str, list[dict]] = {name: [] for name in servers}
+    for _ in range(rounds):
+        for name, server in servers.items():
+            runs[name].append(load(server, model, rows, concurrency, seconds, protocol, connections))
+    first = next(iter(servers))
+    out = {}
+    for name, results in runs.items():
+        figures = {k: statistics.median(r[k] for r in results) for k in ("requests_per_s", "rows_per_s", "p50_ms",
+                                                                           "p99_ms", "server_cpu_us")}  # fmt: skip
+        figures["errors"] = sum(r["errors"] for r in results)
+        figures["ratio"] = statistics.median(r["rows_per_s"] / f["rows_per_s"] for r, f in zip(results, runs[first],
+                                                                                                 strict=True))  # fmt: skip
+        figures["rounds"] = [r["rows_per_s"] for r in results]
+        out[name] = figures
+    return out
+
+
+def paired(results: dict[str, dict], load_name: str, over: str, under: str) -> float:
+    """Median over rounds of ``over``'s rows/s divided by ``under``'s, at one load."""
+    a, b = results[over][load_name]["rounds"], results[under][load_name]["rounds"]
+    return statistics.median(x / y for x, y in zip(a, b, strict=True))
+
+
+def bare(model_path: Path) -> ServerProcess:
+    return ServerProcess([sys.executable, str(HERE / "bare_server.py"), "0", str(model_path)], BARE_READY)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="length of each load run (default: 5)")
+    parser.add_argument("--seconds", type=float, default=2.0, help="length of each load run (default: 2)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per load (default: 3)")
     parser.add_argument("--repo", default=str(ROOT / "runs/bench/models"), help="where the benchmark models live")
     parser.add_argument("--output", default=str(ROOT / "docs/benchmarks.md"), help="report file (default: docs/benchmarks.md)")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profiles")
     args = parser.parse_args()
     repo = Path(args.repo)
     ensure_models(repo)
-    s = args.seconds
-    results: dict = {"raw": {}, "echo": {}, "candor": {}, "heavy": {}, "workers": {}, "profiles": {}, "edge": {}}
-
+    s, rounds = args.seconds, args.rounds
+    results: dict = {"raw": {}, "loads": {}, "monitoring": {}, "heavy": {}, "workers": {}, "profiles": {}, "edge": {}}
+    digits = newest_model(repo, "digits")
     for name in MODELS:
-        model = sorted((repo / name).glob("[0-9]*/model.onnx"), key=lambda p: int(p.parent.name))[-1]
-        results["raw"][name] = raw_onnxruntime(model, s)
+        results["raw"][name] = raw_onnxruntime(newest_model(repo, name), s)
 
-    with ServerProcess([sys.executable, str(HERE / "echo_server.py"), "0", "10"], ECHO_READY) as echo:
+    with (ServerProcess([sys.executable, str(HERE / "echo_server.py"), "0", "10"], ECHO_READY) as echo,
+          bare(digits) as bare_server, candor(repo) as server):  # fmt: skip
+        trio = {"echo": echo, "bare": bare_server, "candor": server}
         for protocol in PROTOCOLS:
-            results["echo"][protocol] = {name: load(echo, "digits", r, c, s, protocol) for name, (r, c) in LOADS.items()}
-    with ServerProcess([sys.executable, str(HERE / "echo_server.py"), "0", "10", "edge"], ECHO_READY) as echo:
-        results["edge"] = load(echo, "digits", 1, 64, s)
-
-    with candor(repo) as server:
-        for protocol in PROTOCOLS:
-            results["candor"][protocol] = {name: load(server, "digits", r, c, s, protocol) for name, (r, c) in LOADS.items()}
-        results["heavy"]["batching on"] = load(server, "heavy", 1, 64, s)
+            by_load = {name: interleaved(trio, "digits", r, c, s, rounds, protocol) for name, (r, c) in LOADS.items()}
+            results["loads"][protocol] = {srv: {name: by_load[name][srv] for name in LOADS} for srv in SERVERS}
+        results["heavy"]["batching on"] = load(server, "heavy", 1, 64, s * rounds)
+    with ServerProcess([sys.executable, str(HERE / "echo_server.py"), "0", "10", "edge"], ECHO_READY) as edge:
+        results["edge"] = load(edge, "digits", 1, 64, s * rounds)
     with candor(repo, "--max-batch-size", "1", "--max-queue-rows", "8192", "--max-rows-per-request", "256") as unbatched:
-        results["heavy"]["batching off"] = load(unbatched, "heavy", 1, 64, s)
+        results["heavy"]["batching off"] = load(unbatched, "heavy", 1, 64, s * rounds)
+    with candor(repo, "--inline-run-us", "0") as threaded:
+        results["heavy"]["batching on, never inline (--inline-run-us 0)"] = load(threaded, "heavy", 1, 64, s * rounds)
 
-    for workers in (1, 2):
-        with candor(repo, "--workers", str(workers)) as server:
-            results["workers"][workers] = {name: load(server, "digits", r, c, s, connections=8)
-                                           for name, (r, c) in (("1 row x 64", (1, 64)), ("256 rows x 8", (256, 8)))}  # fmt: skip
+    # What monitoring costs at 256 rows: the same server with the prediction log and/or drift turned off
+    # (benchmark_skip, a setting for this table only), against the bare server in the same rounds.
+    with bare(digits) as bare_server:
+        servers = {"bare server": bare_server}
+        for label, skip in MONITORING.items():
+            servers[label] = candor(repo, env={"CANDOR_BENCHMARK_SKIP": skip})
+        try:
+            results["monitoring"] = interleaved(servers, "digits", 256, 8, s, rounds)
+        finally:
+            for label in MONITORING:
+                servers[label].stop()
+
+    # --workers: 1, 2 and auto, over 8 connections (SO_REUSEPORT spreads connections, not calls), beside the
+    # single-process bare server on the same connections.
+    from candor.server.cpus import usable_cpus
+
+    auto = usable_cpus()
+    with bare(digits) as bare_server:
+        servers = {"bare server (1 process)": bare_server}
+        for label, flag in (("1", "1"), ("2", "2"), (f"auto ({auto})", "auto")):
+            servers[label] = candor(repo, "--workers", flag)
+        try:
+            results["workers"] = {name: interleaved(servers, "digits", r, c, s, rounds, connections=8)
+                                  for name, (r, c) in WORKER_LOADS.items()}  # fmt: skip
+        finally:
+            for label in list(servers)[1:]:
+                servers[label].stop()
 
     if not args.no_profile:
         from profile_server import profile
 
         for key, (r, c) in PROFILES.items():
             with candor(repo) as server:
-                results["profiles"][key] = profile(server, "digits", r, c, s)
+                results["profiles"][key] = profile(server, "digits", r, c, s * rounds)
 
-    report = render(results, s)
-    Path(args.output).write_text(report, encoding="utf-8")
+    report = render(results, s, rounds)
+    Path(args.output).write_text(report + "".join(kept_sections(Path(args.output))), encoding="utf-8")
     print(report)
     return 0
 
 
-def ratios(r: dict, protocol: str) -> list[tuple[str, str, str, bool]]:
-    """(what, value, goal, met) for one protocol against the echo server of the same run."""
-    e, c = r["echo"][protocol], r["candor"][protocol]
-    single = c["1 row x 64"]["requests_per_s"] / e["1 row x 64"]["requests_per_s"]
-    large = c["256 rows x 8"]["rows_per_s"] / e["256 rows x 8"]["rows_per_s"]
-    extra = c["1 row x 1"]["p50_ms"] - e["1 row x 1"]["p50_ms"]
-    name = PROTOCOLS[protocol]
-    return [(f"{name}: Candor / echo requests/s, 1 row at concurrency 64", f"{single:.2f}", "at least 0.80", single >= 0.8),
-            (f"{name}: Candor / echo rows/s, 256 rows at concurrency 8", f"{large:.2f}", "at least 0.60", large >= 0.6),
-            (f"{name}: Candor p50 - echo p50, 1 row at concurrency 1", f"{extra:+.2f} ms", "at most +0.30 ms", extra <= 0.3)]
+def newest_model(repo: Path, name: str) -> Path:
+    return sorted((repo / name).glob("[0-9]*/model.onnx"), key=lambda p: int(p.parent.name))[-1]
+
+
+def kept_sections(path: Path) -> list[str]:
+    """The sections other scripts own (fleet.py, split_calls.py, gpu_check.py), kept when this one rewrites the file."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    return ["\n" + m.group(0) + "\n" for m in re.finditer(r"<!-- ([a-z ]+): begin .*?-->.*?<!-- \1: end -->", text, re.S)]
+
+
+def goals(r: dict) -> list[tuple[str, str, str, bool]]:
+    """(what, value, goal, met) for issue 23, each from one run."""
+    out = []
+    for protocol, name in PROTOCOLS.items():
+        loads = r["loads"][protocol]
+        vs_bare = paired(loads, "256 rows x 8", "candor", "bare")
+        vs_echo = paired(loads, "256 rows x 8", "candor", "echo")
+        single = paired(loads, "1 row x 64", "candor", "echo")
+        extra = loads["candor"]["1 row x 1"]["p50_ms"] - loads["echo"]["1 row x 1"]["p50_ms"]
+        out += [(f"{name}: Candor / bare rows/s, 256 rows at concurrency 8", f"{vs_bare:.2f}", "at least 0.90", vs_bare >= 0.9),
+                (f"{name}: Candor / echo rows/s, 256 rows at concurrency 8", f"{vs_echo:.2f}", "at least 0.55", vs_echo >= 0.55),
+                (f"{name}: Candor / echo requests/s, 1 row at concurrency 64", f"{single:.2f}", "at least 0.80", single >= 0.8),
+                (f"{name}: Candor p50 - echo p50, 1 row at concurrency 1", f"{extra:+.2f} ms", "at most +0.30 ms", extra <= 0.3)]
+    batching = r["heavy"]["batching on"]["rows_per_s"] / r["heavy"]["batching off"]["rows_per_s"]
+    return out + [("heavy model, batching on / off at concurrency 64", f"{batching:.1f}x", "at least 5x", batching >= 5)]
 
 
 def render_profile(title: str, summary: dict) -> list[str]:
@@ -222,63 +300,79 @@ def render_profile(title: str, summary: dict) -> list[str]:
     return lines + [""]
 
 
-def render(r: dict, seconds: float) -> str:
+def render(r: dict, seconds: float, rounds: int) -> str:
     lines = ["# Benchmarks", "", f"Machine: {machine()}.", "",
-             f"One command: `make bench` (`python benchmarks/run.py`, then `benchmarks/fleet.py`). Each load run lasts "
-             f"{seconds:g} s, closed loop, from a load generator in its own process on 127.0.0.1: client and server share "
-             "the same cores. *Server CPU* is the server's own CPU time (all its threads and workers) per answered request.",
-             "", "## Raw onnxruntime in-process (rows/s)", "", row(["model", *[f"batch {b}" for b in BATCHES]]),
+             f"One command: `make bench` (`python benchmarks/run.py`, then `fleet.py`, `split_calls.py`). Each figure is "
+             f"the median of {rounds} rounds of {seconds:g} s, closed loop, from a load generator in its own process on "
+             "127.0.0.1; the servers compared in a table take turns within each round, so a slow spell of this shared "
+             "machine falls on all of them, and each ratio is the median of the rounds' own ratios. Client and server "
+             "share the same cores. *Server CPU* is the server's own CPU time (all its threads and workers) per answered "
+             "request. *Bare* is `benchmarks/bare_server.py`: grpc.aio and onnxruntime, one run per request on the "
+             "event loop, probabilities out, nothing else.", "",
+             "## Raw onnxruntime in-process (rows/s)", "", row(["model", *[f"batch {b}" for b in BATCHES]]),
              row(["---"] * (len(BATCHES) + 1))]  # fmt: skip
     for name, by_batch in r["raw"].items():
         lines.append(row([name, *[f"{by_batch[b]:,.0f}" for b in BATCHES]]))
-    header = ["server", "load", "requests/s", "rows/s", "p50 ms", "p99 ms", "server CPU us/request", "errors"]
+    header = ["server", "load", "requests/s", "rows/s", "p50 ms", "p99 ms", "server CPU us/request", "/ echo", "/ bare",
+              "errors"]  # fmt: skip
     for protocol, title in PROTOCOLS.items():
-        lines += ["", f"## {title}: bare echo server vs Candor (digits MLP)", "", row(header), row(["---"] * len(header))]
-        for server in ("echo", "candor"):
-            for load_name, res in r[server][protocol].items():
-                lines.append(row([server, load_name, *fmt(res)]))
+        loads = r["loads"][protocol]
+        lines += ["", f"## {title}: echo, bare model server and Candor (digits MLP)", "", row(header), row(["---"] * len(header))]
+        for load_name in LOADS:
+            for server in SERVERS:
+                res = loads[server][load_name]
+                ratios = [f"{paired(loads, load_name, server, 'echo'):.2f}", f"{paired(loads, load_name, server, 'bare'):.2f}"]
+                lines.append(row([server, load_name, *fmt(res)[:5], *ratios, str(res["errors"])]))
+    lines += ["", "## Ratios against the goals (issue 23)", "", row(["ratio", "this run", "goal", "met"]), row(["---"] * 4)]
+    lines += [row([what, value, goal, "yes" if met else "**no**"]) for what, value, goal, met in goals(r)]
+    mon = r["monitoring"]
+    lines += ["", "## What monitoring costs at 256 rows (candor.v1 Predict, concurrency 8)", "",
+              "The same server with the prediction log (and so Feedback's join) and/or the drift window turned off "
+              "(`CANDOR_BENCHMARK_SKIP=log,drift`, a setting for this table only), in the same rounds as the bare server.",
+              "", row(["server", "requests/s", "rows/s", "server CPU us/request", "/ bare", "CPU vs as deployed"]),
+              row(["---"] * 6)]  # fmt: skip
+    deployed = mon[next(iter(MONITORING))]["server_cpu_us"]
+    for label, res in mon.items():
+        delta = "" if label == "bare server" else f"{res['server_cpu_us'] - deployed:+,.0f} us"
+        lines.append(row([label, f"{res['requests_per_s']:,.0f}", f"{res['rows_per_s']:,.0f}", f"{res['server_cpu_us']:,.0f}",
+                          f"{res['ratio']:.2f}", delta]))  # fmt: skip
+    lines += ["", "## Where the server CPU per request goes (candor.v1 Predict)", "",
+              "Transport: the echo server's CPU per request at the same load. The model: the bare server's minus the "
+              "echo's (one onnxruntime run and its output). Candor's own: Candor's minus the bare server's (edge, "
+              "validation, batcher, prediction log, drift, metrics, top-k, ids).", "",
+              row(["load", "Candor us/request", "transport (echo)", "model (bare - echo)", "Candor's own", "own share"]),
+              row(["---"] * 6)]  # fmt: skip
+    loads = r["loads"]["candor"]
+    for load_name in LOADS:
+        total, transport = loads["candor"][load_name]["server_cpu_us"], loads["echo"][load_name]["server_cpu_us"]
+        model = loads["bare"][load_name]["server_cpu_us"] - transport
+        own = total - transport - model
+        lines.append(row([load_name, f"{total:,.0f}", f"{transport:,.0f}", f"{model:,.0f}", f"{own:,.0f}", f"{own / total:.0%}"]))
+    edge, echo = r["edge"], loads["echo"]["1 row x 64"]
+    lines += ["", f"The echo server with Candor's edge interceptor in front (`echo_server.py 0 10 edge`), 1 row x 64: "
+              f"{edge['requests_per_s']:,.0f} requests/s ({edge['requests_per_s'] / echo['requests_per_s']:.2f} of the "
+              f"bare echo's median), {edge['server_cpu_us']:,.0f} us of server CPU per request "
+              f"({edge['server_cpu_us'] - echo['server_cpu_us']:+,.0f} us): the edge's own cost."]  # fmt: skip
     header = ["setting", "requests/s", "rows/s", "p50 ms", "p99 ms", "server CPU us/request", "errors"]
     lines += ["", "## Dynamic batching on the heavy model (MLP 2048 x 3), single-row Predict at concurrency 64", "",
               row(header), row(["---"] * len(header))]  # fmt: skip
     for name, res in r["heavy"].items():
         lines.append(row([name, *fmt(res)]))
-    batching = r["heavy"]["batching on"]["rows_per_s"] / r["heavy"]["batching off"]["rows_per_s"]
-    goals = [*ratios(r, "candor"), *ratios(r, "kserve"),
-             ("heavy model, batching on / off at concurrency 64", f"{batching:.1f}x", "at least 5x", batching >= 5)]
-    lines += ["", "## Ratios against the goals (issue 13)", "", row(["ratio", "this run", "goal", "met"]), row(["---"] * 4)]
-    lines += [row([what, value, goal, "yes" if met else "**no**"]) for what, value, goal, met in goals]
-    raw = r["candor"]["candor"]["256 rows x 8"]["rows_per_s"] / r["raw"]["digits"][256]
-    lines += ["", f"Candor / raw onnxruntime rows/s, 256-row requests vs batch 256 in-process: **{raw:.2f}**."]
-    lines += ["", "## Where Candor's server CPU per request goes (candor.v1 Predict)", "",
-              "The transport is the echo server's CPU per request at the same load; onnxruntime is the in-process run "
-              "time of the request's rows at batch 1 (1 row) or 256 (an upper bound where requests share batches); the "
-              "rest is Candor's own Python: edge, validation, batcher, prediction log, drift, metrics, response.", "",
-              row(["load", "Candor us/request", "transport (echo)", "onnxruntime", "Candor's own", "own share"]),
-              row(["---"] * 6)]  # fmt: skip
-    for load_name, (rows_, _) in LOADS.items():
-        total = r["candor"]["candor"][load_name]["server_cpu_us"]
-        transport = r["echo"]["candor"][load_name]["server_cpu_us"]
-        model = rows_ / r["raw"]["digits"][1 if rows_ == 1 else 256] * 1e6
-        own = total - transport - model
-        lines.append(row([load_name, f"{total:,.0f}", f"{transport:,.0f}", f"{model:,.0f}", f"{own:,.0f}", f"{own / total:.0%}"]))
-    edge, echo = r["edge"], r["echo"]["candor"]["1 row x 64"]
-    lines += ["", f"The echo server with Candor's edge interceptor in front (`echo_server.py 0 10 edge`), 1 row x 64: "
-              f"{edge['requests_per_s']:,.0f} requests/s ({edge['requests_per_s'] / echo['requests_per_s']:.2f} of the "
-              f"bare echo), {edge['server_cpu_us']:,.0f} us of server CPU per request "
-              f"({edge['server_cpu_us'] - echo['server_cpu_us']:+,.0f} us): the edge's own cost."]  # fmt: skip
-    header = ["workers", "load (8 connections)", "requests/s", "rows/s", "p50 ms", "p99 ms", "server CPU us/request", "errors"]
-    lines += ["", "## `--workers N` (one port, SO_REUSEPORT; candor.v1 Predict, digits)", "", row(header),
+    header = ["workers", "load (8 connections)", "requests/s", "rows/s", "p50 ms", "p99 ms", "server CPU us/request",
+              "/ bare", "errors"]  # fmt: skip
+    lines += ["", "## `--workers` (one port, SO_REUSEPORT, one metrics endpoint; candor.v1 Predict, digits)", "",
+              "The load generator shares the same 2 cores, so more workers than the cores the server gets cannot add "
+              "throughput here; `benchmarks/reading.md` works out what to expect on 16 cores.", "", row(header),
               row(["---"] * len(header))]  # fmt: skip
-    for workers, by_load in r["workers"].items():
-        for load_name, res in by_load.items():
-            lines.append(row([str(workers), load_name, *fmt(res)]))
+    for load_name, by_server in r["workers"].items():
+        for label, res in by_server.items():
+            lines.append(row([label, load_name, *fmt(res)[:6], f"{res['ratio']:.2f}", str(res["errors"])]))
     if r["profiles"]:
         lines += ["", "## Profile of the server (py-spy, 100 Hz, idle threads left out)", "",
                   "`python benchmarks/profile_server.py --rows R --concurrency C` samples the server while the load runs. *own*: "
                   "share of samples whose innermost Python frame is the function (C code, gRPC's Cython included, counts "
                   "for its caller); *total*: share with the function anywhere on the stack. Before: commit "
-                  f"`{BASELINE}` (the server before this work; stored in `benchmarks/baseline/`); after: this run.",
-                  ""]  # fmt: skip
+                  f"`{BASELINE}` (stored in `benchmarks/baseline/`); after: this run.", ""]  # fmt: skip
         for key, (rows_, conc) in PROFILES.items():
             before = ROOT / "benchmarks" / "baseline" / f"profile-{BASELINE}-{key}.json"
             if before.exists():

@@ -65,6 +65,13 @@ def test_labels_join_on_any_replica_and_survive_a_killed_one(served_repo, pg_url
             assert cb.feedback([made_elsewhere], [1], model="digits").outcomes == ["EXPIRED"]
         with psycopg.connect(pg_url) as conn:
             assert conn.execute("SELECT COUNT(*) FROM feedback").fetchone()[0] == 200
+            stored = dict(conn.execute("SELECT prediction_id, probabilities FROM feedback").fetchall())
+            # The log keeps logits only; B re-derived what A served through the version's calibrator.
+            assert conn.execute("SELECT MAX(length(probabilities)) FROM prediction_log").fetchone()[0] == 0
+        served = dict(zip(first.prediction_ids + second.prediction_ids,
+                          np.vstack([first.probabilities, second.probabilities]), strict=True))  # fmt: skip
+        for pid, blob in stored.items():
+            np.testing.assert_allclose(np.frombuffer(blob, "<f4"), served[pid], atol=1e-6)
     finally:
         a.stop(signal.SIGKILL)
         b.stop()

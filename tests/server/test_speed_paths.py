@@ -161,3 +161,66 @@ def test_drift_batches_far_apart_age_out_separately(digits_repo):
     window.add(rows, now=0.0)
     window.add(rows, now=SUMMARY_SPREAD_S + 5)  # too far from the first to share its summary
     assert window.report(now=12.0).rows == 2  # the first batch is older than 10 s, the second is not
+
+
+def test_the_serving_summary_equals_numpy_and_leaves_the_file_alone(digits_repo):
+    """The graph's top class, its probability and the entropy (core/summary.py) are what numpy computes from the
+    served probabilities; the exported file keeps its two outputs and its sha256."""
+    import onnx
+
+    from candor.calibration.manifest import read_manifest, sha256_file
+    from candor.server.core.model import open_version
+    from candor.server.core.sessions import CPU
+    from candor.server.core.settings import Settings
+
+    folder = digits_repo / "digits/1"
+    manifest = read_manifest(folder / "candor.json")
+    opened = open_version(folder, "digits", 1, Settings(), [CPU])
+    assert opened.summarised
+    X = load_digits_rows(300)
+    logits, probs, top, top_p, entropy = opened.run(X)
+    assert top.dtype == np.int32 and top.shape == (300, 1)
+    np.testing.assert_array_equal(top[:, 0], probs.argmax(axis=1))
+    np.testing.assert_array_equal(top_p[:, 0], probs[np.arange(300), probs.argmax(axis=1)])  # the served value itself
+    clipped = np.clip(probs.astype(np.float64), 1e-12, 1.0)
+    np.testing.assert_allclose(entropy[:, 0], -(clipped * np.log(clipped)).sum(axis=1), rtol=1e-5, atol=1e-7)
+    assert [o.name for o in onnx.load(str(folder / "model.onnx")).graph.output] == ["logits", "probabilities"]
+    assert sha256_file(folder / "model.onnx") == manifest.model_sha256
+    # The drift window folds the same figures from the summary as from the probabilities.
+    with_summary = DriftWindow(manifest.reference, 10, False, 100_000, 3600)
+    without = DriftWindow(manifest.reference, 10, False, 100_000, 3600)
+    for start in range(0, 300, 100):
+        with_summary.add(probs[start : start + 100], (top[start : start + 100], top_p[start : start + 100],
+                                                       entropy[start : start + 100]), now=0.0)  # fmt: skip
+        without.add(probs[start : start + 100], now=0.0)
+    a, b = with_summary.totals(), without.totals()
+    np.testing.assert_array_equal(a.confidence_fine, b.confidence_fine)
+    np.testing.assert_array_equal(a.classes, b.classes)
+    assert a.rows == b.rows == 300 and a.confidence_sum == pytest.approx(b.confidence_sum, rel=1e-12)
+    assert with_summary.report(now=0.0).mean_entropy == pytest.approx(without.report(now=0.0).mean_entropy, rel=1e-5)
+
+
+def test_a_graph_the_summary_cannot_extend_is_served_by_the_numpy_path(digits_repo, tmp_path):
+    import shutil
+
+    import onnx
+
+    from candor.server.core.model import SUMMARY_MIN_OPSET, summarised_graph
+
+    folder = tmp_path / "digits/1"
+    shutil.copytree(digits_repo / "digits/1", folder)
+    assert summarised_graph(folder / "model.onnx") is not None
+    proto = onnx.load(str(folder / "model.onnx"))
+    for o in proto.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            o.version = SUMMARY_MIN_OPSET - 1
+    onnx.save(proto, str(folder / "old.onnx"))
+    assert summarised_graph(folder / "old.onnx") is None
+    (folder / "broken.onnx").write_bytes(b"not a graph")
+    assert summarised_graph(folder / "broken.onnx") is None
+
+
+def load_digits_rows(n: int) -> np.ndarray:
+    from sklearn.datasets import load_digits
+
+    return np.ascontiguousarray(load_digits().data[:n].astype(np.float32))

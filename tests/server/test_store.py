@@ -58,8 +58,9 @@ def test_the_prediction_log_keeps_requests_whole_and_purges_by_age(open_store):
     store.log_predictions([new])  # a request logged twice keeps its first copy
     got = store.logged([old.request_id, new.request_id, "0" * 24])
     assert set(got) == {old.request_id, new.request_id}
-    np.testing.assert_array_equal(got[old.request_id].probabilities, old.probabilities)
+    assert got[old.request_id].probabilities is None  # logits only (schema 4): the join re-derives what was served
     np.testing.assert_array_equal(got[old.request_id].logits, old.logits)
+    assert got[old.request_id].rows == 4
     assert (got[old.request_id].model, got[old.request_id].version, got[old.request_id].at) == ("m", 1, 1000.0)
     assert store.purge(before=2000.0) == 1
     assert set(store.logged([old.request_id, new.request_id])) == {new.request_id}

@@ -8,6 +8,7 @@ first, then in the store's prediction log, which every replica on the store writ
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -17,7 +18,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from candor.server.core.errors import InvalidArgument, ResourceExhausted, Unavailable
+from candor.calibration.calibrators import Calibrator
+from candor.calibration.lineage import calibrator_of
+from candor.calibration.manifest import MANIFEST_FILE, read_manifest
+from candor.server.core.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from candor.server.core.events import Events, FeedbackAnswered, StoreWriteFailed
 from candor.server.core.observed import FeedbackTotals, ObservedReport, observed_report
 from candor.server.core.prediction_log import FLUSH_INTERVAL_S, PredictionLog
@@ -72,6 +76,7 @@ class FeedbackService:
                                  retention_s=settings.prediction_ttl_s)  # fmt: skip
         self._totals: Mapping[tuple[str, str], FeedbackTotals] = {}
         self._db = ThreadPoolExecutor(max_workers=4, thread_name_prefix="candor-feedback")
+        self._calibrators: dict[tuple[str, int], Calibrator] = {}  # (model, version) -> its calibrator, for log joins
         self._stored_rows: int | None = None  # the store's feedback rows as last counted, plus those added since
         self._counted_at = 0.0
         try:
@@ -164,11 +169,45 @@ class FeedbackService:
             if fresh:
                 await asyncio.sleep(2 * FLUSH_INTERVAL_S)
                 logged |= await self._read("nothing from this batch was stored", self.store.logged, fresh)
-            for request_id, request in logged.items():
+            for request_id, entry in logged.items():
+                request = self._with_probabilities(entry)
+                if request is None:
+                    continue
                 for i, row in wanted[request_id]:
                     if (stored := row_of(request, row)) is not None:
                         found[i] = stored
         return found
+
+    def _with_probabilities(self, request: LoggedRequest) -> LoggedRequest | None:
+        """The log entry with the probabilities it served. The store keeps the logits only, and what was served is
+        the version's calibrator applied to them; None when that version's manifest can no longer be read."""
+        if request.probabilities is not None:
+            return request
+        calibrator = self._calibrator(request.model, request.version)
+        if calibrator is None:
+            return None
+        return dataclasses.replace(request, probabilities=calibrator.probabilities(request.logits).astype(np.float32))
+
+    def _calibrator(self, model: str, version: int) -> Calibrator | None:
+        """A version's calibrator: the loaded version's, else its manifest's on disk (a version the policy no longer
+        serves still has feedback to join); remembered, since a version's calibrator never changes."""
+        key = (model, version)
+        if key not in self._calibrators:
+            try:
+                loaded = next((e.model for e in self.repository.versions(model) if e.version == version and e.model), None)
+            except NotFound:
+                loaded = None
+            if loaded is not None:
+                self._calibrators[key] = loaded.calibrator
+            else:
+                try:
+                    manifest = read_manifest(self.repository.root / model / str(version) / MANIFEST_FILE)
+                    self._calibrators[key] = calibrator_of(manifest)
+                except (OSError, ValueError) as e:
+                    log.warning("feedback for %s version %s cannot be joined: its manifest cannot be read (%s)", model,
+                                version, e)  # fmt: skip
+                    return None
+        return self._calibrators[key]
 
     async def submit(self, model_name: str, version: str, items: list[FeedbackItem]) -> list[str]:
         """One outcome per item. Validation covers every item before anything is written."""

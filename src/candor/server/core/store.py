@@ -3,8 +3,9 @@
 A store holds two things for every replica that shares it:
 
 * the **prediction log**: one entry per Predict request that kept ids for feedback (model,
-  version, time, the probabilities served and the raw logits of every row), written in
-  batches off the request path, kept for the retention the server is configured with;
+  version, time and the raw logits of every row; the probabilities served are the version's
+  calibrator applied to them, re-derived when a label arrives), written in batches off the
+  request path, kept for the retention the server is configured with;
 * the **joined feedback**: one row per labelled prediction, durable before ACCEPTED.
 
 Backends live in :mod:`candor.server.store`: SQLite (embedded, one process) and PostgreSQL
@@ -23,7 +24,9 @@ import numpy as np
 # Version 1: the feedback table alone (SQLite stores made before the prediction log).
 # Version 2: the prediction log and the recalibration runs table.
 # Version 3: feedback.client_recorded (rows whose outputs the caller sent rather than the server served).
-SCHEMA_VERSION = 3
+# Version 4: the prediction log keeps the logits only (its probabilities column holds an empty value); no DDL,
+# but a server of version 3 would misread such entries, so it must refuse the store.
+SCHEMA_VERSION = 4
 
 
 class StoreError(Exception):
@@ -64,12 +67,12 @@ class LoggedRequest:
     model: str
     version: int
     at: float  # unix seconds
-    probabilities: np.ndarray  # [N, K] float32, as served
+    probabilities: np.ndarray | None  # [N, K] float32, as served; None as read from the store (re-derived from logits)
     logits: np.ndarray  # [N, K] float32, raw
 
     @property
     def rows(self) -> int:
-        return len(self.probabilities)
+        return len(self.logits)
 
 
 class RecalibrationLock(Protocol):

@@ -116,6 +116,17 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         expected = _type_name(parse)
         limits = self.limits
 
+        async def handle(requests, context: grpc.aio.ServicerContext):
+            raw = await anext(aiter(requests), None)
+            if raw is None:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{rpc}: the call carried no request message")
+            try:
+                request = parse(raw) if parse is not None else raw
+            except DecodeError:
+                message = f"{rpc}: the request is not a valid {expected} message"
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
+            return await inner(request, context)
+
         async def call(requests, context: grpc.aio.ServicerContext):
             if limited and self.inflight >= limits.max_inflight:
                 self.on_refusal("limit", "inflight")
@@ -126,16 +137,10 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
             budget = None if own else limits.default_deadline_s if remaining is None else limits.max_deadline_s
             self.inflight += limited
             try:
+                if budget is None:  # the caller's deadline governs (gRPC ends the call): no timer of ours to arm
+                    return await handle(requests, context)
                 async with asyncio.timeout(budget):
-                    raw = await anext(aiter(requests), None)
-                    if raw is None:
-                        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{rpc}: the call carried no request message")
-                    try:
-                        request = parse(raw) if parse is not None else raw
-                    except DecodeError:
-                        message = f"{rpc}: the request is not a valid {expected} message"
-                        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
-                    return await inner(request, context)
+                    return await handle(requests, context)
             except TimeoutError:
                 self.on_refusal("limit", "deadline")
                 which = "default_deadline_s: the call set no deadline" if remaining is None else "max_deadline_s"

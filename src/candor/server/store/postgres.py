@@ -75,6 +75,8 @@ MIGRATIONS = {
         ALTER TABLE feedback ADD COLUMN client_recorded BOOLEAN NOT NULL DEFAULT FALSE;
         {BACKFILL_CLIENT_RECORDED}
     """,
+    # The prediction log keeps logits only from here on (rows.py); nothing to change in the tables.
+    4: "",
 }
 MIGRATION_LOCK = 0x63616E646F72  # "candor": the advisory lock key schema migrations serialise on
 RECALIBRATION_KEY = "hashtextextended('candor.recalibrate:' || %s, 0)"

@@ -34,14 +34,17 @@ def feedback_row(r) -> FeedbackRow:
 
 
 def log_params(q: LoggedRequest) -> tuple:
-    n, k = q.probabilities.shape
-    return (q.request_id, q.model, int(q.version), float(q.at), n, k, blob(q.probabilities), blob(q.logits))
+    # Logits only (schema 4): the probabilities served are the version's calibrator applied to them, re-derived
+    # when a label arrives (FeedbackService), so storing them too doubled the bytes every request writes.
+    n, k = q.logits.shape
+    return (q.request_id, q.model, int(q.version), float(q.at), n, k, b"", blob(q.logits))
 
 
 def logged_request(r) -> LoggedRequest:
+    """A log entry; ``probabilities`` None when only the logits were kept (schema 4 and later)."""
     shape = (int(r[4]), int(r[5]))
-    return LoggedRequest(r[0], r[1], int(r[2]), float(r[3]), np.frombuffer(r[6], "<f4").reshape(shape),
-                         np.frombuffer(r[7], "<f4").reshape(shape))  # fmt: skip
+    probs = np.frombuffer(r[6], "<f4").reshape(shape) if len(r[6]) else None
+    return LoggedRequest(r[0], r[1], int(r[2]), float(r[3]), probs, np.frombuffer(r[7], "<f4").reshape(shape))
 
 
 def busy(model: str, holder: str) -> StoreBusy:

@@ -61,6 +61,8 @@ MIGRATIONS = {
         ALTER TABLE feedback ADD COLUMN client_recorded BOOLEAN NOT NULL DEFAULT FALSE;
         {BACKFILL_CLIENT_RECORDED}
     """,
+    # The prediction log keeps logits only from here on (rows.py); nothing to change in the tables.
+    4: "",
 }
 
 
