@@ -366,7 +366,7 @@ def render(r: dict, seconds: float, rounds: int) -> str:
               row(["---"] * len(header))]  # fmt: skip
     for load_name, by_server in r["workers"].items():
         for label, res in by_server.items():
-            lines.append(row([label, load_name, *fmt(res)[:6], f"{res['ratio']:.2f}", str(res["errors"])]))
+            lines.append(row([label, load_name, *fmt(res)[:5], f"{res['ratio']:.2f}", str(res["errors"])]))
     if r["profiles"]:
         lines += ["", "## Profile of the server (py-spy, 100 Hz, idle threads left out)", "",
                   "`python benchmarks/profile_server.py --rows R --concurrency C` samples the server while the load runs. *own*: "

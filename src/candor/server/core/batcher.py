@@ -29,9 +29,7 @@ import numpy as np
 from candor.server.core.errors import DeadlineExceeded, ResourceExhausted, Unavailable
 
 log = logging.getLogger("candor.server")
-# A run: rows [N, F] -> its outputs, each [N, ...]: (logits, probabilities), and the serving summary's when the
-# version has one (core/summary.py). A job gets exactly its rows of every output.
-RunFn = Callable[[np.ndarray], tuple[np.ndarray, ...]]
+RunFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass
@@ -86,8 +84,8 @@ class DynamicBatcher:
         """Rows waiting now (an int read: safe from any thread)."""
         return self._queued_rows
 
-    async def submit(self, rows: np.ndarray, deadline: float | None = None) -> tuple[np.ndarray, ...]:
-        """Queue ``rows`` [n, F]; return their outputs (logits, probabilities, then any the run adds)."""
+    async def submit(self, rows: np.ndarray, deadline: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Queue ``rows`` [n, F]; return their (logits, probabilities)."""
         if self._closing:
             raise Unavailable("the model version is being unloaded; retry to reach its successor")
         if self._queued_rows + len(rows) > self.max_queue_rows:
@@ -110,13 +108,13 @@ class DynamicBatcher:
             self._arrived.set()
         return await job.future
 
-    def _run_now(self, rows: np.ndarray) -> tuple[np.ndarray, ...]:
+    def _run_now(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A cheap run with nothing queued: run it here, in its own request, as a batch of its own. Measured on
         a saturated loop, a queue and a callback per request cost more than the run they would share."""
         started = time.monotonic()
-        outputs = self._run(rows)
-        self._report(BatchStats(len(rows), [0.0], time.monotonic() - started, 0, 0, outputs[1]))
-        return outputs
+        logits, probs = self._run(rows)
+        self._report(BatchStats(len(rows), [0.0], time.monotonic() - started, 0, 0, probs))
+        return logits, probs
 
     def _take_batch(self) -> list[_Job]:
         batch, rows = [], 0
@@ -179,11 +177,11 @@ class DynamicBatcher:
             X = self._rows_of(live)
             started = time.monotonic()
             try:
-                outputs = self._run(X)
+                logits, probs = self._run(X)
             except Exception as e:  # a failed run fails its batch
                 self._fail(live, e)
             else:
-                self._answer(live, X, outputs, started, expired, cancelled)
+                self._answer(live, X, logits, probs, started, expired, cancelled)
         if self._jobs:  # more than one batch's worth queued in the turn
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush_inline)
@@ -200,13 +198,13 @@ class DynamicBatcher:
         started = time.monotonic()
         try:
             if self._inline(len(X)):
-                outputs = self._run(X)
+                logits, probs = self._run(X)
             else:
-                outputs = await loop.run_in_executor(self._executor, self._run, X)
+                logits, probs = await loop.run_in_executor(self._executor, self._run, X)
         except Exception as e:  # a failed run fails its batch, never the worker
             self._fail(live, e)
             return
-        self._answer(live, X, outputs, started, expired, cancelled)
+        self._answer(live, X, logits, probs, started, expired, cancelled)
 
     @staticmethod
     def _sort_out(batch: list[_Job]) -> tuple[list[_Job], int, int]:
@@ -237,17 +235,17 @@ class DynamicBatcher:
         if expired or cancelled:
             self._report(BatchStats(0, [], 0.0, expired, cancelled))
 
-    def _answer(self, live: list[_Job], X: np.ndarray, outputs: tuple[np.ndarray, ...], started: float, expired: int,
-                cancelled: int) -> None:  # fmt: skip
+    def _answer(self, live: list[_Job], X: np.ndarray, logits: np.ndarray, probs: np.ndarray, started: float,
+                expired: int, cancelled: int) -> None:  # fmt: skip
         finished = time.monotonic()
         offset = 0
         for job in live:
             n = len(job.rows)
             if not job.future.done():
-                job.future.set_result(outputs if len(live) == 1 else tuple(o[offset : offset + n] for o in outputs))
+                job.future.set_result((logits[offset : offset + n], probs[offset : offset + n]))
             offset += n
         waited = [started - j.enqueued for j in live]
-        self._report(BatchStats(len(X), waited, finished - started, expired, cancelled, outputs[1]))
+        self._report(BatchStats(len(X), waited, finished - started, expired, cancelled, probs))
 
     async def close(self) -> None:
         """Stop taking requests, finish the queued ones, then stop the workers."""

@@ -121,14 +121,12 @@ class DriftWindow:
         self._totals = DriftTotals(0, np.zeros(REFERENCE_BINS), np.zeros(n_groups), np.zeros(num_classes, np.int64), 0.0, 0)
         self._batches: deque[_Batch] = deque()
         self._rows = 0
-        # (time, probabilities, serving summary or None) of batches not yet summarised
-        self._pending: list[tuple[float, np.ndarray, tuple[np.ndarray, ...] | None]] = []
+        self._pending: list[tuple[float, np.ndarray]] = []  # (time, probabilities) of batches not yet summarised
         self._pending_rows = 0
         self._lock = threading.Lock()
 
-    def add(self, probs: np.ndarray, summary: tuple[np.ndarray, ...] | None = None, now: float | None = None) -> None:
-        """Account one batch of calibrated probabilities [N, K]; ``summary``: the graph's (top class, its
-        probability, entropy) of the same rows (core/summary.py), which spares the numpy passes.
+    def add(self, probs: np.ndarray, now: float | None = None) -> None:
+        """Account one batch of calibrated probabilities [N, K].
 
         Batches are summarised in bulk: under load they are a few rows each, and a summary costs the same
         dozen numpy calls for 1 row as for 256. So a batch waits until ``SUMMARY_ROWS`` rows do, or until
@@ -138,7 +136,7 @@ class DriftWindow:
         with self._lock:
             if self._pending and now - self._pending[0][0] > SUMMARY_SPREAD_S:
                 self._summarise()
-            self._pending.append((now, probs, summary))
+            self._pending.append((now, probs))
             self._pending_rows += len(probs)
             if self._pending_rows >= SUMMARY_ROWS:
                 self._summarise()
@@ -147,14 +145,9 @@ class DriftWindow:
         """Fold the waiting batches into the window and the totals as one (under the lock)."""
         pending, self._pending, self._pending_rows = self._pending, [], 0
         now = pending[-1][0]
-        if not self.multilabel and all(s is not None and np.isfinite(p).all() for _, p, s in pending):
-            top, conf, entropy = (np.concatenate([s[i] for _, _, s in pending]).ravel() for i in range(3))
-            self._fold(now, len(top), conf.astype(np.float64), np.bincount(top, minlength=self.num_classes),
-                       float(entropy.sum(dtype=np.float64)))  # fmt: skip
-            return
         # float32 as served: the sums below accumulate in float64 (confidences) or are only reported as a
         # mean (entropy), and float32 halves the memory each numpy pass reads.
-        p = np.asarray(pending[0][1] if len(pending) == 1 else np.concatenate([b for _, b, _ in pending]), dtype=np.float32)
+        p = np.asarray(pending[0][1] if len(pending) == 1 else np.concatenate([b for _, b in pending]), dtype=np.float32)
         if not np.isfinite(p).all():  # one NaN would turn every signal and running sum into NaN for good
             p = p[np.isfinite(p).all(axis=1)]
             if not len(p):
@@ -170,14 +163,10 @@ class DriftWindow:
             conf = p[np.arange(len(p)), predicted].astype(np.float64)  # the row's max: cheaper than max(axis=1)
             classes = np.bincount(predicted, minlength=self.num_classes)
             entropy = -float(np.dot(clipped.ravel(), np.log(clipped).ravel()))
-        self._fold(now, len(p), conf, classes, float(entropy))
-
-    def _fold(self, now: float, rows: int, conf: np.ndarray, classes: np.ndarray, entropy: float) -> None:
-        """Add one summary (``conf``: float64 top-label confidences, one per row or per multi-label entry)."""
         bins = bin_index(conf, REFERENCE_BINS)
         fine = np.bincount(bins, minlength=REFERENCE_BINS).astype(np.float64)  # entries per fine bin
         groups = np.bincount(self._groups[bins], minlength=len(self.group_upper_edges)).astype(np.float64)
-        batch = _Batch(now, rows, fine, classes, float(conf.sum()), len(conf), entropy)
+        batch = _Batch(now, len(p), fine, classes, float(conf.sum()), len(conf), float(entropy))
         t = self._totals
         self._totals = DriftTotals(t.rows + batch.rows, t.confidence_fine + fine, t.confidence_bins + groups,
                                    t.classes + classes, t.confidence_sum + batch.confidence_sum,

@@ -9,14 +9,12 @@ workers: :meth:`LoadedModel.start`).
 from __future__ import annotations
 
 import dataclasses
-import logging
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnx
 
 from candor.calibration.calibrators import Calibrator
 from candor.calibration.lineage import calibrator_of
@@ -26,10 +24,6 @@ from candor.server.core.drift import DriftWindow
 from candor.server.core.events import BatchRun, Events, NonFiniteRows, RowsDropped
 from candor.server.core.sessions import create_session
 from candor.server.core.settings import Settings
-from candor.server.core.summary import OUTPUTS as SUMMARY_OUTPUTS
-from candor.server.core.summary import with_serving_summary
-
-log = logging.getLogger("candor.server")
 
 
 class LoadError(Exception):
@@ -47,10 +41,6 @@ class RunCost:
         return self.fixed_s + self.per_row_s * rows
 
 
-OUTPUTS = ("logits", "probabilities")
-SUMMARY_MIN_OPSET = 13  # ReduceSum takes its axes as an input from opset 13 on (every Candor export is 17 or later)
-
-
 @dataclass(frozen=True)
 class OpenedVersion:
     """A version's checked files and its warmed-up session, not yet serving."""
@@ -60,16 +50,11 @@ class OpenedVersion:
     session: object
     provider: str
     cost: RunCost = RunCost(float("inf"), 0.0)  # unknown until measured: never cheap
-    outputs: tuple[str, ...] = OUTPUTS  # with the serving summary's when the graph has them (core/summary.py)
 
-    @property
-    def summarised(self) -> bool:
-        return len(self.outputs) > len(OUTPUTS)
-
-    def run(self, X: np.ndarray) -> tuple[np.ndarray, ...]:
-        """One onnxruntime run for rows ``X`` [N, F] float32: (logits, probabilities), then, for a version with
-        the serving summary, (top class [N, 1] int32, its probability [N, 1], entropy [N, 1])."""
-        return tuple(self.session.run(self.outputs, {"input": X}))
+    def run(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One onnxruntime run: (logits, probabilities) for rows ``X`` [N, F] float32."""
+        logits, probs = self.session.run(["logits", "probabilities"], {"input": X})
+        return logits, probs
 
 
 def measure_cost(opened: OpenedVersion, large_rows: int, inline_s: float, repeats: int = 3) -> RunCost:
@@ -111,15 +96,15 @@ class LoadedModel:
         track_drift = not settings.skips("drift")
         drift = DriftWindow(m.reference, m.num_classes, multilabel, settings.drift_window_rows, settings.drift_window_s)
 
-        def run(X: np.ndarray) -> tuple[np.ndarray, ...]:
+        def run(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             """One run and its drift accounting, in the thread that runs it: for a large batch, the executor's,
             so the window's numpy work stays off the event loop. The window leaves non-finite rows out itself:
             a row whose outputs overflowed is refused to its caller (DataPlane.predict) and must not poison
             its sums."""
-            outputs = opened.run(X)
+            logits, probs = opened.run(X)
             if track_drift:
-                drift.add(outputs[1], outputs[2:] or None)
-            return outputs
+                drift.add(probs)
+            return logits, probs
 
         def on_batch(stats: BatchStats) -> None:
             if stats.expired:
@@ -180,20 +165,6 @@ class LoadedModel:
         return calibrator_of(self.manifest)
 
 
-def summarised_graph(model_path: Path) -> bytes | None:
-    """The version's graph with the serving summary's outputs (core/summary.py), serialised for onnxruntime; None
-    (and the numpy path) for a graph it cannot be added to: an opset before 13, or no ``probabilities`` output."""
-    try:
-        proto = onnx.load(str(model_path))
-        opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
-        if opset < SUMMARY_MIN_OPSET:
-            return None
-        return with_serving_summary(proto).SerializeToString()
-    except Exception as e:  # anything onnx cannot read or extend (protobuf's errors included): the numpy path serves
-        log.warning("%s: serving summary not added, the server computes it in numpy (%s)", model_path, e)
-        return None
-
-
 def open_version(folder: Path, expected_name: str, expected_version: int, settings: Settings,
                  providers: list[str]) -> OpenedVersion:  # fmt: skip
     """Check the manifest and the file's sha256, create the session and warm it up (blocking)."""
@@ -212,18 +183,14 @@ def open_version(folder: Path, expected_name: str, expected_version: int, settin
         raise LoadError(f"{model_path}: cannot read ({e.strerror or e})") from e
     if digest != manifest.model_sha256:
         raise LoadError(f"{model_path}: sha256 {digest[:12]}... does not match the manifest's {manifest.model_sha256[:12]}...")
-    graph: str | bytes = str(model_path)
-    if manifest.task == "multiclass":
-        graph = summarised_graph(model_path) or graph
     try:
-        session, provider = create_session(graph, providers, settings.intra_op_threads, settings.allow_spinning)
+        session, provider = create_session(str(model_path), providers, settings.intra_op_threads, settings.allow_spinning)
     except Exception as e:  # onnxruntime's own exception types for a bad graph
         raise LoadError(f"{model_path}: onnxruntime cannot load it: {e}") from e
-    opened = OpenedVersion(manifest, folder, session, provider, outputs=OUTPUTS + (SUMMARY_OUTPUTS if isinstance(graph, bytes)
-                                                                                  else ()))  # fmt: skip
+    opened = OpenedVersion(manifest, folder, session, provider)
     warm = np.zeros((settings.warmup_rows, manifest.input.shape[1]), dtype=np.float32)
     try:
-        probs = opened.run(warm)[1]
+        _, probs = opened.run(warm)
     except Exception as e:
         raise LoadError(f"{model_path}: warm-up run failed: {e}") from e
     if probs.shape != (settings.warmup_rows, manifest.num_classes):

@@ -157,18 +157,12 @@ class DataPlane:
         )  # fmt: skip
         deadline = None if time_remaining is None else time.monotonic() + time_remaining
         try:
-            outputs = await model.batcher.submit(rows, deadline)
+            logits, probs = await model.batcher.submit(rows, deadline)
         except ResourceExhausted:
             self.events.emit(RequestRejected(model.name, model.version))
             raise
-        logits, probs = outputs[0], outputs[1]
         check_finite(logits, probs)
-        if k is None:
-            top, top_probs = None, None
-        elif k == 1 and len(outputs) > 2:  # the graph's serving summary has the top class and its probability
-            top, top_probs = outputs[2], outputs[3]
-        else:
-            top, top_probs = top_classes(probs, k)
+        top, top_probs = (None, None) if k is None else top_classes(probs, k)
         request_id = ""
         if keep_for_feedback and not self.settings.skips("log"):
             now = time.time()

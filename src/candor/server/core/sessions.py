@@ -34,7 +34,7 @@ def choose_providers(setting: str, available: list[str] | None = None) -> list[s
 
 
 def create_session(
-    path: str | bytes, providers: list[str], intra_op_threads: int = 1, allow_spinning: bool = False
+    path: str, providers: list[str], intra_op_threads: int = 1, allow_spinning: bool = False
 ) -> tuple[ort.InferenceSession, str]:
     """A session and the provider it really runs on: with CUDA listed but no
     usable GPU, onnxruntime falls back to CPU, and the report says so.
@@ -51,6 +51,5 @@ def create_session(
     session = ort.InferenceSession(path, sess_options=options, providers=providers)
     in_use = session.get_providers()[0]
     if in_use != providers[0]:
-        where = path if isinstance(path, str) else "the model"
-        log.warning("asked for %s but onnxruntime runs %s on %s", providers[0], where, in_use)
+        log.warning("asked for %s but onnxruntime runs %s on %s", providers[0], path, in_use)
     return session, in_use
