@@ -183,3 +183,43 @@ def test_get_calibration_and_the_cli(served_repo, held_out, tmp_path):
                 c.calibration("nope")
     finally:
         server.stop()
+
+
+def test_a_label_for_a_version_no_longer_served_here_joins_through_its_manifest(served_repo, held_out):
+    """The log keeps logits only; the served probabilities are re-derived through the version's calibrator. A
+    replica that does not serve that version (the version policy retired it there) reads the calibrator from the
+    version's manifest on disk. Two servers on one SQLite store, as --workers runs them."""
+    import sqlite3
+
+    X, y = held_out
+    v2 = served_repo / "digits" / "2"
+    shutil.copytree(served_repo / "digits" / "1", v2)
+    write_manifest(read_manifest(v2 / "candor.json").replace(version=2), v2 / "candor.json")
+    data = served_repo.parent / "shared-data"
+    a = start_server(served_repo, "--poll-interval", "0", "--data-dir", str(data), "--serve-versions", "digits:1")
+    b = start_server(served_repo, "--poll-interval", "0", "--data-dir", str(data), "--serve-latest", "1", "--reuse-port")
+    try:
+        with a.client() as ca:
+            served = ca.predict(X[:40], model="digits", version="1")
+        assert served.version == "1"
+        wait_for_logged(a, 40)
+        with b.client() as cb:
+            assert [m.version for m in cb.models()] == ["2"]  # v1 is not loaded on B
+            got = cb.feedback(served.prediction_ids, y[:40], model="digits")
+        assert got.accepted == 40, got.outcomes
+        from candor.server.store import SQLITE_FILE
+
+        with sqlite3.connect(data / SQLITE_FILE) as db:
+            rows = dict(db.execute("SELECT prediction_id, probabilities FROM feedback").fetchall())
+            assert db.execute("SELECT MAX(length(probabilities)) FROM prediction_log").fetchone()[0] == 0
+        for pid, probs in zip(served.prediction_ids, served.probabilities, strict=True):
+            np.testing.assert_allclose(np.frombuffer(rows[pid], "<f4"), probs, atol=1e-6)
+    finally:
+        a.stop()
+        b.stop()
+
+
+def wait_for_logged(server, rows: int) -> None:
+    from tests.server.conftest import wait_for
+
+    wait_for(lambda: server.metric("candor_prediction_log_rows_total") >= rows)
