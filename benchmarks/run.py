@@ -153,7 +153,7 @@ LOADS = {"1 row x 1": (1, 1), "1 row x 8": (1, 8), "1 row x 64": (1, 64), "64 ro
          "256 rows x 8": (256, 8), "4096 rows x 2": (4096, 2)}  # fmt: skip
 PROTOCOLS = {"candor": "candor.v1 Predict", "kserve": "KServe v2 ModelInfer"}
 PROFILES = {"1x64": (1, 64), "256x8": (256, 8)}
-BASELINE = "ab348d2"  # the commit before issue 13's work; its profiles are stored in benchmarks/baseline/
+BASELINE = "f22811e"  # main before issue 23 (speed II); its profiles are stored in benchmarks/baseline/
 SERVERS = ("echo", "bare", "candor")
 MONITORING = {"as deployed (log and drift on)": "", "prediction log off": "log", "drift off": "drift",
               "both off": "log,drift"}  # fmt: skip
