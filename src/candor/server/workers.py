@@ -211,14 +211,15 @@ def supervise(supervisor: Supervisor, port: int) -> int:
 
 
 def stop(workers: list[ServerProcess], grace_s: float) -> list[int]:
-    """SIGTERM every worker once, all at the same time (each drains for its grace period), then wait for all;
-    one still running after the grace period and a margin is killed. Exactly one signal: a second one,
-    arriving after a worker's event loop closed, would kill it mid-exit."""
-    for w in workers:
-        if w.proc.poll() is None:
-            w.proc.send_signal(signal.SIGTERM)
+    """SIGTERM every running worker once, all at the same time (each drains for its grace period), then wait
+    for them; one still running after the grace period and a margin is killed. Exactly one signal: a second
+    one, arriving after a worker's event loop closed, would kill it mid-exit. The exit codes of the workers
+    signalled (one that had already exited, waiting to be started again, is not part of this stop)."""
+    running = [w for w in workers if w.proc.poll() is None]
+    for w in running:
+        w.proc.send_signal(signal.SIGTERM)
     codes = []
-    for w in workers:
+    for w in running:
         try:
             codes.append(w.proc.wait(grace_s + STOP_MARGIN_S))
         except subprocess.TimeoutExpired:
