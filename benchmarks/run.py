@@ -196,7 +196,7 @@ def bare(model_path: Path) -> ServerProcess:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="length of each load run (default: 2)")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per load (default: 3)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per load (default: 5)")
     parser.add_argument("--repo", default=str(ROOT / "runs/bench/models"), help="where the benchmark models live")
     parser.add_argument("--output", default=str(ROOT / "docs/benchmarks.md"), help="report file (default: docs/benchmarks.md)")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profiles")
