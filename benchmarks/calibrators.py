@@ -12,7 +12,7 @@ import argparse
 import numpy as np
 
 from candor.calibration import calibration_report
-from candor.calibration.calibrators import Calibrator
+from candor.calibration.calibrators import TemperatureScaling
 from candor.calibration.selection import CHOICES, fit_method
 from candor.trainer.loop import LoopOptions
 from candor.trainer.options import DataOptions, TrainOptions
@@ -38,7 +38,7 @@ def main() -> None:
             t = fit(TrainOptions(data=data, loop=LoopOptions(max_epochs=a.epochs, progress=False, seed=seed)))
             s = t.sample
             for method in ("uncalibrated", *CHOICES):
-                c = Calibrator.from_temperature(1.0) if method == "uncalibrated" else \
+                c = TemperatureScaling.of(1.0) if method == "uncalibrated" else \
                     fit_method(method, s.val_logits, s.val_labels, seed=seed).calibrator  # fmt: skip
                 results.setdefault(method, []).append(calibration_report(c.probabilities(s.test_logits), s.test_labels))
         for method, reports in results.items():

@@ -4,7 +4,8 @@ Every Candor graph ends in the same head after the network's raw ``logits``::
 
     logits -> Div(temperature) -> [calibrator] -> Softmax (multiclass) | Sigmoid (multi-label) -> probabilities
 
-where ``[calibrator]`` is nothing for temperature scaling, ``* calibration_scale +
+where ``[calibrator]`` is the method's :attr:`~candor.calibration.calibrators.Calibrator.head`
+rendered as ONNX nodes: nothing for temperature scaling, ``* calibration_scale +
 calibration_bias`` for vector scaling, ``@ calibration_weight^T + calibration_bias`` for
 matrix scaling, and LogSoftmax followed by the same affine map for Dirichlet calibration.
 Its parameters are initializers, so a refit rewrites the head and keeps the network's
@@ -20,15 +21,18 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from candor.calibration.calibrators import Calibrator
+from candor.calibration.calibrators import Calibrator, CalibratorError, HeadStep, TemperatureScaling, with_head
 
 TEMPERATURE = "temperature"
-SCALE = "calibration_scale"
-WEIGHT = "calibration_weight_t"  # stored transposed, so the head is one MatMul
-BIAS = "calibration_bias"
-HEAD_INITIALIZERS = (TEMPERATURE, SCALE, WEIGHT, BIAS)
+# Each parameter's initializer. The weight is stored transposed, so its step is one MatMul.
+INITIALIZERS = {"scale": "calibration_scale", "weight": "calibration_weight_t", "bias": "calibration_bias"}
+SCALE, WEIGHT, BIAS = INITIALIZERS["scale"], INITIALIZERS["weight"], INITIALIZERS["bias"]
+HEAD_INITIALIZERS = (TEMPERATURE, *INITIALIZERS.values())
+# Each step's node and output, by ONNX op: a head has each op at most once.
+STEP_NODES = {"Mul": ("apply_scale", "vector_scaled"), "LogSoftmax": ("log_softmax", "log_probabilities"),
+              "MatMul": ("apply_weight", "mapped"), "Add": ("apply_bias", "calibrated_logits")}  # fmt: skip
 # Nodes of the head by name; a rewrite removes these and builds them again.
-HEAD_NODES = ("apply_temperature", "log_softmax", "apply_scale", "apply_weight", "apply_bias", "softmax", "sigmoid")
+HEAD_NODES = ("apply_temperature", *(node for node, _ in STEP_NODES.values()), "softmax", "sigmoid")
 
 
 def temperature_tensor(temperature: float | np.ndarray) -> onnx.TensorProto:
@@ -47,26 +51,25 @@ def _tensor(value: np.ndarray, name: str) -> onnx.TensorProto:
     return numpy_helper.from_array(a, name)
 
 
+def _step(step: HeadStep, last: str, calibrator: Calibrator) -> tuple[onnx.NodeProto, list[onnx.TensorProto], str]:
+    node, out = STEP_NODES[step.op]
+    if step.parameter is None:
+        return helper.make_node(step.op, [last], [out], name=node, axis=-1), [], out
+    value = getattr(calibrator, step.parameter)
+    name = INITIALIZERS[step.parameter]
+    stored = np.asarray(value).T if step.op == "MatMul" else value
+    return helper.make_node(step.op, [last, name], [out], name=node), [_tensor(stored, name)], out
+
+
 def head(calibrator: Calibrator, multilabel: bool) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
-    """The nodes and initializers from ``logits`` to ``probabilities``."""
+    """The nodes and initializers from ``logits`` to ``probabilities``: the temperature, then the method's steps."""
     nodes = [helper.make_node("Div", ["logits", TEMPERATURE], ["scaled_logits"], name="apply_temperature")]
     inits = [temperature_tensor(calibrator.temperature)]
     last = "scaled_logits"
-    if calibrator.method == "vector":
-        nodes.append(helper.make_node("Mul", [last, SCALE], ["vector_scaled"], name="apply_scale"))
-        inits.append(_tensor(calibrator.scale, SCALE))
-        last = "vector_scaled"
-    if calibrator.method == "dirichlet":
-        nodes.append(helper.make_node("LogSoftmax", [last], ["log_probabilities"], name="log_softmax", axis=-1))
-        last = "log_probabilities"
-    if calibrator.method in ("matrix", "dirichlet"):
-        nodes.append(helper.make_node("MatMul", [last, WEIGHT], ["mapped"], name="apply_weight"))
-        inits.append(_tensor(np.asarray(calibrator.weight).T, WEIGHT))
-        last = "mapped"
-    if calibrator.method != "temperature":
-        nodes.append(helper.make_node("Add", [last, BIAS], ["calibrated_logits"], name="apply_bias"))
-        inits.append(_tensor(calibrator.bias, BIAS))
-        last = "calibrated_logits"
+    for step in calibrator.head:
+        node, tensors, last = _step(step, last, calibrator)
+        nodes.append(node)
+        inits.extend(tensors)
     if multilabel:
         nodes.append(helper.make_node("Sigmoid", [last], ["probabilities"], name="sigmoid"))
     else:
@@ -87,18 +90,27 @@ def append_head(proto: onnx.ModelProto, calibrator: Calibrator, multilabel: bool
 
 
 def read_calibrator(path: str | Path) -> Calibrator:
-    """The calibrator a graph's head applies (method inferred from its initializers)."""
+    """The calibrator a graph's head applies: the registered method whose steps the head's nodes are."""
     proto = onnx.load(str(path))
     found = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in proto.graph.initializer if t.name in HEAD_INITIALIZERS}
     if TEMPERATURE not in found:
         raise ValueError(f"{path}: no '{TEMPERATURE}' initializer; not a Candor model")
-    t = found[TEMPERATURE]
-    if SCALE in found:
-        return Calibrator("vector", t, scale=found[SCALE], bias=found[BIAS])
-    if WEIGHT in found:
-        dirichlet = any(n.name == "log_softmax" for n in proto.graph.node)
-        return Calibrator("dirichlet" if dirichlet else "matrix", t, weight=found[WEIGHT].T, bias=found[BIAS])
-    return Calibrator.from_temperature(t)
+    by_node = {node: op for op, (node, _) in STEP_NODES.items()}
+    parameter_of = {init: part for part, init in INITIALIZERS.items()}
+    steps, values = [], {}
+    for n in proto.graph.node:
+        if n.name in by_node:
+            init = next((i for i in n.input if i in parameter_of), None)
+            steps.append(HeadStep(by_node[n.name], parameter_of.get(init)))
+            if init is not None:
+                values[parameter_of[init]] = found[init].T if n.op_type == "MatMul" else found[init]
+    cls = with_head(tuple(steps))
+    if cls is None:
+        raise ValueError(f"{path}: its calibration head ({', '.join(s.op for s in steps)}) is no registered method's")
+    try:
+        return cls(found[TEMPERATURE], **values)
+    except CalibratorError as e:
+        raise ValueError(f"{path}: {e}") from None
 
 
 def read_temperature(path: str | Path) -> np.ndarray:
@@ -126,4 +138,4 @@ def set_calibrator(src: str | Path, dst: str | Path, calibrator: Calibrator) -> 
 
 def set_temperature(src: str | Path, dst: str | Path, temperature: float | np.ndarray) -> None:
     """Copy the graph at ``src`` to ``dst`` with temperature scaling at ``temperature``."""
-    set_calibrator(src, dst, Calibrator.from_temperature(temperature))
+    set_calibrator(src, dst, TemperatureScaling.of(temperature))

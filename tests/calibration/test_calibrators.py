@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.special import log_softmax, softmax
 
-from candor.calibration.calibrators import Calibrator, CalibratorError, fit_calibrator
+from candor.calibration.calibrators import CalibratorError, TemperatureScaling, fit_calibrator
 from candor.calibration.metrics import nll
 from candor.calibration.selection import fit_method, improvement
 
@@ -24,7 +24,7 @@ def logits_and_labels(n=1200, k=4, seed=0, scale=2.5, shift=None):
 def test_every_method_improves_held_out_nll_on_an_overconfident_model(method):
     z, y, _ = logits_and_labels()
     fitted = fit_calibrator(method, z[:800], y[:800])
-    identity = Calibrator.from_temperature(1.0)
+    identity = TemperatureScaling.of(1.0)
     gain = improvement(identity, fitted, z[800:], y[800:])
     assert gain.low > 0, gain
     assert np.allclose(fitted.probabilities(z).sum(axis=1), 1)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from candor.calibration.calibrators import Calibrator
+from candor.calibration.calibrators import TemperatureScaling
 from candor.calibration.lineage import Refit, derive_manifest, publish_child
 from candor.calibration.manifest import MANIFEST_FILE, MODEL_FILE, read_manifest, sha256_file
 from candor.calibration.repository import versions
@@ -13,7 +13,7 @@ from tests.calibration.test_manifest import sample_manifest
 
 def test_a_child_inherits_everything_but_what_it_changes():
     parent = sample_manifest()
-    refit = Refit(Calibrator.from_temperature(2.5, True), "feedback")
+    refit = Refit(TemperatureScaling.of(2.5, True), "feedback")
     child = derive_manifest(parent, version=7, model_sha256="a" * 64, refit=refit)
     assert (child.version, child.parent, child.model_sha256) == (7, f"{parent.name}/{parent.version}", "a" * 64)
     assert child.temperature.value == [2.5] and child.temperature.fitted_on == "feedback" and child.temperature.clamped
@@ -34,7 +34,7 @@ def test_publish_child_writes_graph_manifest_and_extras_as_one_version(tmp_path)
         (folder / "report.md").write_text("r")
 
     folder = publish_child(tmp_path, parent, write_model=lambda path: path.write_bytes(b"graph"), extras=extras,
-                           refit=Refit(Calibrator.from_temperature(1.5), "val"))  # fmt: skip
+                           refit=Refit(TemperatureScaling.of(1.5), "val"))  # fmt: skip
     child = read_manifest(folder / MANIFEST_FILE)
     assert folder == tmp_path / parent.name / "1" and seen == [1] and (folder / "report.md").is_file()
     assert child.model_sha256 == sha256_file(folder / MODEL_FILE) and child.temperature.value == [1.5]

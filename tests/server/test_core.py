@@ -17,7 +17,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from sklearn.datasets import load_digits
 
-from candor.calibration.calibrators import Calibrator
+from candor.calibration.calibrators import TemperatureScaling
 from candor.calibration.lineage import Refit, publish_child
 from candor.calibration.manifest import MODEL_FILE, read_manifest, write_manifest
 from candor.calibration.reference import confidence_histogram, read_sample
@@ -191,7 +191,7 @@ def test_recalibration_fits_on_stored_feedback_publishes_a_child_and_serves_it(r
     parent = read_manifest(repo / "digits/1/candor.json")
     # An overconfident v2 (T far too low), made the one way a child version is made.
     publish_child(repo, parent, write_model=lambda path: set_temperature(repo / "digits/1" / MODEL_FILE, path, 0.2),
-                  refit=Refit(Calibrator.from_temperature(0.2), "test: made overconfident"))  # fmt: skip
+                  refit=Refit(TemperatureScaling.of(0.2), "test: made overconfident"))  # fmt: skip
 
     async def scenario(core: Core):
         with pytest.raises(FailedPrecondition, match="needs at least 100"):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from candor.calibration import read_manifest
-from candor.calibration.calibrators import Calibrator
+from candor.calibration.calibrators import TemperatureScaling
 from candor.calibration.lineage import Refit, publish_child
 from candor.calibration.manifest import sha256_file
 from candor.graph import read_temperature, set_temperature
@@ -70,7 +70,7 @@ def test_calibrate_publishes_only_a_significant_refit_and_rederives_the_referenc
     # A child made overconfident (T = 0.2), then calibrated: significantly better, published.
     v1 = read_manifest(repo / "digits/1/candor.json")
     publish_child(repo, v1, write_model=lambda path: set_temperature(repo / "digits/1/model.onnx", path, 0.2),
-                  refit=Refit(Calibrator.from_temperature(0.2), "test: made overconfident"))  # fmt: skip
+                  refit=Refit(TemperatureScaling.of(0.2), "test: made overconfident"))  # fmt: skip
     v2 = read_manifest(repo / "digits/2/candor.json")
     assert v2.reference.confidence_histogram != v1.reference.confidence_histogram  # its own calibrator's reference
     result = run_candor("calibrate", "--model-repository", str(repo), "--name", "digits")

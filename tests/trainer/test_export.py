@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from candor.calibration import softmax
-from candor.calibration.calibrators import Calibrator, fit_calibrator
+from candor.calibration.calibrators import Calibrator, TemperatureScaling, fit_calibrator
 from candor.graph import read_calibrator, read_temperature, set_calibrator, set_temperature
 from candor.trainer import export as export_mod
 from candor.trainer.export import ExportError, export_model, run_onnx, to_onnx
@@ -23,7 +23,7 @@ def make_model(arch="mlp", k=4, f=16, image_shape=None):
 def test_graph_contract_and_parity(tmp_path, arch, image_shape):
     model = make_model(arch, image_shape=image_shape)
     X = np.random.default_rng(1).normal(size=(37, 16)).astype(np.float32) * 3
-    gap = export_model(model, tmp_path / "m.onnx", X, Calibrator.from_temperature(1.7), multilabel=False)
+    gap = export_model(model, tmp_path / "m.onnx", X, TemperatureScaling.of(1.7), multilabel=False)
     assert gap <= 1e-5
     proto = onnx.load(str(tmp_path / "m.onnx"))
     assert [i.name for i in proto.graph.input] == ["input"]
@@ -41,7 +41,7 @@ def test_graph_contract_and_parity(tmp_path, arch, image_shape):
 def test_temperature_is_a_rewritable_initializer(tmp_path):
     model = make_model()
     X = np.random.default_rng(2).normal(size=(8, 16)).astype(np.float32)
-    export_model(model, tmp_path / "a.onnx", X, Calibrator.from_temperature(1.0), multilabel=False)
+    export_model(model, tmp_path / "a.onnx", X, TemperatureScaling.of(1.0), multilabel=False)
     set_temperature(tmp_path / "a.onnx", tmp_path / "b.onnx", 0.5)
     assert read_temperature(tmp_path / "b.onnx") == pytest.approx(0.5)
     logits_a, _ = run_onnx(tmp_path / "a.onnx", X)
@@ -57,7 +57,7 @@ def test_multilabel_head_is_sigmoid_with_per_class_temperature(tmp_path):
     model = make_model(k=3)
     X = np.random.default_rng(3).normal(size=(10, 16)).astype(np.float32)
     t = np.array([0.5, 1.0, 2.0])
-    export_model(model, tmp_path / "m.onnx", X, Calibrator.from_temperature(t), multilabel=True)
+    export_model(model, tmp_path / "m.onnx", X, TemperatureScaling.of(t), multilabel=True)
     logits, probs = run_onnx(tmp_path / "m.onnx", X)
     assert np.allclose(probs, 1 / (1 + np.exp(-logits / t)), atol=1e-6)
     assert np.allclose(read_temperature(tmp_path / "m.onnx"), t)
@@ -78,13 +78,13 @@ def test_parity_failure_fails_the_export_and_writes_nothing(tmp_path, monkeypatc
 
     monkeypatch.setattr(export_mod, "to_onnx", drifted)
     with pytest.raises(ExportError, match="disagree"):
-        export_model(model, tmp_path / "m.onnx", X, Calibrator.from_temperature(1.0), multilabel=False)
+        export_model(model, tmp_path / "m.onnx", X, TemperatureScaling.of(1.0), multilabel=False)
     assert not (tmp_path / "m.onnx").exists()
 
 
 def test_old_opset_is_refused():
     with pytest.raises(ValueError, match="17 or newer"):
-        to_onnx(make_model(), 16, Calibrator.from_temperature(1.0), False, opset=13)
+        to_onnx(make_model(), 16, TemperatureScaling.of(1.0), False, opset=13)
 
 
 def _fitted(method: str, seed: int = 5) -> Calibrator:

@@ -13,7 +13,7 @@ and the child's own calibrator is applied to it, so clean traffic looks the same
 child as it did to the parent.
 
 >>> folder = publish_child(repo, parent, write_model=copy_with_new_head,            # doctest: +SKIP
-...                        refit=Refit(Calibrator.from_temperature(1.4), "feedback of digits/3"))
+...                        refit=Refit(TemperatureScaling.of(1.4), "feedback of digits/3"))
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from candor import __version__
-from candor.calibration.calibrators import T_MAX, T_MIN, Calibrator
+from candor.calibration.calibrators import T_MAX, T_MIN, Calibrator, method_class
 from candor.calibration.manifest import (
     MANIFEST_FILE,
     MODEL_FILE,
@@ -76,12 +76,9 @@ def calibrator_of(m: Manifest) -> Calibrator:
     """The calibrator a manifest describes (what its graph's head applies)."""
     t = np.asarray(m.temperature.value, dtype=np.float64)
     c = m.calibrator
-
-    def arr(v: list | None) -> np.ndarray | None:
-        return None if v is None else np.asarray(v, dtype=np.float64)
-
-    return Calibrator(c.method, t if m.temperature.per_class else t.reshape(()), scale=arr(c.scale), weight=arr(c.weight),
-                      bias=arr(c.bias), regularisation=c.regularisation, clamped=m.temperature.clamped)  # fmt: skip
+    arrays = {part: np.asarray(getattr(c, part), dtype=np.float64) for part in method_class(c.method).parameter_names()}
+    return method_class(c.method)(t if m.temperature.per_class else t.reshape(()), **arrays, regularisation=c.regularisation,
+                                  clamped=m.temperature.clamped)  # fmt: skip
 
 
 def child_reference(parent_folder: Path, parent: Manifest, child: str, calibrator: Calibrator | None) -> Reference:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 from candor.calibration._strict import SchemaError, from_dict
+from candor.calibration.calibrators.registry import REGISTRY
 
 SCHEMA_VERSION = 2  # 2: the calibrator, ECE intervals and the reference sample (1 is upgraded on read)
 MANIFEST_FILE = "candor.json"
@@ -49,14 +50,11 @@ class TemperatureSpec:
     bounds: list[float]
 
 
-CalibrationMethod = Literal["temperature", "vector", "matrix", "dirichlet"]
-
-
 @dataclass(frozen=True)
 class CalibratorSpec:
     """The post-hoc calibrator folded into the graph after the temperature (see candor.calibration.calibrators)."""
 
-    method: CalibrationMethod
+    method: str  # a method of candor.calibration.calibrators.REGISTRY
     scale: list[float] | None  # vector: s = z * scale + bias
     weight: list[list[float]] | None  # matrix, dirichlet: s = x @ weight^T + bias
     bias: list[float] | None
@@ -216,17 +214,22 @@ def _check_semantics(m: Manifest) -> None:
     if not all(math.isfinite(v) and v > 0 for v in t):
         raise SchemaError(f"field 'temperature.value' must be finite and > 0, got {t}")
     c = m.calibrator
+    if c.method not in REGISTRY:
+        raise SchemaError(f"field 'calibrator.method' must be one of {', '.join(REGISTRY)}, got {c.method!r}")
+    method = REGISTRY[c.method]
     shapes = {"scale": [k], "weight": [k, k], "bias": [k]}
-    wanted = {"temperature": (), "vector": ("scale", "bias"), "matrix": ("weight", "bias"), "dirichlet": ("weight", "bias")}
+    wanted = method.parameter_names()
     for part, shape in shapes.items():
         value = getattr(c, part)
-        if (value is not None) != (part in wanted[c.method]):
-            raise SchemaError(f"field 'calibrator.{part}' must be {'set' if part in wanted[c.method] else 'null'} "
+        if (value is not None) != (part in wanted):
+            raise SchemaError(f"field 'calibrator.{part}' must be {'set' if part in wanted else 'null'} "
                               f"for method {c.method!r}")  # fmt: skip
         if value is not None and [len(value)] + ([len(value[0])] if part == "weight" else []) != shape:
             raise SchemaError(f"field 'calibrator.{part}' must have shape {shape}")
-    if c.method != "temperature" and (m.task != "multiclass" or m.temperature.value != [1.0]):
-        raise SchemaError(f"calibrator {c.method!r} needs a multiclass model with temperature [1.0]")
+    if m.task not in method.tasks:
+        raise SchemaError(f"calibrator {c.method!r} needs a multiclass model")
+    if not method.fits_temperature and m.temperature.value != [1.0]:
+        raise SchemaError(f"calibrator {c.method!r} fits no temperature: it needs temperature [1.0]")
     if not 0 <= m.smoothing.epsilon < 1:
         raise SchemaError(f"field 'smoothing.epsilon' must lie in [0, 1), got {m.smoothing.epsilon}")
     if len(m.reference.class_frequencies) != k:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from candor.calibration.calibrators import METHODS, Calibrator, CalibratorError, fit_calibrator, minimum_rows
+from candor.calibration.calibrators import METHODS, REGISTRY, Calibrator, CalibratorError, TemperatureScaling, fit_calibrator
 from candor.calibration.intervals import Interval, paired_improvement
 from candor.calibration.metrics import row_nll
 
@@ -33,8 +33,8 @@ def improvement(before: Calibrator, after: Calibrator, logits: np.ndarray, label
 def select_calibrator(logits: np.ndarray, labels: np.ndarray, seed: int = 0) -> Selection:
     """Pick a method by 5-fold cross-validated NLL and fit it on every row.
 
-    Simpler first: temperature is the default, and a richer method (vector, then matrix,
-    then Dirichlet) takes its place only when its out-of-fold NLL improvement over the
+    Simpler first: temperature is the default, and a richer method (the registry's next
+    candidates in order: vector, then matrix, then Dirichlet) takes its place only when its out-of-fold NLL improvement over the
     current choice has a 90% paired-bootstrap interval above 0. Methods with more
     parameters than the folds' rows are skipped, and the summary says so.
     """
@@ -44,9 +44,11 @@ def select_calibrator(logits: np.ndarray, labels: np.ndarray, seed: int = 0) -> 
     train_rows = len(z) - max(len(f) for f in folds)
     oof: dict[str, np.ndarray] = {}
     skipped = []
-    for method in METHODS:
-        if train_rows < minimum_rows(method, z.shape[1]):
-            skipped.append(f"{method} (needs {minimum_rows(method, z.shape[1])} rows per fold, has {train_rows})")
+    candidates = [name for name, cls in REGISTRY.items() if cls.in_auto]
+    for method in candidates:
+        need = REGISTRY[method].minimum_rows(z.shape[1])
+        if train_rows < need:
+            skipped.append(f"{method} (needs {need} rows per fold, has {train_rows})")
             continue
         losses = np.empty(len(z))
         for i, held in enumerate(folds):
@@ -54,9 +56,9 @@ def select_calibrator(logits: np.ndarray, labels: np.ndarray, seed: int = 0) -> 
             fitted = fit_calibrator(method, z[train], y[train], seed=seed)
             losses[held] = row_nll(fitted.probabilities(z[held]), y[held])
         oof[method] = losses
-    chosen = "temperature"
-    notes = [f"temperature {oof['temperature'].mean():.4f}"]
-    for method in [m for m in METHODS[1:] if m in oof]:
+    chosen = TemperatureScaling.name
+    notes = [f"{chosen} {oof[chosen].mean():.4f}"]
+    for method in [m for m in candidates if m in oof and m != chosen]:
         gain = paired_improvement(oof[chosen], oof[method])
         notes.append(f"{method} {oof[method].mean():.4f} (vs {chosen}: {gain})")
         if gain.low > 0:
@@ -75,9 +77,9 @@ def fit_method(method: str, logits: np.ndarray, labels: np.ndarray, task: str = 
     """``method`` (one of :data:`METHODS` or ``auto``) fitted on the rows."""
     if method == AUTO:
         if task != "multiclass":
-            fitted = fit_calibrator("temperature", logits, labels, task, per_class)
+            fitted = TemperatureScaling.fit(logits, labels, task, per_class)
             return Selection(fitted, f"auto: {task} models use temperature")
         return select_calibrator(logits, labels, seed)
     if method not in METHODS:
-        raise CalibratorError(f"unknown calibration method {method!r}; choose one of {', '.join((*METHODS, AUTO))}")
-    return Selection(fit_calibrator(method, logits, labels, task, per_class, seed), None)  # type: ignore[arg-type]
+        raise CalibratorError(f"unknown calibration method {method!r}; choose one of {', '.join(CHOICES)}")
+    return Selection(fit_calibrator(method, logits, labels, task, per_class, seed), None)

@@ -443,7 +443,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-rows", type=int, default=100, help="fewest feedback rows to act on (default: 100)")
     p.add_argument("--dry-run", action="store_true", help="fit and report, publish nothing")
     p.add_argument("--method", default="temperature",
-                   help="temperature, vector, matrix, dirichlet or auto (default: temperature)")  # fmt: skip
+                   help="a calibration method the server offers, or auto to choose by cross-validated NLL; an unknown "
+                        "name is answered with the server's list (default: temperature)")  # fmt: skip
     p.add_argument("--since", type=_when, default=0.0,
                    help="fit on feedback received at or after this time: unix seconds or ISO 8601 "
                         "(default: the server's feedback window)")  # fmt: skip

@@ -17,7 +17,7 @@ from torch import nn
 
 from candor import __version__
 from candor.calibration import repository
-from candor.calibration.calibrators import Calibrator
+from candor.calibration.calibrators import Calibrator, TemperatureScaling
 from candor.calibration.lineage import calibrator_specs, utc_now
 from candor.calibration.manifest import (
     MANIFEST_FILE,
@@ -120,7 +120,7 @@ def fit(options: TrainOptions, ctx: DistContext | None = None) -> Trained:
     task = "multilabel" if multilabel else "multiclass"
     val_logits, test_logits = predict_logits(model, val.X), predict_logits(model, test.X)
     chosen = fit_method(options.calibrator, val_logits, val.y, task, options.per_class_temperature, seed=options.loop.seed)
-    identity = Calibrator.from_temperature(1.0)
+    identity = TemperatureScaling.of(1.0)
     return Trained(
         options=options, data=data, split=split, model=model, spec=spec, loop=loop, smoothing=smoothing,
         calibrator=chosen.calibrator, selected_by=chosen.summary, sample=Sample(test_logits, test.y, val_logits, val.y),

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from candor.calibration import repository
-from candor.calibration.calibrators import Calibrator
+from candor.calibration.calibrators import Calibrator, TemperatureScaling
 from candor.calibration.intervals import Interval, paired_improvement
 from candor.calibration.lineage import Refit, calibrator_of, publish_child
 from candor.calibration.manifest import MANIFEST_FILE, MODEL_FILE, Manifest, read_manifest, sha256_file
@@ -55,11 +55,7 @@ def open_version(repo: str | Path, name: str, version: int | None = None) -> Ver
     if sha256_file(folder / MODEL_FILE) != manifest.model_sha256:
         raise ValueError(f"{folder / MODEL_FILE}: sha256 does not match the manifest; the file was changed or corrupted")
     graph, described = read_calibrator(folder / MODEL_FILE), calibrator_of(manifest)
-    same = graph.method == described.method and all(
-        (a is None) == (b is None) and (a is None or np.allclose(a, b, rtol=1e-6, atol=1e-6))
-        for a, b in ((graph.temperature, described.temperature), (graph.scale, described.scale),
-                     (graph.weight, described.weight), (graph.bias, described.bias)))  # fmt: skip
-    if not same:
+    if not graph.close_to(described):
         raise ValueError(f"{folder}: the graph's calibrator ({graph.describe()}) differs from the manifest's "
                          f"({described.describe()})")  # fmt: skip
     return Version(folder, manifest)
@@ -91,7 +87,7 @@ def labelled_rows(v: Version, data: DataOptions | None, split: str) -> tuple[np.
 def evaluate(v: Version, X: np.ndarray, y: np.ndarray, split: str) -> Measurement:
     """Metrics of the served graph uncalibrated (T = 1) and through its own calibrator."""
     logits, _ = run_onnx(v.model_path, X)
-    return measure(logits.astype(np.float64), y, Calibrator.from_temperature(1.0), v.calibrator, v.multilabel, split)
+    return measure(logits.astype(np.float64), y, TemperatureScaling.of(1.0), v.calibrator, v.multilabel, split)
 
 
 def _reports(m: Measurement) -> Callable[[Path, Manifest], None]:

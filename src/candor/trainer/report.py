@@ -9,6 +9,7 @@ import numpy as np
 
 from candor.calibration.binning import ReliabilityBins
 from candor.calibration.intervals import LEVEL, RESAMPLES, SEED
+from candor.calibration.lineage import calibrator_of
 from candor.calibration.manifest import Manifest, MetricSet
 from candor.calibration.report import METRIC_NAMES
 
@@ -49,11 +50,8 @@ def describe_noise(noise: dict | None) -> str:
 
 def render_report(m: Manifest, path: Path | None = None) -> str:
     t = m.temperature
-    temp = f"{t.value[0]:.4f}" if not t.per_class else ", ".join(f"{v:.3f}" for v in t.value)
     c = m.calibrator
-    method = f"temperature {temp}" if c.method == "temperature" else f"{c.method} scaling"
-    if c.regularisation is not None:
-        method += f" (ODIR lambda = mu = {c.regularisation:g})"
+    method = calibrator_of(m).describe()
     s = m.smoothing
     lines = [
         f"# {m.name} version {m.version}",

@@ -3,8 +3,9 @@ result as the next version only when it is significantly better on held-out feed
 
 The rows are the ones the server joined to its own logged predictions, with the raw
 logits it served from; a row that carries served probabilities only is still usable by
-temperature and Dirichlet fits under a temperature-scaled parent: there p = softmax(z / T)
-and T * log(p) equals z up to a per-row constant, which neither method sees.
+methods that are invariant to a per-row shift of the logits (temperature, Dirichlet:
+``row_shift_invariant``) under a temperature-scaled parent: there p = softmax(z / T)
+and T * log(p) equals z up to a per-row constant, which those methods do not see.
 
 The window is the newest rows (``since`` and ``newest_rows``; by default the server's
 feedback window), so that feedback from before a drift does not pull the fit back. Of
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from candor.calibration import calibration_report
-from candor.calibration.calibrators import CalibratorError, minimum_rows
+from candor.calibration.calibrators import REGISTRY, CalibratorError, TemperatureScaling
 from candor.calibration.lineage import Refit, publish_child
 from candor.calibration.manifest import MODEL_FILE, Metrics, MetricSet
 from candor.calibration.metrics import nll
@@ -34,8 +35,6 @@ from candor.server.core.errors import FailedPrecondition, InvalidArgument
 from candor.server.core.model import LoadedModel
 from candor.server.core.store import FeedbackRow
 
-# Methods that cannot use a row without raw logits (see the module docstring).
-NEEDS_RAW_LOGITS = ("vector", "matrix", AUTO)
 MIN_SIDE_ROWS = 10  # fewest rows on each side of the fit / holdout split
 
 
@@ -68,7 +67,9 @@ class Recalibration:
 
 def _logits(model: LoadedModel, rows: list[FeedbackRow], method: str) -> tuple[np.ndarray, np.ndarray, int]:
     """Logits ``[N, K]`` and labels of the usable rows, and how many were left out."""
-    recoverable = model.manifest.calibrator.method == "temperature" and method not in NEEDS_RAW_LOGITS
+    # auto may choose a method that needs raw logits (see the module docstring)
+    recoverable = (isinstance(model.calibrator, TemperatureScaling) and method != AUTO
+                   and REGISTRY[method].row_shift_invariant)  # fmt: skip
     t_old = float(model.manifest.temperature.value[0])
     usable = [r for r in rows if r.logits is not None or recoverable]
     logits = np.stack([r.logits if r.logits is not None else t_old * np.log(np.clip(r.probabilities, 1e-12, 1.0))
@@ -94,7 +95,7 @@ def recalibrate(repository: Path, model: LoadedModel, rows: list[FeedbackRow], h
         raise InvalidArgument(f"holdout_share must lie in (0, 1), got {holdout_share}")
     if model.multilabel or model.manifest.temperature.per_class:
         raise InvalidArgument("recalibration from feedback covers multiclass models")
-    method = method or "temperature"
+    method = method or TemperatureScaling.name
     logits, labels, without_logits = _logits(model, rows, method)
     if len(labels) < min_rows:
         left_out = f" ({without_logits} more carry probabilities only, which {method} cannot use)" if without_logits else ""
@@ -108,13 +109,14 @@ def recalibrate(repository: Path, model: LoadedModel, rows: list[FeedbackRow], h
                                  f"and {n_hold} to check; each side needs at least {MIN_SIDE_ROWS}. Wait for more "
                                  "feedback or choose a holdout_share nearer 0.3")  # fmt: skip
     k = model.manifest.num_classes
-    if method in ("matrix", "dirichlet") and len(fit_idx) < minimum_rows(method, k):
-        raise FailedPrecondition(f"{method} scaling has {minimum_rows(method, k)} parameters for {k} classes and needs at "
-                                 f"least that many fit rows; the window gives {len(fit_idx)} after holding out {n_hold}")
+    need = REGISTRY[method].minimum_rows(k) if method != AUTO else 1
+    if len(fit_idx) < need:
+        raise FailedPrecondition(f"{REGISTRY[method].title} has {need} parameters for {k} classes and needs at least that "
+                                 f"many fit rows; the window gives {len(fit_idx)} after holding out {n_hold}")
     try:
         chosen = fit_method(method, logits[fit_idx], labels[fit_idx], seed=seed)
     except CalibratorError as e:
-        raise (InvalidArgument if "unknown calibration method" in str(e) else FailedPrecondition)(str(e)) from None
+        raise FailedPrecondition(str(e)) from None
     parent, refit = model.calibrator, chosen.calibrator
     gain = improvement(parent, refit, logits[hold], labels[hold])
     before = calibration_report(parent.probabilities(logits[hold]), labels[hold])
