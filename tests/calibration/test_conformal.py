@@ -13,7 +13,7 @@ import pytest
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
-from candor.calibration.conformal import APS, LAC, RAPS, ConformalError, class_thresholds, threshold
+from candor.calibration.conformal import APS, LAC, RAPS, ConformalError, class_thresholds, rows_needed, threshold
 
 SPLITS = 20
 
@@ -93,3 +93,13 @@ def test_class_conditional_names_the_classes_short_of_rows():
     labels = np.array([0] * 30 + [1] * 5)
     with pytest.raises(ConformalError, match="needs at least 9 calibration rows per class; class 1 has 5"):
         class_thresholds(np.linspace(0, 1, 35), labels, 0.9, 2)
+
+
+@pytest.mark.parametrize("coverage, rows", [(0.9, 9), (0.95, 19), (0.99, 99), (0.9999, 9999), (0.8, 4)])
+def test_rows_needed_is_exact_where_float_rounding_would_add_one(coverage, rows):
+    """1 - 0.9999 is 9.9999999999989e-05 in floating point; the count must still be 9999, not 10000."""
+    assert rows_needed(1 - coverage) == rows
+    scores = np.linspace(0, 1, rows)
+    assert threshold(scores, coverage) == 1.0  # exactly enough rows: the largest score
+    with pytest.raises(ConformalError):
+        threshold(scores[:-1], coverage)

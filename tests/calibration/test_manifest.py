@@ -27,7 +27,7 @@ def sample_manifest() -> Manifest:
     ms = MetricSet(0.9, 0.3, 0.15, 0.05, 0.02, 0.2, 0.07, 0.04, 0.03, 0.07, 0.01)
     probs = np.array([[0.9, 0.05, 0.05], [0.2, 0.7, 0.1], [0.3, 0.3, 0.4]])
     return Manifest(
-        schema_version=2, candor_version="0.1.0", name="demo", version=3, created_at="2026-11-23T00:00:00+00:00",
+        schema_version=3, candor_version="0.1.0", name="demo", version=3, created_at="2026-11-23T00:00:00+00:00",
         task="multiclass", class_names=["a", "b", "c"],
         input=InputSpec("input", "float32", [-1, 4], None), outputs=["logits", "probabilities"],
         temperature=TemperatureSpec([1.5], False, "val", False, [0.05, 20.0]),
@@ -37,7 +37,7 @@ def sample_manifest() -> Manifest:
         data=DataSpec("synthetic", {"n_samples": 100, "seed": 0}, "0" * 64, 4, 60, 20, 20, 0, 0.2, 0.2, None),
         metrics=Metrics("test", 15, ms, ms),
         reference=build_reference(probs, np.array([0, 1, 1]), "test"),
-        model_sha256="ab" * 32, parent=None,
+        model_sha256="ab" * 32, parent=None, conformal=None,
     )  # fmt: skip
 
 
@@ -71,7 +71,7 @@ def _broken(tmp_path, mutate):
         (lambda d: d["smoothing"].update(epsilon=1.0), "smoothing.epsilon"),
         (lambda d: d.update(class_names=["a", "b"]), "reference.class_frequencies"),
         (lambda d: d.update(class_names=["a", "a", "b"]), "duplicates"),
-        (lambda d: d.update(schema_version=3), "schema_version"),
+        (lambda d: d.update(schema_version=4), "schema_version"),
         (lambda d: d["calibrator"].update(method="vector"), "calibrator.scale"),
         (lambda d: d["calibrator"].update(method="matrix", weight=[[1.0] * 3] * 2, bias=[0.0] * 3), "calibrator.weight"),
         (lambda d: d["calibrator"].update(method="sideways"), "calibrator.method"),
@@ -134,8 +134,22 @@ def test_a_schema_1_manifest_is_read_as_temperature_scaling_without_a_stored_sam
         del data["metrics"]["before_temperature"][key], data["metrics"]["after_temperature"][key]
     for key in ("source", "sample", "ece_interval"):
         del data["reference"][key]
+    del data["conformal"]
     (tmp_path / "candor.json").write_text(json.dumps(data))
     m = read_manifest(tmp_path / "candor.json")
-    assert (m.schema_version, m.calibrator.method, m.reference.sample, m.metrics.after_temperature.ece_low) == (
-        2, "temperature", None, None)
+    assert (m.schema_version, m.calibrator.method, m.reference.sample, m.metrics.after_temperature.ece_low, m.conformal) == (
+        3, "temperature", None, None, None)
     assert "not re-derivable" in m.reference.source
+
+
+def test_a_schema_2_manifest_is_read_without_conformal_scores(tmp_path):
+    data = sample_manifest().to_dict()
+    data["schema_version"] = 2
+    del data["conformal"]
+    (tmp_path / "candor.json").write_text(json.dumps(data))
+    m = read_manifest(tmp_path / "candor.json")
+    assert (m.schema_version, m.conformal) == (3, None)
+    data["schema_version"] = 3  # a schema-3 manifest must say conformal, even as null
+    (tmp_path / "candor.json").write_text(json.dumps(data))
+    with pytest.raises(SchemaError, match="conformal"):
+        read_manifest(tmp_path / "candor.json")

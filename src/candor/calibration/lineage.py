@@ -29,10 +29,12 @@ import numpy as np
 
 from candor import __version__
 from candor.calibration.calibrators import T_MAX, T_MIN, Calibrator, method_class
+from candor.calibration.conformal.split import rederive as rederive_conformal
 from candor.calibration.manifest import (
     MANIFEST_FILE,
     MODEL_FILE,
     CalibratorSpec,
+    ConformalSpec,
     Manifest,
     Metrics,
     Reference,
@@ -94,8 +96,20 @@ def child_reference(parent_folder: Path, parent: Manifest, child: str, calibrato
     return derive_reference(sample, ref.sample, calibrator or calibrator_of(parent), parent.task == "multilabel", child)
 
 
+def child_conformal(parent_folder: Path, parent: Manifest, folder: Path, calibrator: Calibrator | None,
+                    child: str) -> ConformalSpec | None:  # fmt: skip
+    """The child's conformal scores: the parent's calibration rows through the child's calibrator, with the
+    test report re-measured on the stored reference rows (None when the parent has no scores)."""
+    if parent.conformal is None:
+        return None
+    test = None if parent.reference.sample is None else read_sample(parent_folder, parent.reference.sample)
+    return rederive_conformal(parent_folder, parent.conformal, folder, calibrator or calibrator_of(parent), child,
+                              None if test is None else test.test_logits, None if test is None else test.test_labels)  # fmt: skip
+
+
 def derive_manifest(parent: Manifest, *, version: int, model_sha256: str, refit: Refit | None = None,
-                    metrics: Metrics | None = None, reference: Reference | None = None) -> Manifest:  # fmt: skip
+                    metrics: Metrics | None = None, reference: Reference | None = None,
+                    conformal: ConformalSpec | None = None) -> Manifest:  # fmt: skip
     """The manifest of ``version``, a child of ``parent``: what is not given is inherited."""
     changes: dict = {}
     if refit is not None:
@@ -106,6 +120,8 @@ def derive_manifest(parent: Manifest, *, version: int, model_sha256: str, refit:
         changes["metrics"] = metrics
     if reference is not None:
         changes["reference"] = reference
+    if conformal is not None:
+        changes["conformal"] = conformal
     return parent.replace(version=version, candor_version=__version__, created_at=utc_now(), model_sha256=model_sha256,
                           parent=f"{parent.name}/{parent.version}", **changes)  # fmt: skip
 
@@ -128,8 +144,9 @@ def publish_child(repository: str | Path, parent: Manifest, *, write_model: Call
         reference = child_reference(parent_folder, parent, f"{parent.name}/{version}", calibrator)
         if reference.sample is not None:
             shutil.copy2(parent_folder / reference.sample.file, folder / reference.sample.file)
+        conformal = child_conformal(parent_folder, parent, folder, calibrator, f"{parent.name}/{version}")
         manifest = derive_manifest(parent, version=version, model_sha256=sha256_file(folder / MODEL_FILE), refit=refit,
-                                   metrics=metrics, reference=reference)  # fmt: skip
+                                   metrics=metrics, reference=reference, conformal=conformal)  # fmt: skip
         write_manifest(manifest, folder / MANIFEST_FILE)
         if extras is not None:
             extras(folder, manifest)

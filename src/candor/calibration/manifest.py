@@ -23,8 +23,9 @@ from typing import Literal
 
 from candor.calibration._strict import SchemaError, from_dict
 from candor.calibration.calibrators.registry import REGISTRY
+from candor.calibration.conformal.registry import METHODS as CONFORMAL_METHODS
 
-SCHEMA_VERSION = 2  # 2: the calibrator, ECE intervals and the reference sample (1 is upgraded on read)
+SCHEMA_VERSION = 3  # 2: the calibrator, ECE intervals, the reference sample; 3: conformal scores (1 and 2 are upgraded on read)
 MANIFEST_FILE = "candor.json"
 MODEL_FILE = "model.onnx"
 
@@ -156,6 +157,44 @@ class Reference:
 
 
 @dataclass(frozen=True)
+class ConformalResult:
+    """How a conformal method's sets did on the test split at one promised coverage."""
+
+    method: str  # a score's label: lac, aps, raps, aps_randomised, raps_randomised
+    class_conditional: bool  # one threshold per class (Mondrian) instead of one for all
+    coverage: float  # the promised level 1 - alpha
+    observed: float  # share of test rows whose label is in their set
+    observed_low: float  # 90% Clopper-Pearson interval of that share
+    observed_high: float
+    worst_class: float  # the lowest per-class share
+    mean_size: float
+    median_size: float
+    empty_share: float
+    singleton_share: float
+
+
+@dataclass(frozen=True)
+class ConformalSpec:
+    """The calibration split of the conformal scores, stored next to the graph (conformal.npz)."""
+
+    file: str
+    sha256: str
+    split: str  # where the rows came from, in words: "val, rows no fit has seen (...)"
+    rows: int
+    fit_rows: int  # validation rows the calibrator and early stopping used: disjoint from these
+    seed: int  # drew the split of the validation rows and the uniforms of the randomised scores
+    stored_with: str  # "name/version" whose network produced the stored logits
+    source: str  # through which version's calibrator the stored scores were computed
+    methods: list[str]  # the scores served per request
+    recommended: str  # served when a request names none
+    default_coverage: float  # KServe's prediction_set output
+    raps_penalty: float
+    raps_k_reg: int
+    class_conditional: bool  # served sets use one threshold per class
+    test_split: list[ConformalResult]
+
+
+@dataclass(frozen=True)
 class Manifest:
     schema_version: int
     candor_version: str
@@ -175,6 +214,7 @@ class Manifest:
     reference: Reference
     model_sha256: str
     parent: str | None  # "name/version" this one was derived from (recalibration)
+    conformal: ConformalSpec | None  # None for multi-label models and versions made before schema 3
 
     @property
     def num_classes(self) -> int:
@@ -238,10 +278,36 @@ def _check_semantics(m: Manifest) -> None:
         raise SchemaError("field 'reference.confidence_histogram' must sum to 1")
     if not _SHA256.match(m.model_sha256):
         raise SchemaError("field 'model_sha256' must be 64 lower-case hex digits")
+    if m.conformal is not None:
+        _check_conformal(m.conformal, m.task)
+
+
+def _check_conformal(c: ConformalSpec, task: str) -> None:
+    if task != "multiclass":
+        raise SchemaError("field 'conformal' is for multiclass models; a multi-label model has none")
+    unknown = [name for name in c.methods if name not in CONFORMAL_METHODS]
+    if unknown or not c.methods:
+        raise SchemaError(f"field 'conformal.methods' must list some of {', '.join(CONFORMAL_METHODS)}, got {c.methods}")
+    if c.recommended not in c.methods:
+        raise SchemaError(f"field 'conformal.recommended' must be one of conformal.methods {c.methods}, got {c.recommended!r}")
+    if not 0 < c.default_coverage < 1:
+        raise SchemaError(f"field 'conformal.default_coverage' must lie in (0, 1), got {c.default_coverage}")
+    if c.rows < 1 or c.fit_rows < 0:
+        raise SchemaError(f"field 'conformal.rows' must be >= 1, got {c.rows}")
+    if not _SHA256.match(c.sha256):
+        raise SchemaError("field 'conformal.sha256' must be 64 lower-case hex digits")
 
 
 def upgrade(data: dict) -> dict:
-    """A schema-1 manifest in schema 2: temperature scaling, no intervals, no stored sample."""
+    """An older manifest in the current schema: 1 -> 2 (temperature scaling, no intervals, no
+    stored sample), 2 -> 3 (no conformal scores)."""
+    data = _upgrade_from_1(data)
+    if isinstance(data, dict) and data.get("schema_version") == 2:
+        data = {**data, "schema_version": 3, "conformal": None}
+    return data
+
+
+def _upgrade_from_1(data: dict) -> dict:
     if not isinstance(data, dict) or data.get("schema_version") != 1:
         return data
     data = {**data, "schema_version": 2,

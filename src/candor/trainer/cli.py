@@ -103,6 +103,12 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--calibrator", choices=CALIBRATION_METHODS, default="temperature",
                    help="post-hoc calibrator fitted on validation and folded into the graph; auto picks by 5-fold "
                         "cross-validated NLL (default: temperature)")  # fmt: skip
+    g.add_argument("--conformal-share", type=epsilon, default=0.5,
+                   help="share of the validation rows no fit sees, scored for conformal prediction sets (multiclass; "
+                        "0: none; default: 0.5)")  # fmt: skip
+    g.add_argument("--class-conditional-sets", action="store_true",
+                   help="serve prediction sets with one threshold per class (Mondrian), which covers every class, "
+                        "not only on average; needs ceil(1/alpha) - 1 calibration rows per class")  # fmt: skip
     g.add_argument("--no-progress", action="store_true",
                    help="no progress on stderr (by default a bar on a terminal, else a line every few seconds)")  # fmt: skip
 
@@ -141,6 +147,8 @@ def train_options(a: argparse.Namespace):
         class_weights=a.class_weights,
         per_class_temperature=a.per_class_temperature,
         calibrator=a.calibrator,
+        conformal_share=a.conformal_share,
+        conformal_class_conditional=a.class_conditional_sets,
     )
 
 

@@ -72,3 +72,7 @@ class TrainOptions:
     class_weights: str = "none"  # none | balanced
     per_class_temperature: bool = False  # multi-label only
     calibrator: str = "temperature"  # a method of candor.calibration.calibrators, or "auto"
+    # Share of the validation rows kept from every fit (early stopping, the calibrator) for the
+    # conformal scores, so that the sets' guarantee holds (multiclass; 0: no prediction sets).
+    conformal_share: float = 0.5
+    conformal_class_conditional: bool = False  # served sets use one threshold per class

@@ -18,11 +18,13 @@ from torch import nn
 from candor import __version__
 from candor.calibration import repository
 from candor.calibration.calibrators import Calibrator, TemperatureScaling
+from candor.calibration.conformal.split import build as build_conformal
 from candor.calibration.lineage import calibrator_specs, utc_now
 from candor.calibration.manifest import (
     MANIFEST_FILE,
     MODEL_FILE,
     SCHEMA_VERSION,
+    ConformalSpec,
     DataSpec,
     InputSpec,
     Manifest,
@@ -43,7 +45,7 @@ from candor.trainer.models import ModelSpec, build_model
 from candor.trainer.noise import add_label_noise, flip_multilabel, transition_matrix
 from candor.trainer.options import TrainOptions
 from candor.trainer.smoothing import build_targets, class_weights
-from candor.trainer.split import Split, split_dataset
+from candor.trainer.split import Split, conformal_split, split_dataset
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -62,6 +64,7 @@ class Trained:
     calibrator: Calibrator
     selected_by: str | None  # how --calibrator auto chose the method
     sample: Sample  # raw logits of the test (reference) and validation rows
+    conformal_rows: tuple[np.ndarray, np.ndarray] | None  # raw logits and labels no fit has seen; None: no sets
     test: Measurement
     label_noise: dict | None
     world_size: int
@@ -101,9 +104,10 @@ def fit(options: TrainOptions, ctx: DistContext | None = None) -> Trained:
     data = options.data.load()
     split = split_dataset(data, val_fraction=options.data.val_fraction, test_fraction=options.data.test_fraction,
                           seed=options.data.split_seed)  # fmt: skip
-    train, val, test = data.subset(split.train), data.subset(split.val), data.subset(split.test)
-    train, noise_info = _noisy_training_labels(train, options)
     multilabel = data.task == "multilabel"
+    val_rows, conformal_rows = conformal_split(split.val, 0.0 if multilabel else options.conformal_share, options.data.split_seed)
+    train, val, test = data.subset(split.train), data.subset(val_rows), data.subset(split.test)
+    train, noise_info = _noisy_training_labels(train, options)
     if options.per_class_temperature and not multilabel:
         raise ValueError("--per-class-temperature is for multi-label models; multiclass shares one temperature")
 
@@ -119,20 +123,25 @@ def fit(options: TrainOptions, ctx: DistContext | None = None) -> Trained:
 
     task = "multilabel" if multilabel else "multiclass"
     val_logits, test_logits = predict_logits(model, val.X), predict_logits(model, test.X)
+    held = None if conformal_rows is None else (predict_logits(model, data.X[conformal_rows]), data.y[conformal_rows])
     chosen = fit_method(options.calibrator, val_logits, val.y, task, options.per_class_temperature, seed=options.loop.seed)
     identity = TemperatureScaling.of(1.0)
     return Trained(
         options=options, data=data, split=split, model=model, spec=spec, loop=loop, smoothing=smoothing,
         calibrator=chosen.calibrator, selected_by=chosen.summary, sample=Sample(test_logits, test.y, val_logits, val.y),
+        conformal_rows=held,
         test=measure(test_logits, test.y, identity, chosen.calibrator, multilabel, "test"),
         label_noise=noise_info, world_size=ctx.world_size, class_weights=cw,
     )  # fmt: skip
 
 
-def build_manifest(t: Trained, name: str, version: int, model_sha256: str, reference: Reference) -> Manifest:
+def build_manifest(t: Trained, name: str, version: int, model_sha256: str, reference: Reference,
+                   conformal: ConformalSpec | None = None) -> Manifest:  # fmt: skip
     """The manifest of a freshly trained version, from the options and values the run actually used."""
     o, d, loop = t.options, t.options.data, t.options.loop
-    temperature, calibrator = calibrator_specs(t.calibrator, "val", per_class=o.per_class_temperature,
+    fitted_on = "val" if t.conformal_rows is None else (
+        f"val ({len(t.sample.val_labels)} rows; {len(t.conformal_rows[1])} more kept from every fit for the conformal scores)")
+    temperature, calibrator = calibrator_specs(t.calibrator, fitted_on, per_class=o.per_class_temperature,
                                                selected_by=t.selected_by)  # fmt: skip
     return Manifest(
         schema_version=SCHEMA_VERSION,
@@ -164,6 +173,7 @@ def build_manifest(t: Trained, name: str, version: int, model_sha256: str, refer
         reference=reference,
         model_sha256=model_sha256,
         parent=None,
+        conformal=conformal,
     )
 
 
@@ -178,7 +188,13 @@ def publish(t: Trained, repo: str | Path, name: str, opset: int = DEFAULT_OPSET)
         reference = dataclasses.replace(t.test.reference, sample=sample, source=(
             f"test split of {t.options.data.dataset} ({len(t.split.test)} rows) through {name}/{version}'s "
             f"{t.calibrator.method} calibrator, at training time"))  # fmt: skip
-        manifest = build_manifest(t, name, version, sha256_file(folder / MODEL_FILE), reference)
+        conformal = None
+        if t.conformal_rows is not None:
+            conformal = build_conformal(
+                folder, t.calibrator, *t.conformal_rows, fit_rows=len(t.sample.val_labels), seed=t.options.data.split_seed,
+                who=f"{name}/{version}", test_logits=t.sample.test_logits, test_labels=t.sample.test_labels,
+                class_conditional=t.options.conformal_class_conditional)  # fmt: skip
+        manifest = build_manifest(t, name, version, sha256_file(folder / MODEL_FILE), reference, conformal)
         write_manifest(manifest, folder / MANIFEST_FILE)
         torch.save({"spec": t.spec.to_dict(), "state_dict": t.model.state_dict()}, folder / CHECKPOINT_FILE)
         write_reports(folder, manifest, t.test.panels(), {"history": t.loop.history})

@@ -25,7 +25,7 @@ from candor.trainer.export import DEFAULT_OPSET, export_model, run_onnx
 from candor.trainer.measure import Measurement, measure
 from candor.trainer.options import DataOptions
 from candor.trainer.report import write_reports
-from candor.trainer.split import split_dataset
+from candor.trainer.split import split_dataset, split_off
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,9 @@ def labelled_rows(v: Version, data: DataOptions | None, split: str) -> tuple[np.
         rows = split_dataset(ds, val_fraction=opts.val_fraction, test_fraction=opts.test_fraction, seed=opts.split_seed).indices(
             split
         )
+        if own and split == "val" and v.manifest.conformal is not None:
+            # the rows kept for the conformal scores stay out of every fit, a refit's too
+            rows = split_off(rows, v.manifest.conformal.rows, opts.split_seed)[0]
         ds = ds.subset(rows)
     return ds.X, ds.y, f"{opts.dataset}:{split}"
 

@@ -77,9 +77,28 @@ def render_report(m: Manifest, path: Path | None = None) -> str:
                          "entries)" if m.task == "multilabel" else ""),  # fmt: skip
         "",
     ]
+    lines += conformal_lines(m)
     if path is not None:
         lines.append(f"Model: `{path / 'model.onnx'}`")
     return "\n".join(lines) + "\n"
+
+
+def conformal_lines(m: Manifest) -> list[str]:
+    """The prediction sets' test-split table: coverage with its interval, the worst class, sizes."""
+    c = m.conformal
+    if c is None:
+        return []
+    lines = [f"## Prediction sets on {m.metrics.split}", "",
+             f"Conformal scores of {c.rows} validation rows no fit has seen ({c.source}); served by default: "
+             f"{c.recommended} at {c.default_coverage:g}. Coverage interval: 90% Clopper-Pearson.", "",
+             "| method | promised | covered [low, high] | worst class | mean size | median size | empty | singletons |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in c.test_split:
+        name = r.method + (" (per class)" if r.class_conditional else "")
+        lines.append(f"| {name} | {r.coverage:g} | {r.observed:.3f} [{r.observed_low:.3f}, {r.observed_high:.3f}] | "
+                     f"{r.worst_class:.3f} | {r.mean_size:.2f} | {r.median_size:g} | {r.empty_share:.1%} | "
+                     f"{r.singleton_share:.1%} |")  # fmt: skip
+    return [*lines, ""]
 
 
 def plot_reliability(panels: dict[str, ReliabilityBins], path: Path, title: str, pooled: bool = False) -> None:

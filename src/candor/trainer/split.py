@@ -47,3 +47,19 @@ def split_dataset(ds: Dataset, *, val_fraction: float = 0.2, test_fraction: floa
             + (f", smallest class has {counts.min()}" if counts is not None else "")
         ) from e
     return Split(np.sort(train), np.sort(val), np.sort(test))
+
+
+def conformal_split(val: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The validation rows every fit uses, and a ``share`` of them that no fit sees (for the conformal scores)."""
+    held = int(round(share * len(val)))
+    if held == 0:
+        return val, None
+    if held >= len(val):
+        raise ValueError(f"--conformal-share {share} leaves no validation rows to fit on ({len(val)} in all)")
+    return split_off(val, held, seed)
+
+
+def split_off(val: np.ndarray, held: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows kept for fitting, the ``held`` rows kept from every fit), each in their original order."""
+    order = np.random.default_rng([seed, 1]).permutation(len(val))
+    return val[np.sort(order[held:])], val[np.sort(order[:held])]

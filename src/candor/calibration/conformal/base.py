@@ -64,14 +64,21 @@ class ConformalScore(ABC):
         return self.name + ("_randomised" if self.randomised else "")
 
 
+def _ceil(x: float) -> int:
+    """ceil(x), taking a value within float rounding of a whole number as that number: 10 * 0.9 is
+    9.000000000000002 and 1 / (1 - 0.9999) is 10000.0000000011, and both mean the whole number."""
+    nearest = round(x)
+    return int(nearest) if abs(x - nearest) <= 1e-9 * max(1.0, abs(x)) else math.ceil(x)
+
+
 def order_statistic_rank(n: int, alpha: float) -> int:
-    """ceil((n + 1)(1 - alpha)), computed so that 10 * 0.9 is 9, not 10 (float rounding)."""
-    return math.ceil((n + 1) * (1 - alpha) - 1e-9)
+    """ceil((n + 1)(1 - alpha))."""
+    return _ceil((n + 1) * (1 - alpha))
 
 
 def rows_needed(alpha: float) -> int:
     """Fewest calibration rows that give a threshold at coverage 1 - alpha: ceil(1 / alpha) - 1."""
-    return math.ceil(1 / alpha - 1e-9) - 1
+    return _ceil(1 / alpha) - 1
 
 
 def check_level(coverage: float) -> float:

@@ -9,7 +9,8 @@ from candor.calibration.conformal.raps import RAPS
 
 REGISTRY: dict[str, type[ConformalScore]] = {cls.name: cls for cls in (LAC, APS, RAPS)}
 METHODS: tuple[str, ...] = tuple(REGISTRY)
-RECOMMENDED = "aps"  # adaptive sets: sizes follow the row's uncertainty, unlike LAC's; see docs/calibration-methods.md
+# Served when a version measured nothing to choose by (see candor.calibration.conformal.split.recommend).
+RECOMMENDED = "lac"
 
 
 def score_of(name: str, **options) -> ConformalScore:
