@@ -46,12 +46,14 @@ demo: $(STAMP)
 # Raw onnxruntime, a bare gRPC echo server, a bare model server (grpc.aio + onnxruntime) and Candor
 # (candor.v1 and KServe, 1 to 4,096 rows), the cost of the prediction log and drift, batching, --workers 1/2/auto,
 # py-spy profiles, then the fleet store (PostgreSQL prediction log vs SQLite, feedback joined through another
-# replica), then one large predict split by the SDK (1 vs 4 requests in flight); writes docs/benchmarks.md
+# replica), then one large predict split by the SDK (1 vs 4 requests in flight), then Predict with prediction sets
+# against without; writes docs/benchmarks.md
 # (about 15 minutes). benchmarks/gpu_check.py is for a machine with a GPU (see docs/benchmarks.md).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/fleet.py
 	$(BIN)/python benchmarks/split_calls.py
+	$(BIN)/python benchmarks/prediction_sets.py
 
 # Bad inputs, fault tests, a peak-load soak with memory and bounds; writes docs/reliability.md (about 8 minutes).
 reliability: $(STAMP)

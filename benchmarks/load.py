@@ -1,7 +1,7 @@
 """Closed-loop load from one process: C concurrent callers, each sending its
 next Predict (or KServe ModelInfer) as soon as the last one returns, for a fixed time.
 
-    python benchmarks/load.py TARGET MODEL FEATURES ROWS_PER_REQUEST CONCURRENCY SECONDS [candor|kserve] [CONNECTIONS]
+    python benchmarks/load.py TARGET MODEL FEATURES ROWS_PER_REQUEST CONCURRENCY SECONDS [candor|kserve|sets:METHOD] [CONNECTIONS]
 prints one JSON line: requests, rows, errors, requests/s, rows/s, p50/p99 ms.
 
 Raw protobuf stubs rather than the SDK: the client's own cost is kept as small as the
@@ -22,8 +22,9 @@ from candor.v1 import inference_pb2 as pb
 from candor.v1 import inference_pb2_grpc as pb_grpc
 
 
-def call_of(channel: grpc.aio.Channel, model: str, data: np.ndarray, kserve: bool):
-    """(method, request): one Predict of ``data``, as candor.v1 (columnar, top 1) or KServe v2 ModelInfer."""
+def call_of(channel: grpc.aio.Channel, model: str, data: np.ndarray, kserve: bool, sets: str | None = None):
+    """(method, request): one Predict of ``data``, as candor.v1 (columnar, top 1; with ``sets``, prediction sets at
+    coverage 0.9 by that conformal method, empty: the version's own) or KServe v2 ModelInfer."""
     rows, features = data.shape
     if kserve:
         # Imported only here: tritonclient registers the same `inference` protobuf package, and a process that
@@ -36,11 +37,13 @@ def call_of(channel: grpc.aio.Channel, model: str, data: np.ndarray, kserve: boo
         return kpb_grpc.GRPCInferenceServiceStub(channel).ModelInfer, request
     request = pb.PredictRequest(model=model, inputs=pb.Tensor(shape=[rows, features], dtype=pb.DATA_TYPE_FLOAT32,
                                                               raw_data=data.tobytes()), columnar=True)  # fmt: skip
+    if sets is not None:
+        request.coverage, request.conformal_method = 0.9, sets
     return pb_grpc.InferenceServiceStub(channel).Predict, request
 
 
 async def run(target: str, model: str, features: int, rows: int, concurrency: int, seconds: float,
-              kserve: bool = False, connections: int = 1) -> dict:  # fmt: skip
+              kserve: bool = False, connections: int = 1, sets: str | None = None) -> dict:  # fmt: skip
     """``connections`` > 1 spreads the callers over that many TCP connections (SO_REUSEPORT hands each
     connection to one worker, so a single connection would reach one worker of ``--workers N``)."""
     data = np.random.default_rng(0).normal(size=(rows, features)).astype("<f4")
@@ -49,7 +52,7 @@ async def run(target: str, model: str, features: int, rows: int, concurrency: in
     # A distinct channel argument per connection, or gRPC would share one subchannel among them.
     channels = [grpc.aio.insecure_channel(target, options=[("candor.bench.connection", i)]) for i in range(connections)]
     try:
-        calls = [call_of(channel, model, data, kserve) for channel in channels]
+        calls = [call_of(channel, model, data, kserve, sets) for channel in channels]
         for call, request in calls:
             await call(request, timeout=30)  # connect and warm up outside the clock
         end = time.perf_counter() + seconds
@@ -83,7 +86,8 @@ async def run(target: str, model: str, features: int, rows: int, concurrency: in
 
 if __name__ == "__main__":
     target, model, features, rows, concurrency, seconds = sys.argv[1:7]
-    kserve = sys.argv[7:8] == ["kserve"]
+    protocol = sys.argv[7] if len(sys.argv) > 7 else "candor"
+    sets = protocol.removeprefix("sets:") if protocol.startswith("sets:") else None
     connections = int(sys.argv[8]) if len(sys.argv) > 8 else 1
-    print(json.dumps(asyncio.run(run(target, model, int(features), int(rows), int(concurrency), float(seconds), kserve,
-                                     connections))))  # fmt: skip
+    print(json.dumps(asyncio.run(run(target, model, int(features), int(rows), int(concurrency), float(seconds),
+                                     protocol == "kserve", connections, sets))))  # fmt: skip

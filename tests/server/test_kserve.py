@@ -22,7 +22,7 @@ def test_tritonclient_round_trip_equals_predict(server, digits_rows):
     assert client.get_server_metadata().name == "candor"
     meta = client.get_model_metadata("digits")
     assert meta.platform == "onnx_onnxv1" and list(meta.inputs[0].shape) == [-1, 64]
-    assert [o.name for o in meta.outputs] == ["probabilities", "logits"]
+    assert [o.name for o in meta.outputs] == ["probabilities", "logits", "prediction_set"]
     inp = triton.InferInput("input", list(digits_rows.shape), "FP32")
     inp.set_data_from_numpy(digits_rows)
     result = client.infer("digits", [inp], outputs=[triton.InferRequestedOutput("probabilities")], request_id="r1")
@@ -39,8 +39,9 @@ def test_typed_contents_and_both_outputs(server, digits_rows):
     tensor.contents.fp32_contents.extend(digits_rows[:2].ravel().tolist())
     with grpc.insecure_channel(server.target) as channel:
         response = kpb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=10)
-    assert [o.name for o in response.outputs] == ["probabilities", "logits"]
-    assert all(o.datatype == "FP32" and list(o.shape) == [2, 10] for o in response.outputs)
+    assert [o.name for o in response.outputs] == ["probabilities", "logits", "prediction_set"]  # every output, unasked
+    assert [o.datatype for o in response.outputs] == ["FP32", "FP32", "BOOL"]
+    assert all(list(o.shape) == [2, 10] for o in response.outputs)
     probs = np.frombuffer(response.raw_output_contents[0], "<f4").reshape(2, 10)
     assert probs.sum(axis=1) == pytest.approx([1, 1], abs=1e-5)
 

@@ -192,13 +192,15 @@ class _BaseClient:
                                      newest_rows=newest_rows, include_client_recorded=include_client_recorded)  # fmt: skip
 
     @staticmethod
-    def _predict_request(rows, model: str, version: str | int | None, top_k: int, return_logits: bool) -> pb.PredictRequest:
+    def _predict_request(rows, model: str, version: str | int | None, top_k: int, return_logits: bool,
+                         coverage: float | None = None, conformal_method: str = "") -> pb.PredictRequest:  # fmt: skip
         if not model:
             raise ValueError("model is required: the name of a model the server serves (see models())")
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
-        return pb.PredictRequest(model=model, version=_version(version), inputs=rows_tensor(rows),
-                                 top_k=top_k, return_logits=return_logits, columnar=True)  # fmt: skip
+        return pb.PredictRequest(model=model, version=_version(version), inputs=rows_tensor(rows), top_k=top_k,
+                                 return_logits=return_logits, columnar=True, coverage=coverage or 0.0,
+                                 conformal_method=conformal_method)  # fmt: skip
 
     def _known_limit(self, model: str, n: int) -> int | None:
         """How many rows or items one request of ``model`` may carry, when that is known or does not matter
@@ -289,15 +291,19 @@ class Client(_BaseClient):
         return self._learn_limit(model, description, n)
 
     def predict(self, rows, *, model: str, version: str | int | None = None, top_k: int = 1, return_logits: bool = False,
+                coverage: float | None = None, conformal_method: str = "",
                 timeout: float | None = None) -> PredictResult:  # fmt: skip
         """Calibrated probabilities for ``rows`` [N, F]; ``version`` None means the newest ready one. More rows
-        than the server takes at once go in several requests (``timeout`` is per request)."""
+        than the server takes at once go in several requests (``timeout`` is per request). ``coverage``
+        (e.g. 0.9): conformal prediction sets too, in ``.sets`` and ``.set_labels``, by ``conformal_method``
+        (empty: the version's recommended one)."""
         rows = as_rows(rows)
         parts = spans(len(rows), self._limit(model, len(rows), timeout))
-        request = self._predict_request(rows[parts[0]], model, version, top_k, return_logits)
+        request = self._predict_request(rows[parts[0]], model, version, top_k, return_logits, coverage, conformal_method)
         first = self._predict_answer(self._call(self._stub.Predict, request, timeout), timeout)
         # The other chunks ask for the version that answered the first: one call is never split across versions.
-        requests = (self._predict_request(rows[s], model, first.version, top_k, return_logits) for s in parts[1:])
+        asked = (top_k, return_logits, coverage, conformal_method)
+        requests = (self._predict_request(rows[s], model, first.version, *asked) for s in parts[1:])
         rest = [self._predict_answer(r, timeout) for r in self._pipelined(self._stub.Predict, requests, timeout)]
         return PredictResult.joined([first, *rest])
 
@@ -402,12 +408,14 @@ class AsyncClient(_BaseClient):
         return self._learn_limit(model, description, n)
 
     async def predict(self, rows, *, model: str, version: str | int | None = None, top_k: int = 1, return_logits: bool = False,
+                      coverage: float | None = None, conformal_method: str = "",
                       timeout: float | None = None) -> PredictResult:  # fmt: skip
         rows = as_rows(rows)
         parts = spans(len(rows), await self._limit(model, len(rows), timeout))
-        request = self._predict_request(rows[parts[0]], model, version, top_k, return_logits)
+        request = self._predict_request(rows[parts[0]], model, version, top_k, return_logits, coverage, conformal_method)
         first = await self._predict_answer(await self._call(self._stub.Predict, request, timeout), timeout)
-        requests = [self._predict_request(rows[s], model, first.version, top_k, return_logits) for s in parts[1:]]
+        asked = (top_k, return_logits, coverage, conformal_method)
+        requests = [self._predict_request(rows[s], model, first.version, *asked) for s in parts[1:]]
         rest = [await self._predict_answer(r, timeout) for r in await self._pipelined(self._stub.Predict, requests, timeout)]
         return PredictResult.joined([first, *rest])
 

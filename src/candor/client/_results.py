@@ -19,7 +19,8 @@ _DRIFT = {pb.DRIFT_STATE_OK: "OK", pb.DRIFT_STATE_WARN: "WARN", pb.DRIFT_STATE_D
 def tensor_to_array(t: pb.Tensor) -> np.ndarray:
     """A candor.v1 tensor as numpy, read in place from the message's bytes (float32, or int32 for top_k_index)."""
     dtype = "<i4" if t.dtype == pb.DATA_TYPE_INT32 else "<f4"
-    data = np.frombuffer(t.raw_data, dtype=dtype) if t.raw_data else np.asarray(t.float_data, dtype=np.float32)
+    int32 = t.dtype == pb.DATA_TYPE_INT32  # int32 tensors come as raw bytes only, an empty set index too
+    data = np.frombuffer(t.raw_data, dtype=dtype) if t.raw_data or int32 else np.asarray(t.float_data, dtype=np.float32)
     return data.reshape(tuple(t.shape))
 
 
@@ -64,6 +65,25 @@ class PredictResult:
     request_id: str  # row i's prediction id is request_id + f"{i:08x}"; empty from a server of the per-row layout
     class_names: Sequence[str] | Mapping[int, str] | VersionNames  # of the version: index -> name
     _ids: Sequence[str] | None = field(default=None, repr=False, compare=False)  # per-row layout: as the server sent them
+    set_sizes: np.ndarray | None = None  # [N] int32, when coverage was asked for
+    set_classes: np.ndarray | None = None  # every set's class indices one row after another, most probable first
+    coverage: float = 0.0  # the level the sets were made at (0: none asked)
+    conformal_method: str = ""  # the score that made them
+
+    @cached_property
+    def sets(self) -> list[list[int]]:
+        """[N] each row's prediction set, class indices, most probable first; empty lists of none asked."""
+        if self.set_sizes is None:
+            raise ValueError("no prediction sets: pass coverage= (e.g. 0.9) to predict")
+        ends = np.cumsum(self.set_sizes).tolist()
+        flat = self.set_classes.tolist()
+        return [flat[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]
+
+    @cached_property
+    def set_labels(self) -> list[list[str]]:
+        """[N] the class names of each row's set."""
+        names = self.class_names
+        return [[names[i] for i in row] for row in self.sets]
 
     @cached_property
     def confidences(self) -> np.ndarray:
@@ -90,14 +110,18 @@ class PredictResult:
         (from a server of an earlier release, which carries names and ids per row)."""
         probs = tensor_to_array(r.probabilities)
         logits = tensor_to_array(r.logits) if r.HasField("logits") else None
+        sets = {}
+        if r.HasField("prediction_set_size"):
+            sets = dict(set_sizes=tensor_to_array(r.prediction_set_size), set_classes=tensor_to_array(r.prediction_set_index),
+                        coverage=r.coverage, conformal_method=r.conformal_method)  # fmt: skip
         if is_columnar(r):
             return cls(r.model, r.version, probs, tensor_to_array(r.top_k_index), tensor_to_array(r.top_k_probability),
-                       logits, r.request_id, class_names)  # fmt: skip
+                       logits, r.request_id, class_names, **sets)  # fmt: skip
         n, k = len(probs), max(r.top_k, 1)
         top = np.asarray(r.top_k_indices, dtype=np.int32).reshape(n, k)
         names = dict(zip(top.ravel().tolist(), r.top_k_names, strict=True))  # the names of the classes it sent
         return cls(r.model, r.version, probs, top, np.asarray(r.top_k_probabilities, dtype=np.float32).reshape(n, k),
-                   logits, "", class_names or names, list(r.prediction_ids))  # fmt: skip
+                   logits, "", class_names or names, list(r.prediction_ids), **sets)  # fmt: skip
 
     @classmethod
     def joined(cls, parts: Sequence[PredictResult]) -> PredictResult:
@@ -107,9 +131,13 @@ class PredictResult:
         first = parts[0]
         logits = None if first.logits is None else np.concatenate([p.logits for p in parts])
         ids = [i for p in parts for i in p.prediction_ids]
+        sets = {}
+        if first.set_sizes is not None:
+            sets = dict(set_sizes=np.concatenate([p.set_sizes for p in parts]), coverage=first.coverage,
+                        set_classes=np.concatenate([p.set_classes for p in parts]), conformal_method=first.conformal_method)
         return cls(first.model, first.version, np.concatenate([p.probabilities for p in parts]),
                    np.concatenate([p.top_k_indices for p in parts]), np.concatenate([p.top_k_probabilities for p in parts]),
-                   logits, "", first.class_names, ids)  # fmt: skip
+                   logits, "", first.class_names, ids, **sets)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -129,12 +157,17 @@ class ModelDescription:
     test_accuracy: float
     calibration_method: str  # temperature, vector, matrix or dirichlet
     max_rows_per_request: int = 0  # the server's limit per Predict or Feedback; 0 from a server of an earlier release
+    conformal_methods: list[str] = field(default_factory=list)  # scores of its prediction sets; empty: no sets
+    recommended_conformal_method: str = ""
+    default_coverage: float = 0.0  # KServe's prediction_set output
+    max_coverage: float = 0.0  # the finest level its calibration split supports, n / (n + 1)
 
     @classmethod
     def from_proto(cls, m: pb.ModelInfo) -> ModelDescription:
         return cls(m.name, m.version, _STATES.get(m.state, "UNKNOWN"), m.message, m.task, list(m.class_names), m.num_features,
                    [round(t, 6) for t in m.temperature], m.provider, m.smoothing_convention, round(m.smoothing_epsilon, 6),
-                   m.test_ece, m.test_accuracy, m.calibration_method, m.max_rows_per_request)  # fmt: skip
+                   m.test_ece, m.test_accuracy, m.calibration_method, m.max_rows_per_request, list(m.conformal_methods),
+                   m.recommended_conformal_method, round(m.default_coverage, 6), m.max_coverage)  # fmt: skip
 
 
 @dataclass(frozen=True)

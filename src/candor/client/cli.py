@@ -92,7 +92,9 @@ def cmd_predict(a: argparse.Namespace) -> int:
     hint_if_waiting_on_a_terminal(a.input, "rows as CSV")
     rows = read_rows(a.input)
     with _client(a) as client:
-        r = client.predict(rows, model=a.model, version=a.version, top_k=a.top_k, return_logits=a.logits)
+        r = client.predict(rows, model=a.model, version=a.version, top_k=a.top_k, return_logits=a.logits,
+                           coverage=a.coverage, conformal_method=a.conformal_method)  # fmt: skip
+    with_sets = r.set_sizes is not None
     if a.json:
         out = []
         for i in range(len(rows)):
@@ -100,14 +102,21 @@ def cmd_predict(a: argparse.Namespace) -> int:
             row |= {"top_k_probabilities": r.top_k_probabilities[i].tolist(), "probabilities": r.probabilities[i].tolist()}
             if r.logits is not None:
                 row["logits"] = r.logits[i].tolist()
+            if with_sets:
+                row |= {"prediction_set": r.sets[i], "prediction_set_labels": r.set_labels[i]}
             out.append(row)
-        print(json.dumps({"model": r.model, "version": r.version, "predictions": out}, indent=2))
+        answer = {"model": r.model, "version": r.version, "predictions": out}
+        if with_sets:
+            answer |= {"coverage": r.coverage, "conformal_method": r.conformal_method}
+        print(json.dumps(answer, indent=2))
         return 0
-    print(f"{r.model} v{r.version}: {len(rows)} row(s)")
-    print(f"{'row':>4}  {'prediction id':32}  {'confidence':>10}  top labels")
+    sets_note = f"; prediction sets at coverage {r.coverage:g} ({r.conformal_method})" if with_sets else ""
+    print(f"{r.model} v{r.version}: {len(rows)} row(s){sets_note}")
+    print(f"{'row':>4}  {'prediction id':32}  {'confidence':>10}  top labels" + ("  |  prediction set" if with_sets else ""))
     for i in range(len(rows)):
         tops = ", ".join(f"{name} ({p:.3f})" for name, p in zip(r.labels[i], r.top_k_probabilities[i], strict=True))
-        print(f"{i:>4}  {r.prediction_ids[i]:32}  {r.confidences[i]:>10.4f}  {tops}")
+        chosen = ("  |  {" + ", ".join(r.set_labels[i]) + "}") if with_sets else ""
+        print(f"{i:>4}  {r.prediction_ids[i]:32}  {r.confidences[i]:>10.4f}  {tops}{chosen}")
     return 0
 
 
@@ -307,6 +316,17 @@ def _when(text: str) -> float:
     return (t if t.tzinfo else t.replace(tzinfo=dt.UTC)).timestamp()
 
 
+def _coverage(text: str) -> float:
+    """--coverage: a level in (0, 1); whether the version's split supports it is the server's to say."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a coverage level in (0, 1), e.g. 0.9, got {text!r}")
+    return value
+
+
 def _utc(t: float) -> str:
     return dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec="seconds")
 
@@ -411,6 +431,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default: -)")  # fmt: skip
     p.add_argument("--top-k", type=int, default=3, help="top labels per row (default: 3)")
     p.add_argument("--logits", action="store_true", help="also return raw logits (with --json)")
+    p.add_argument("--coverage", type=_coverage, default=None,
+                   help="also print conformal prediction sets that hold the true label with this probability, "
+                        "e.g. 0.9 (the version's calibration split bounds how fine; `candor models` shows it)")  # fmt: skip
+    p.add_argument("--conformal-method", default="",
+                   help="score of the sets: one the version lists (lac, aps, raps); default: its recommended one")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(handler=cmd_predict)
 

@@ -64,23 +64,27 @@ class Tensor(_message.Message):
     def __init__(self, shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[_Union[DataType, str]] = ..., raw_data: _Optional[bytes] = ..., float_data: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class PredictRequest(_message.Message):
-    __slots__ = ("model", "version", "inputs", "top_k", "return_logits", "columnar")
+    __slots__ = ("model", "version", "inputs", "top_k", "return_logits", "columnar", "coverage", "conformal_method")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     RETURN_LOGITS_FIELD_NUMBER: _ClassVar[int]
     COLUMNAR_FIELD_NUMBER: _ClassVar[int]
+    COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    CONFORMAL_METHOD_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: str
     inputs: Tensor
     top_k: int
     return_logits: bool
     columnar: bool
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., inputs: _Optional[_Union[Tensor, _Mapping]] = ..., top_k: _Optional[int] = ..., return_logits: _Optional[bool] = ..., columnar: _Optional[bool] = ...) -> None: ...
+    coverage: float
+    conformal_method: str
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., inputs: _Optional[_Union[Tensor, _Mapping]] = ..., top_k: _Optional[int] = ..., return_logits: _Optional[bool] = ..., columnar: _Optional[bool] = ..., coverage: _Optional[float] = ..., conformal_method: _Optional[str] = ...) -> None: ...
 
 class PredictResponse(_message.Message):
-    __slots__ = ("model", "version", "probabilities", "confidences", "prediction_ids", "top_k", "top_k_indices", "top_k_names", "top_k_probabilities", "logits", "request_id", "top_k_index", "top_k_probability")
+    __slots__ = ("model", "version", "probabilities", "confidences", "prediction_ids", "top_k", "top_k_indices", "top_k_names", "top_k_probabilities", "logits", "request_id", "top_k_index", "top_k_probability", "prediction_set_size", "prediction_set_index", "coverage", "conformal_method")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
@@ -94,6 +98,10 @@ class PredictResponse(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TOP_K_INDEX_FIELD_NUMBER: _ClassVar[int]
     TOP_K_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    PREDICTION_SET_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PREDICTION_SET_INDEX_FIELD_NUMBER: _ClassVar[int]
+    COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    CONFORMAL_METHOD_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: str
     probabilities: Tensor
@@ -107,7 +115,11 @@ class PredictResponse(_message.Message):
     request_id: str
     top_k_index: Tensor
     top_k_probability: Tensor
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., probabilities: _Optional[_Union[Tensor, _Mapping]] = ..., confidences: _Optional[_Iterable[float]] = ..., prediction_ids: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ..., top_k_indices: _Optional[_Iterable[int]] = ..., top_k_names: _Optional[_Iterable[str]] = ..., top_k_probabilities: _Optional[_Iterable[float]] = ..., logits: _Optional[_Union[Tensor, _Mapping]] = ..., request_id: _Optional[str] = ..., top_k_index: _Optional[_Union[Tensor, _Mapping]] = ..., top_k_probability: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+    prediction_set_size: Tensor
+    prediction_set_index: Tensor
+    coverage: float
+    conformal_method: str
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., probabilities: _Optional[_Union[Tensor, _Mapping]] = ..., confidences: _Optional[_Iterable[float]] = ..., prediction_ids: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ..., top_k_indices: _Optional[_Iterable[int]] = ..., top_k_names: _Optional[_Iterable[str]] = ..., top_k_probabilities: _Optional[_Iterable[float]] = ..., logits: _Optional[_Union[Tensor, _Mapping]] = ..., request_id: _Optional[str] = ..., top_k_index: _Optional[_Union[Tensor, _Mapping]] = ..., top_k_probability: _Optional[_Union[Tensor, _Mapping]] = ..., prediction_set_size: _Optional[_Union[Tensor, _Mapping]] = ..., prediction_set_index: _Optional[_Union[Tensor, _Mapping]] = ..., coverage: _Optional[float] = ..., conformal_method: _Optional[str] = ...) -> None: ...
 
 class PredictStreamRequest(_message.Message):
     __slots__ = ("request", "correlation_id")
@@ -136,7 +148,7 @@ class PredictStreamResponse(_message.Message):
     def __init__(self, response: _Optional[_Union[PredictResponse, _Mapping]] = ..., correlation_id: _Optional[str] = ..., error: _Optional[_Union[StreamError, _Mapping]] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "version", "state", "message", "task", "class_names", "num_features", "temperature", "provider", "smoothing_convention", "smoothing_epsilon", "test_ece", "test_accuracy", "max_batch_size", "calibration_method", "max_rows_per_request")
+    __slots__ = ("name", "version", "state", "message", "task", "class_names", "num_features", "temperature", "provider", "smoothing_convention", "smoothing_epsilon", "test_ece", "test_accuracy", "max_batch_size", "calibration_method", "max_rows_per_request", "conformal_methods", "recommended_conformal_method", "default_coverage", "max_coverage")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -153,6 +165,10 @@ class ModelInfo(_message.Message):
     MAX_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     CALIBRATION_METHOD_FIELD_NUMBER: _ClassVar[int]
     MAX_ROWS_PER_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    CONFORMAL_METHODS_FIELD_NUMBER: _ClassVar[int]
+    RECOMMENDED_CONFORMAL_METHOD_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    MAX_COVERAGE_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     state: ModelState
@@ -169,7 +185,11 @@ class ModelInfo(_message.Message):
     max_batch_size: int
     calibration_method: str
     max_rows_per_request: int
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[_Union[ModelState, str]] = ..., message: _Optional[str] = ..., task: _Optional[str] = ..., class_names: _Optional[_Iterable[str]] = ..., num_features: _Optional[int] = ..., temperature: _Optional[_Iterable[float]] = ..., provider: _Optional[str] = ..., smoothing_convention: _Optional[str] = ..., smoothing_epsilon: _Optional[float] = ..., test_ece: _Optional[float] = ..., test_accuracy: _Optional[float] = ..., max_batch_size: _Optional[int] = ..., calibration_method: _Optional[str] = ..., max_rows_per_request: _Optional[int] = ...) -> None: ...
+    conformal_methods: _containers.RepeatedScalarFieldContainer[str]
+    recommended_conformal_method: str
+    default_coverage: float
+    max_coverage: float
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[_Union[ModelState, str]] = ..., message: _Optional[str] = ..., task: _Optional[str] = ..., class_names: _Optional[_Iterable[str]] = ..., num_features: _Optional[int] = ..., temperature: _Optional[_Iterable[float]] = ..., provider: _Optional[str] = ..., smoothing_convention: _Optional[str] = ..., smoothing_epsilon: _Optional[float] = ..., test_ece: _Optional[float] = ..., test_accuracy: _Optional[float] = ..., max_batch_size: _Optional[int] = ..., calibration_method: _Optional[str] = ..., max_rows_per_request: _Optional[int] = ..., conformal_methods: _Optional[_Iterable[str]] = ..., recommended_conformal_method: _Optional[str] = ..., default_coverage: _Optional[float] = ..., max_coverage: _Optional[float] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()

@@ -23,6 +23,7 @@ from candor.server.core.batcher import BatchStats, DynamicBatcher
 from candor.server.core.drift import DriftWindow
 from candor.server.core.events import BatchRun, Events, NonFiniteRows, RowsDropped
 from candor.server.core.sessions import create_session
+from candor.server.core.sets import PredictionSets
 from candor.server.core.settings import Settings
 
 
@@ -50,6 +51,7 @@ class OpenedVersion:
     session: object
     provider: str
     cost: RunCost = RunCost(float("inf"), 0.0)  # unknown until measured: never cheap
+    sets: PredictionSets | None = None  # None: the manifest has no conformal scores
 
     def run(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One onnxruntime run: (logits, probabilities) for rows ``X`` [N, F] float32."""
@@ -187,7 +189,11 @@ def open_version(folder: Path, expected_name: str, expected_version: int, settin
         session, provider = create_session(str(model_path), providers, settings.intra_op_threads, settings.allow_spinning)
     except Exception as e:  # onnxruntime's own exception types for a bad graph
         raise LoadError(f"{model_path}: onnxruntime cannot load it: {e}") from e
-    opened = OpenedVersion(manifest, folder, session, provider)
+    try:
+        sets = PredictionSets.load(folder, manifest)
+    except ValueError as e:
+        raise LoadError(str(e)) from e
+    opened = OpenedVersion(manifest, folder, session, provider, sets=sets)
     warm = np.zeros((settings.warmup_rows, manifest.input.shape[1]), dtype=np.float32)
     try:
         _, probs = opened.run(warm)

@@ -33,6 +33,7 @@ from candor.server.core.observed import ObservedReport
 from candor.server.core.predictions import new_request_id, prediction_ids
 from candor.server.core.recalibrate import Recalibration, recalibrate
 from candor.server.core.repository import READY, ModelRepository, VersionEntry
+from candor.server.core.sets import PredictionSets, SetRule, no_sets_reason
 from candor.server.core.settings import Settings
 from candor.server.core.store import LoggedRequest, StoreBusy, StoreError, finite_rows
 from candor.server.core.tensors import rows_from_parts
@@ -59,6 +60,7 @@ class Prediction:
     top_k_indices: np.ndarray | None  # [N, k] int32, most probable first (ties: lower index); None when not asked
     top_k_probabilities: np.ndarray | None  # [N, k] float32, theirs
     request_id: str  # row i's prediction id is prediction_ids(request_id, N)[i]; empty when nothing was kept
+    sets: tuple[SetRule, np.ndarray, np.ndarray] | None = None  # the rule, set sizes [N], their classes; None: not asked
 
     @property
     def confidences(self) -> np.ndarray:
@@ -147,10 +149,13 @@ class DataPlane:
     # --- predict ------------------------------------------------------------------------
 
     async def predict(self, model: LoadedModel, tensor: InputTensor, *, top_k: int | None = None,
-                      keep_for_feedback: bool = False, time_remaining: float | None = None) -> Prediction:  # fmt: skip
+                      keep_for_feedback: bool = False, time_remaining: float | None = None, coverage: float = 0.0,
+                      conformal_method: str = "") -> Prediction:  # fmt: skip
         """Validate the rows, run them in a shared batch, and (``keep_for_feedback``) give each
-        row an id that Feedback can join to what was served. ``top_k`` None: no top-k."""
+        row an id that Feedback can join to what was served. ``top_k`` None: no top-k. ``coverage``
+        > 0: conformal prediction sets at that level with ``conformal_method`` (empty: the version's own)."""
         k = None if top_k is None else check_top_k(top_k, model.manifest.num_classes)
+        rule = self.set_rule(model, coverage, conformal_method) if coverage or conformal_method else None
         rows = rows_from_parts(
             list(tensor.shape), tensor.raw, tensor.values, num_features=model.num_features,
             max_rows=self.settings.max_rows_per_request, dtype_ok=tensor.dtype_ok, dtype_name=tensor.dtype_name,
@@ -168,7 +173,19 @@ class DataPlane:
             now = time.time()
             request_id = new_request_id(now)
             self.feedback_service.keep(LoggedRequest(request_id, model.name, int(model.version), now, probs, logits))
-        return Prediction(model, logits, probs, top, top_probs, request_id)
+        sets = None if rule is None else (rule, *PredictionSets.apply(rule, probs))
+        return Prediction(model, logits, probs, top, top_probs, request_id, sets)
+
+    @staticmethod
+    def set_rule(model: LoadedModel, coverage: float, method: str = "") -> SetRule:
+        """How ``model`` makes sets at ``coverage``: InvalidArgument for a level or method it cannot
+        serve, FailedPrecondition for a version with no conformal scores (multi-label, or older)."""
+        sets = model.opened.sets
+        if sets is None:
+            raise no_sets_reason(model.manifest)
+        if not coverage:
+            raise InvalidArgument(f"conformal_method {shown(method)} needs a coverage level in (0, {sets.max_coverage:.6g}]")
+        return sets.rule(coverage, method)
 
     # --- labels and calibration ---------------------------------------------------------
 

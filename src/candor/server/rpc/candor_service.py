@@ -23,7 +23,8 @@ class InferenceService(pb_grpc.InferenceServiceServicer):
     async def _predict(self, request: pb.PredictRequest, time_remaining: float | None) -> pb.PredictResponse:
         model = self.plane.model(request.model, request.version)
         prediction = await self.plane.predict(model, convert.input_tensor(request.inputs), top_k=request.top_k,
-                                              keep_for_feedback=True, time_remaining=time_remaining)  # fmt: skip
+                                              keep_for_feedback=True, time_remaining=time_remaining,
+                                              coverage=request.coverage, conformal_method=request.conformal_method)  # fmt: skip
         return convert.predict_response(prediction, request.return_logits, request.columnar)
 
     @unary("Predict")

@@ -52,6 +52,11 @@ def predict_response(p: Prediction, return_logits: bool, columnar: bool) -> pb.P
     _fill(response.probabilities, p.probabilities)
     if return_logits:
         _fill(response.logits, p.logits)
+    if p.sets is not None:
+        rule, sizes, classes = p.sets
+        _fill(response.prediction_set_size, sizes, pb.DATA_TYPE_INT32)
+        _fill(response.prediction_set_index, classes, pb.DATA_TYPE_INT32)
+        response.coverage, response.conformal_method = rule.coverage, rule.method
     if columnar:
         response.request_id = p.request_id
         _fill(response.top_k_index, top, pb.DATA_TYPE_INT32)
@@ -81,6 +86,12 @@ def model_info(entry: VersionEntry, settings: Settings) -> pb.ModelInfo:
         info.test_ece = m.metrics.after_temperature.ece
         info.test_accuracy = m.metrics.after_temperature.accuracy
         info.calibration_method = m.calibrator.method
+        sets = entry.model.opened.sets
+        if sets is not None:
+            info.conformal_methods.extend(sets.spec.methods)
+            info.recommended_conformal_method = sets.spec.recommended
+            info.default_coverage = sets.spec.default_coverage
+            info.max_coverage = sets.max_coverage
         info.max_batch_size = settings.max_batch_size
     return info
 

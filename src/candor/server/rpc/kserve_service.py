@@ -11,11 +11,13 @@ are not supported and are refused by name rather than ignored. As Triton does,
 from __future__ import annotations
 
 import grpc
+import numpy as np
 
 from candor import __version__
 from candor.kserve.v2 import grpc_predict_v2_pb2 as pb
 from candor.kserve.v2 import grpc_predict_v2_pb2_grpc as pb_grpc
 from candor.server.core.errors import InvalidArgument, NotFound, shown
+from candor.server.core.model import LoadedModel
 from candor.server.core.plane import DataPlane, InputTensor
 from candor.server.rpc.calls import CallObserver, unary
 from candor.server.rpc.convert import to_raw
@@ -23,6 +25,18 @@ from candor.server.rpc.convert import to_raw
 PLATFORM = "onnx_onnxv1"
 INPUT = "input"
 OUTPUTS = ("probabilities", "logits")
+PREDICTION_SET = "prediction_set"  # BOOL [N, K], at the version's default coverage and method, where it has sets
+
+
+def set_mask(sizes: np.ndarray, classes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The sets as a bool mask [N, K] from their sizes and concatenated classes."""
+    mask = np.zeros(shape, dtype=bool)
+    mask[np.repeat(np.arange(shape[0]), sizes), classes] = True
+    return mask
+
+
+def outputs_of(model: LoadedModel) -> tuple[str, ...]:
+    return (*OUTPUTS, PREDICTION_SET) if model.opened.sets is not None else OUTPUTS
 
 
 def refuse_parameters(where: str, parameters) -> None:
@@ -69,7 +83,8 @@ class KServeService(pb_grpc.GRPCInferenceServiceServicer):
             versions=versions,
             platform=PLATFORM,
             inputs=[T(name="input", datatype="FP32", shape=[-1, model.num_features])],
-            outputs=[T(name=name, datatype="FP32", shape=[-1, k]) for name in OUTPUTS],
+            outputs=[T(name=name, datatype="BOOL" if name == PREDICTION_SET else "FP32", shape=[-1, k])
+                     for name in outputs_of(model)],  # fmt: skip
         )
 
     @unary("ModelInfer")
@@ -90,19 +105,27 @@ class KServeService(pb_grpc.GRPCInferenceServiceServicer):
         refuse_parameters("input", tensor.parameters)
         for o in request.outputs:
             refuse_parameters(f"output {shown(o.name)}", o.parameters)
-        wanted = [o.name for o in request.outputs] or list(OUTPUTS)
-        unknown = [w for w in wanted if w not in OUTPUTS]
+        offered = outputs_of(model)
+        wanted = [o.name for o in request.outputs] or list(offered)
+        unknown = [w for w in wanted if w not in offered]
         if unknown:
-            raise InvalidArgument(f"unknown output {shown(unknown[0])}; outputs are {', '.join(OUTPUTS)}")
+            missing = " (this version has no conformal scores)" if unknown[0] == PREDICTION_SET else ""
+            raise InvalidArgument(f"unknown output {shown(unknown[0])}{missing}; outputs are {', '.join(offered)}")
         if len(set(wanted)) != len(wanted):
             twice = next(w for w in wanted if wanted.count(w) > 1)
             raise InvalidArgument(f"output {twice!r} is requested more than once; name each output once")
         rows = InputTensor(shape=list(tensor.shape), raw=raw[0] if raw else b"", values=tensor.contents.fp32_contents,
                            dtype_ok=tensor.datatype == "FP32", dtype_name=tensor.datatype or "(empty)")  # fmt: skip
-        answer = await self.plane.predict(model, rows, time_remaining=context.time_remaining())
+        coverage = model.opened.sets.spec.default_coverage if PREDICTION_SET in wanted else 0.0
+        answer = await self.plane.predict(model, rows, time_remaining=context.time_remaining(), coverage=coverage)
         arrays = {"probabilities": answer.probabilities, "logits": answer.logits}
         response = pb.ModelInferResponse(model_name=model.name, model_version=model.version, id=request.id)
         for name in wanted:
+            if name == PREDICTION_SET:
+                mask = set_mask(*answer.sets[1:], answer.probabilities.shape)
+                response.outputs.add(name=name, datatype="BOOL", shape=list(mask.shape))
+                response.raw_output_contents.append(mask.tobytes())  # one byte per element, as the protocol's BOOL
+                continue
             out = arrays[name]
             response.outputs.add(name=name, datatype="FP32", shape=list(out.shape))
             response.raw_output_contents.append(to_raw(out))

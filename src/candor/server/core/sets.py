@@ -1,0 +1,99 @@
+"""A served version's conformal prediction sets: thresholds from its stored scores, sets per request.
+
+Thresholds are computed once per (method, level) from the version's ``conformal.npz`` and
+kept; a request then costs one score pass and one sort of its rows. Served scores are the
+non-randomised ones (a randomised set could not be recomputed when its label arrives).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from candor.calibration.conformal import ConformalError, ConformalScore, class_thresholds, threshold
+from candor.calibration.conformal.split import read_split, scores_of
+from candor.calibration.manifest import ConformalSpec, Manifest
+from candor.server.core.errors import FailedPrecondition, InvalidArgument
+
+RULES_KEPT = 64  # (method, level) pairs whose thresholds are kept: callers asking many levels cannot grow it
+
+
+@dataclass(frozen=True)
+class SetRule:
+    """How one request's sets are made: the score, its threshold(s), and what was asked."""
+
+    score: ConformalScore
+    thresholds: float | np.ndarray  # one, or [K] class-conditional
+    coverage: float
+    method: str
+
+
+@dataclass
+class PredictionSets:
+    spec: ConformalSpec
+    scores: dict[str, np.ndarray]  # the served methods' calibration scores
+    labels: np.ndarray
+    num_classes: int
+    _rules: dict[tuple[str, float], SetRule] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, folder: Path, manifest: Manifest) -> PredictionSets | None:
+        """The version's sets, or None when its manifest has no conformal scores (ValueError: a bad file)."""
+        if manifest.conformal is None:
+            return None
+        split = read_split(folder, manifest.conformal)
+        missing = [m for m in manifest.conformal.methods if m not in split.scores]
+        if missing:
+            raise ValueError(f"{folder / manifest.conformal.file}: no scores for {', '.join(missing)}")
+        return cls(manifest.conformal, {m: split.scores[m] for m in manifest.conformal.methods}, split.labels,
+                   manifest.num_classes)  # fmt: skip
+
+    @property
+    def max_coverage(self) -> float:
+        """The finest level the calibration split supports: n / (n + 1)."""
+        n = self.spec.rows
+        return n / (n + 1)
+
+    def rule(self, coverage: float, method: str = "") -> SetRule:
+        """The rule for a request, or InvalidArgument naming the allowed levels and methods."""
+        method = method or self.spec.recommended
+        key = (method, coverage)
+        found = self._rules.get(key)
+        if found is not None:
+            return found
+        if method not in self.scores:
+            raise InvalidArgument(f"conformal method {method!r} is not one this version serves; choose one of "
+                                  f"{', '.join(self.spec.methods)} (empty: {self.spec.recommended})")  # fmt: skip
+        if not (0 < coverage < 1):
+            raise InvalidArgument(f"coverage must lie in (0, 1), got {coverage}")
+        try:
+            if self.spec.class_conditional:
+                q = class_thresholds(self.scores[method], self.labels, coverage, self.num_classes)
+            else:
+                q = threshold(self.scores[method], coverage, f"this version's calibration split ({self.spec.rows} rows)")
+        except ConformalError as e:
+            raise InvalidArgument(f"{e}; allowed: coverage in (0, {self.max_coverage:.6g}]") from None
+        score = next(s for s in scores_of(self.spec, randomised=False) if s.label == method)
+        found = SetRule(score, q, coverage, method)
+        if len(self._rules) < RULES_KEPT:
+            self._rules[key] = found
+        return found
+
+    @staticmethod
+    def apply(rule: SetRule, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Set sizes ``[N]`` and every set's classes one row after another, each row's most probable first."""
+        p = np.asarray(probs, dtype=np.float64)
+        member = rule.score.sets(p, rule.thresholds)
+        order = np.argsort(-p, axis=1, kind="stable")
+        in_order = np.take_along_axis(member, order, axis=1)
+        return in_order.sum(axis=1).astype(np.int32), order[in_order].astype(np.int32)
+
+
+def no_sets_reason(manifest: Manifest) -> FailedPrecondition:
+    if manifest.task == "multilabel":
+        return FailedPrecondition(f"{manifest.name} version {manifest.version} is multi-label: prediction sets cover one "
+                                  "label per row, and a multi-label row has several; use the per-class probabilities")
+    return FailedPrecondition(f"{manifest.name} version {manifest.version} has no conformal scores (trained before they "
+                              "were stored, or with --conformal-share 0); retrain it or serve a version that has them")
