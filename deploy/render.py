@@ -158,6 +158,29 @@ def calibration() -> list[Panel]:
     ]  # fmt: skip
 
 
+def prediction_sets() -> list[Panel]:
+    by = "method, coverage"
+    return [
+        Panel("Prediction-set coverage vs promise, fleet (1d of feedback)", [
+            (sel("candor:set_coverage:fleet_1d"), "{{method}} at {{coverage}}: covered"),
+            (sel("candor:set_coverage_high:fleet_1d"), "{{method}} at {{coverage}}: 90% band high"),
+            (f"max by ({by}) ({sel('candor_prediction_set_level')})", "{{method}} at {{coverage}}: promised"),
+        ], unit="percentunit",
+              description="Share of the fleet's labelled rows whose label was in their prediction set (recomputed from "
+                          "the logged logits at each promised level), with the top of its 90% band. The alert fires "
+                          "when the band's top is under the promise: the traffic no longer looks like the calibration "
+                          "rows."),
+        Panel("Served prediction-set size (label-free)", [
+            (f"sum by ({by}) (rate({sel('candor_prediction_set_size_sum')}{RATE})) / "
+             f"sum by ({by}) (rate({sel('candor_prediction_set_size_count')}{RATE}))", "{{method}} at {{coverage}}: mean"),
+            (f"histogram_quantile(0.9, sum by ({by}, le) (rate({sel('candor_prediction_set_size_bucket')}{RATE})))",
+             "{{method}} at {{coverage}}: p90"),
+        ], unit="suffix: classes",
+              description="Classes per served set, per method and level asked. Growing sets are the model saying it is "
+                          "less sure, with no labels needed."),
+    ]  # fmt: skip
+
+
 def models() -> list[Panel]:
     return [
         Panel("Model versions and provider", [(sel("candor_model_info"), "")], kind="table", instant=True, fmt="table",
@@ -174,7 +197,7 @@ def models() -> list[Panel]:
 
 
 SECTIONS = [("Traffic", traffic), ("Confidence and drift", drift), ("Calibration from feedback", calibration),
-            ("Models and alerts", models)]  # fmt: skip
+            ("Prediction sets", prediction_sets), ("Models and alerts", models)]  # fmt: skip
 
 
 def _panel_json(p: Panel, pid: int, x: int, y: int) -> dict:

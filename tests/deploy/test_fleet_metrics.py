@@ -12,6 +12,8 @@ import psycopg
 import pytest
 
 from candor.calibration import ece, read_manifest, reliability_bins
+from candor.calibration.conformal import score_of, threshold
+from candor.calibration.conformal.split import read_split
 from candor.calibration.drift import psi
 from candor.calibration.reference import confidence_histogram
 from candor.server.core.drift import psi_groups
@@ -88,6 +90,22 @@ def test_fleet_recording_rules_equal_the_pooled_rows(served_repo, pg_url, tmp_pa
         classes = np.bincount(served.argmax(axis=1), minlength=served.shape[1])
         expected_prediction_psi = psi(reference.class_frequencies, classes)
         assert value(prom, f"candor:prediction_psi:fleet_1h{V1}") == pytest.approx(expected_prediction_psi, abs=1e-6)
+        # Prediction sets: every joined row's set recomputed at each promised level; the fleet's coverage is
+        # the pooled rows' share whose label is in the set, through the version's stored thresholds.
+        spec = read_manifest(served_repo / "digits/1/candor.json").conformal
+        split = read_split(served_repo / "digits/1", spec)
+        for method in spec.methods:
+            sets = f'{{model="digits",version="1",method="{method}",coverage="0.9"}}'
+            prom.wait_for(f"candor:set_rows:fleet_1d{sets} == {len(y)}", timeout=30)
+            options = {"penalty_weight": spec.raps_penalty, "k_reg": spec.raps_k_reg} if method == "raps" else {}
+            score = score_of(method, **options)
+            member = score.sets(probs, threshold(split.scores[method], 0.9))
+            covered = int(member[np.arange(len(labels)), labels].sum())
+            assert value(prom, f"candor:set_coverage:fleet_1d{sets}") == pytest.approx(covered / len(labels), abs=1e-6)
+            n = len(labels)
+            top = (covered + 0.5) / (n + 1) + 1.645 * np.sqrt((covered + 0.5) * (n - covered + 0.5) / (n + 1)) / (n + 1)
+            assert value(prom, f"candor:set_coverage_high:fleet_1d{sets}") == pytest.approx(min(top, 1.0), abs=1e-6)
+            assert value(prom, f"candor:set_mean_size:fleet_1d{sets}") == pytest.approx(member.sum() / n, abs=1e-6)
         # Each replica's own gauge is its own window: A's PSI is not the fleet's.
         assert value(prom, f'candor_confidence_psi{{instance="127.0.0.1:{a.metrics_port}"}}') != pytest.approx(
             expected_psi, abs=1e-6)  # fmt: skip

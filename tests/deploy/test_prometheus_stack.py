@@ -26,7 +26,8 @@ DASHBOARD = REPO_ROOT / "deploy/grafana/dashboards/candor.json"
 PROMETHEUS = REPO_ROOT / "deploy/prometheus"
 # What Grafana would put in place of its variables with model "digits", version "1" selected.
 GRAFANA_VARIABLES = {"$__rate_interval": "30s", "$__interval": "5s", "$model": "digits", "$version": "1"}
-ALERTS = ("CandorConfidenceDrift", "CandorPredictionDrift", "CandorCalibrationErrorHigh", "CandorAccuracyGap")
+ALERTS = ("CandorConfidenceDrift", "CandorPredictionDrift", "CandorCalibrationErrorHigh", "CandorAccuracyGap",
+          "CandorCoverageBelowTarget")
 
 
 def free_port() -> int:
@@ -142,8 +143,11 @@ def stack(digits_repo, tmp_path_factory):
         with server.client() as client:
             # The fleet series cover an hour: a short clean phase, then mostly drifted traffic, so that
             # the hour's mix drifts too.
-            for plan in (SimulationPlan(rate=0, drift_after_s=None, feedback_delay_s=0.2, duration_s=1, report_every_s=0),
-                         SimulationPlan(rate=0, drift_after_s=0, feedback_delay_s=0.2, duration_s=8, report_every_s=0)):
+            # Prediction sets are asked for at 0.9, so the served sizes have series too.
+            for plan in (SimulationPlan(rate=0, drift_after_s=None, feedback_delay_s=0.2, duration_s=1, report_every_s=0,
+                                        coverage=0.9),
+                         SimulationPlan(rate=0, drift_after_s=0, feedback_delay_s=0.2, duration_s=8, report_every_s=0,
+                                        coverage=0.9)):
                 stats = simulate(client, "digits", X, y, plan, log=lambda _: None)
                 assert stats.errors == {} and stats.feedback_accepted == stats.rows
         # Alerts go pending at the first evaluation that finds their condition true (`for:` then delays firing).

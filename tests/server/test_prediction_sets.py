@@ -176,3 +176,31 @@ def test_a_child_version_serves_sets_rescored_through_its_own_calibrator(served_
         server.stop()
     q = threshold(b.scores["lac"], 0.9)
     assert [sorted(s) for s in r.sets] == [sorted(np.flatnonzero(1 - p <= q + 1e-9).tolist()) for p in r.probabilities]
+
+
+def test_served_sizes_and_joined_coverage_are_counters_equal_to_the_offline_counts(served_repo, digits_rows):
+    rows = np.tile(digits_rows, (5, 1)) + np.random.default_rng(1).normal(0, 3, (200, 64)).astype(np.float32)
+    labels = np.random.default_rng(2).integers(0, 10, len(rows))
+    server = start_server(served_repo)
+    try:
+        with server.client() as client:
+            served = client.predict(rows, model="digits", coverage=0.9, conformal_method="aps")
+            client.predict(rows[:7], model="digits", coverage=0.777, conformal_method="aps")  # counted as "other"
+            plain = client.predict(rows, model="digits")  # no sets asked: the joined rows' sets are counted anyway
+            assert client.feedback(plain.prediction_ids, labels, model="digits").accepted == len(rows)
+        aps = {"model": "digits", "version": "1", "method": "aps"}
+        assert server.metric("candor_prediction_set_size_count", **aps, coverage="0.9") == len(rows)
+        assert server.metric("candor_prediction_set_size_sum", **aps, coverage="0.9") == served.set_sizes.sum()
+        assert server.metric("candor_prediction_set_size_bucket", **aps, coverage="0.9", le="1") == np.sum(served.set_sizes <= 1)
+        assert server.metric("candor_prediction_set_size_count", **aps, coverage="other") == 7
+        for method in ("lac", "aps", "raps"):
+            for level in (0.8, 0.9, 0.95):
+                expected = offline_sets(served_repo, plain.probabilities, level, method)
+                hit = sum(int(y) in s for s, y in zip(expected, labels, strict=True))
+                keys = {"model": "digits", "version": "1", "method": method, "coverage": f"{level:g}"}
+                assert server.metric("candor_feedback_set_rows_total", **keys) == len(rows)
+                assert server.metric("candor_feedback_set_covered_total", **keys) == hit
+                assert server.metric("candor_feedback_set_classes_total", **keys) == sum(map(len, expected))
+                assert server.metric("candor_prediction_set_level", **keys) == level
+    finally:
+        server.stop()

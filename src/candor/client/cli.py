@@ -177,7 +177,7 @@ def cmd_simulate(a: argparse.Namespace) -> int:
     plan = SimulationPlan(rate=a.rate, rows_per_request=a.rows_per_request, feedback_share=a.feedback_share,
                           feedback_delay_s=a.feedback_delay, drift_after_s=None if a.drift_after < 0 else a.drift_after,
                           drift_noise=a.drift_noise, duration_s=a.duration, report_every_s=a.report_every,
-                          seed=a.seed).check()  # fmt: skip
+                          seed=a.seed, coverage=a.coverage).check()  # fmt: skip
     X, y = load_labelled_rows(a.data)
     stop = threading.Event()
     # In a container the simulator is PID 1, where SIGTERM has no default action: stop cleanly instead.
@@ -495,6 +495,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--drift-noise", type=float, default=1.0,
                    help="drift noise standard deviation in units of the data's standard deviation (default: 1)")  # fmt: skip
     p.add_argument("--duration", type=float, default=0.0, help="seconds to run; 0 runs until stopped (default: 0)")
+    p.add_argument("--coverage", type=float, default=0.0,
+                   help="ask for prediction sets at this level with every request, e.g. 0.9 (default: 0, none)")
     p.add_argument("--report-every", type=float, default=30.0, help="seconds between progress lines (default: 30)")
     p.add_argument("--wait", type=float, default=300.0, help="seconds to wait for the model to be SERVING (default: 300)")
     p.add_argument("--seed", type=int, default=0, help="seed of row choice, feedback and noise (default: 0)")

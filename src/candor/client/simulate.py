@@ -38,6 +38,7 @@ class SimulationPlan:
     duration_s: float = 0.0  # 0: until stopped
     report_every_s: float = 30.0
     seed: int = 0
+    coverage: float = 0.0  # > 0: ask for prediction sets at this level with every request
 
     def check(self) -> SimulationPlan:
         problems = []
@@ -52,6 +53,8 @@ class SimulationPlan:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.drift_after_s is not None and self.drift_after_s < 0:
             problems.append(f"drift_after_s must be >= 0 (or None for never), got {self.drift_after_s}")
+        if not 0 <= self.coverage < 1:
+            problems.append(f"coverage must lie in (0, 1), or be 0 for no prediction sets, got {self.coverage}")
         if problems:
             raise ValueError("invalid simulation: " + "; ".join(problems))
         return self
@@ -156,7 +159,7 @@ def simulate(client, model: str, X: np.ndarray, y: np.ndarray, plan: SimulationP
         pick = rng.integers(0, len(X), plan.rows_per_request)
         rows = drift(X[pick]) if stats.drifting else X[pick]
         try:
-            result = client.predict(rows, model=model)
+            result = client.predict(rows, model=model, coverage=plan.coverage or None)
             stats.requests += 1
             stats.rows += len(rows)
             labelled = rng.random(len(rows)) < plan.feedback_share

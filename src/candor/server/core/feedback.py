@@ -27,6 +27,7 @@ from candor.server.core.observed import FeedbackTotals, ObservedReport, observed
 from candor.server.core.prediction_log import FLUSH_INTERVAL_S, PredictionLog
 from candor.server.core.predictions import PredictionCache, StoredPrediction, id_time, new_prediction_ids, row_of, split_id
 from candor.server.core.repository import ModelRepository
+from candor.server.core.sets import PredictionSets
 from candor.server.core.settings import Settings
 from candor.server.core.store import FeedbackRow, LoggedRequest, Store, StoreError, finite_rows
 from candor.server.core.store_health import StoreHealth
@@ -96,6 +97,11 @@ class FeedbackService:
             totals = FeedbackTotals()
             self._totals = {**self._totals, key: totals}  # copy on write: readers keep the map they hold
         return totals
+
+    def _sets_of(self, model: str, version: int) -> PredictionSets | None:
+        """The prediction sets of a version this replica serves (None: not loaded here, or it has none)."""
+        found = next((m for m in self.repository.loaded() if m.name == model and m.version == str(version)), None)
+        return None if found is None else found.opened.sets
 
     def keep(self, request: LoggedRequest) -> None:
         """Keep what Predict answered, so feedback on any replica can join it by id."""
@@ -272,7 +278,11 @@ class FeedbackService:
                 accepted.setdefault(row.version, []).append(row)
         for v, joined_rows in accepted.items():
             probs, labels = np.stack([r.probabilities for r in joined_rows]), np.array([r.label for r in joined_rows])
-            self._totals_of(model_name, v).add(probs, labels)
+            totals = self._totals_of(model_name, v)
+            totals.add(probs, labels)
+            sets = self._sets_of(model_name, v)
+            if sets is not None:
+                totals.coverage.add(sets, probs, labels)
         for i, pid in missing:
             outcomes[i] = DUPLICATE if pid in seen else EXPIRED if self.cache.expired(pid, now) else UNKNOWN_ID
         self.events.emit(FeedbackAnswered(model_name, dict(Counter(outcomes))))

@@ -24,6 +24,7 @@ from candor.calibration.binning import ReliabilityBins, bin_edges, bin_index
 from candor.calibration.ece import debiased_rms_ece
 from candor.calibration.intervals import Interval, accuracy_gap_interval, ece_interval
 from candor.calibration.metrics import EPS
+from candor.server.core.sets import CoverageTotals
 
 ECE_BINS = 15  # candor.calibration's default: the live counters use the same bins
 
@@ -77,6 +78,7 @@ class FeedbackTotals:
         self._nll = 0.0
         self._brier = 0.0
         self._lock = threading.Lock()
+        self.coverage = CoverageTotals()  # the prediction sets' coverage of the same rows, where the version has sets
 
     def add(self, probabilities: np.ndarray, labels: np.ndarray) -> None:
         """Rows as served: no renormalising, so that the sums match the stored rows bit for bit."""

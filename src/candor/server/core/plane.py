@@ -173,7 +173,10 @@ class DataPlane:
             now = time.time()
             request_id = new_request_id(now)
             self.feedback_service.keep(LoggedRequest(request_id, model.name, int(model.version), now, probs, logits))
-        sets = None if rule is None else (rule, *PredictionSets.apply(rule, probs))
+        sets = None
+        if rule is not None:
+            sets = (rule, *PredictionSets.apply(rule, probs))
+            model.opened.sets.count_served(rule, sets[1])
         return Prediction(model, logits, probs, top, top_probs, request_id, sets)
 
     @staticmethod

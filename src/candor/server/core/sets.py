@@ -7,13 +7,14 @@ non-randomised ones (a randomised set could not be recomputed when its label arr
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from candor.calibration.conformal import ConformalError, ConformalScore, class_thresholds, threshold
-from candor.calibration.conformal.split import read_split, scores_of
+from candor.calibration.conformal.split import LEVELS, read_split, scores_of
 from candor.calibration.manifest import ConformalSpec, Manifest
 from candor.server.core.errors import FailedPrecondition, InvalidArgument
 
@@ -30,6 +31,30 @@ class SetRule:
     method: str
 
 
+SIZE_BUCKETS = (0, 1, 2, 3, 5, 10, 20, 50, 100)  # upper bounds (le) of the served set sizes' histogram
+
+
+class SizeCounts:
+    """A histogram of served set sizes, counted with numpy per request (no Python call per row)."""
+
+    def __init__(self) -> None:
+        self.buckets = np.zeros(len(SIZE_BUCKETS) + 1, np.int64)  # the last: above every bound (+Inf only)
+        self.total = 0
+        self.rows = 0
+        self._lock = threading.Lock()
+
+    def add(self, sizes: np.ndarray) -> None:
+        counts = np.bincount(np.searchsorted(SIZE_BUCKETS, sizes), minlength=len(SIZE_BUCKETS) + 1)
+        with self._lock:
+            self.buckets += counts
+            self.total += int(sizes.sum())
+            self.rows += len(sizes)
+
+    def snapshot(self) -> tuple[np.ndarray, int, int]:
+        with self._lock:
+            return self.buckets.copy(), self.total, self.rows
+
+
 @dataclass
 class PredictionSets:
     spec: ConformalSpec
@@ -37,6 +62,16 @@ class PredictionSets:
     labels: np.ndarray
     num_classes: int
     _rules: dict[tuple[str, float], SetRule] = field(default_factory=dict)
+    # Served sizes per (method, level label): a level outside watched_levels counts as "other", so
+    # callers asking many levels cannot add series.
+    served: dict[tuple[str, str], SizeCounts] = field(default_factory=dict)
+
+    def count_served(self, rule: SetRule, sizes: np.ndarray) -> None:
+        level = f"{rule.coverage:g}" if rule.coverage in watched_levels(self.spec) else "other"
+        counts = self.served.get((rule.method, level))
+        if counts is None:
+            counts = self.served.setdefault((rule.method, level), SizeCounts())
+        counts.add(sizes)
 
     @classmethod
     def load(cls, folder: Path, manifest: Manifest) -> PredictionSets | None:
@@ -97,3 +132,44 @@ def no_sets_reason(manifest: Manifest) -> FailedPrecondition:
                                   "label per row, and a multi-label row has several; use the per-class probabilities")
     return FailedPrecondition(f"{manifest.name} version {manifest.version} has no conformal scores (trained before they "
                               "were stored, or with --conformal-share 0); retrain it or serve a version that has them")
+
+
+def watched_levels(spec: ConformalSpec) -> tuple[float, ...]:
+    """The levels coverage is counted at for every joined label: the reported ones and the version's default."""
+    return tuple(sorted({*LEVELS, spec.default_coverage}))
+
+
+class CoverageTotals:
+    """Per (method, level), the joined rows whose set was computed, how many held their label, and the
+    sum of their sizes: counters a fleet adds up, whatever level each request asked for (the sets are
+    recomputed from the stored logits, through the version's own thresholds)."""
+
+    def __init__(self) -> None:
+        self._sums: dict[tuple[str, float], list[int]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, sets: PredictionSets, probabilities: np.ndarray, labels: np.ndarray) -> None:
+        p = np.asarray(probabilities, dtype=np.float64)
+        y = np.asarray(labels, dtype=np.int64)
+        finite = np.isfinite(p).all(axis=1)
+        p, y = p[finite], y[finite]
+        counts = {}
+        for method in sets.spec.methods:
+            for level in watched_levels(sets.spec):
+                try:
+                    rule = sets.rule(level, method)
+                except InvalidArgument:
+                    continue  # the split cannot support this level (class-conditional with a small class)
+                member = rule.score.sets(p, rule.thresholds)
+                counts[(method, level)] = (len(y), int(member[np.arange(len(y)), y].sum()), int(member.sum()))
+        with self._lock:
+            for key, (rows, covered, size) in counts.items():
+                sums = self._sums.setdefault(key, [0, 0, 0])
+                sums[0] += rows
+                sums[1] += covered
+                sums[2] += size
+
+    def snapshot(self) -> dict[tuple[str, float], tuple[int, int, int]]:
+        """(method, level) -> (rows, covered, sum of set sizes)."""
+        with self._lock:
+            return {key: (a, b, c) for key, (a, b, c) in self._sums.items()}

@@ -29,6 +29,7 @@ from candor.server.core.feedback import FeedbackService
 from candor.server.core.model import LoadedModel
 from candor.server.core.observed import FeedbackTotals
 from candor.server.core.repository import ModelRepository
+from candor.server.core.sets import SIZE_BUCKETS, PredictionSets, watched_levels
 
 CONFIDENCE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
 log = logging.getLogger("candor.server")
@@ -221,6 +222,50 @@ class FeedbackCollector(Collector):
             nll.add_metric([name, version], snap.nll)
             brier.add_metric([name, version], snap.brier)
         yield from (rows, conf, correct, nll, brier)
+        yield from self._coverage(totals)
+
+    def _coverage(self, totals: Mapping[tuple[str, str], FeedbackTotals | None]):
+        """Per (model, version, method, coverage level): joined rows, rows whose label was in the set, and
+        the classes in those sets, as counters; and the promised level itself as a gauge, which the alert
+        compares the fleet's coverage with (PromQL cannot read a number out of a label)."""
+        keys = ["model", "version", "method", "coverage"]
+        set_rows = CounterMetricFamily("candor_feedback_set_rows", "Joined feedback rows whose prediction set was "
+                                       "recomputed, per conformal method and level; fleet-ready", labels=keys)  # fmt: skip
+        covered = CounterMetricFamily("candor_feedback_set_covered", "Joined rows whose label was in their prediction "
+                                      "set", labels=keys)  # fmt: skip
+        classes = CounterMetricFamily("candor_feedback_set_classes", "Sum of the prediction sets' sizes over joined rows",
+                                      labels=keys)  # fmt: skip
+        level = GaugeMetricFamily("candor_prediction_set_level", "The coverage a version's prediction sets promise at "
+                                  "this level (the coverage label as a number)", labels=keys)  # fmt: skip
+        sets = {(m.name, m.version): m.opened.sets for m in self.models() if m.opened.sets is not None}
+        for (name, version), set_of in sorted(sets.items()):
+            running = totals.get((name, version))
+            counts = running.coverage.snapshot() if running is not None else {}
+            for method in set_of.spec.methods:
+                for promised in watched_levels(set_of.spec):
+                    n, hit, size = counts.get((method, promised), (0, 0, 0))
+                    labels = [name, version, method, f"{promised:g}"]
+                    set_rows.add_metric(labels, float(n))
+                    covered.add_metric(labels, float(hit))
+                    classes.add_metric(labels, float(size))
+                    level.add_metric(labels, promised)
+        yield from (set_rows, covered, classes, level)
+        yield self._served_sizes(sets)
+
+    @staticmethod
+    def _served_sizes(sets: Mapping[tuple[str, str], PredictionSets]) -> HistogramMetricFamily:
+        """Label-free: the sizes of the sets served, per method and level asked (growing sets: rising uncertainty)."""
+        family = HistogramMetricFamily("candor_prediction_set_size", "Classes in each served prediction set, per "
+                                       "conformal method and coverage level (other: a level outside 0.8, 0.9, 0.95 "
+                                       "and the version's default)",
+                                       labels=["model", "version", "method", "coverage"])  # fmt: skip
+        for (name, version), set_of in sorted(sets.items()):
+            for (method, level), counts in sorted(set_of.served.items()):
+                buckets, total, _ = counts.snapshot()
+                cumulative = np.cumsum(buckets).tolist()
+                pairs = [(f"{bound:g}", float(c)) for bound, c in zip(SIZE_BUCKETS, cumulative, strict=False)]
+                family.add_metric([name, version, method, level], [*pairs, ("+Inf", float(cumulative[-1]))], float(total))
+        return family
 
 
 def register_core_views(registry: CollectorRegistry, repository: ModelRepository, feedback: FeedbackService,

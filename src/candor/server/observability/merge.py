@@ -39,7 +39,8 @@ from prometheus_client.registry import Collector
 SUMMED_GAUGES = frozenset({"candor_queue_rows", "candor_inflight_requests", "candor_prediction_store_rows",
                            "candor_prediction_log_buffer_rows"})  # fmt: skip
 SAME_GAUGES = frozenset({"candor_model_info", "candor_reference_accuracy", "candor_reference_mean_confidence",
-                         "candor_reference_confidence_share", "candor_reference_class_share"})  # fmt: skip
+                         "candor_reference_confidence_share", "candor_reference_class_share",
+                         "candor_prediction_set_level"})  # fmt: skip
 LOWEST_GAUGES = frozenset({"candor_model_ready", "candor_feedback_store_up"})
 WORKER_LABEL = "worker"
 MONOTONIC_TYPES = ("counter", "histogram")
