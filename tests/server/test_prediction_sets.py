@@ -202,5 +202,16 @@ def test_served_sizes_and_joined_coverage_are_counters_equal_to_the_offline_coun
                 assert server.metric("candor_feedback_set_covered_total", **keys) == hit
                 assert server.metric("candor_feedback_set_classes_total", **keys) == sum(map(len, expected))
                 assert server.metric("candor_prediction_set_level", **keys) == level
+        # GetCalibration shows the same coverage per method and level, with its interval, next to the ECE.
+        with server.client() as client:
+            observed = client.calibration("digits").observed
+        found = {(c.method, c.coverage): c for c in observed.set_coverage}
+        assert len(found) == 9 and observed.rows == len(rows)
+        for (method, level), c in found.items():
+            expected = offline_sets(served_repo, plain.probabilities, level, method)
+            hit = sum(int(y) in s for s, y in zip(expected, labels, strict=True))
+            assert c.covered == pytest.approx(hit / len(rows)) and c.interval[0] <= c.covered <= c.interval[1]
+        shown = run_candor("calibration", "--target", server.target, "--model", "digits")
+        assert shown.returncode == 0 and "prediction sets aps at 0.9: covered" in shown.stdout
     finally:
         server.stop()

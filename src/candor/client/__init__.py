@@ -33,6 +33,7 @@ from candor.client._results import (
     Recalibration,
     ReferenceSignals,
     ReliabilityBin,
+    SetCoverage,
 )
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "Recalibration",
     "ReferenceSignals",
     "ReliabilityBin",
+    "SetCoverage",
     "ResourceExhausted",
     "Unauthenticated",
     "Unavailable",

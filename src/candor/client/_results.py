@@ -228,6 +228,18 @@ class ReliabilityBin:
 
 
 @dataclass(frozen=True)
+class SetCoverage:
+    """How often one conformal method's sets at one promised level held the label, on joined feedback."""
+
+    method: str
+    coverage: float  # promised
+    rows: int
+    covered: float  # observed share
+    interval: tuple[float, float]  # 90% Clopper-Pearson
+    mean_size: float
+
+
+@dataclass(frozen=True)
 class ObservedSignals:
     """Label-based calibration over the window of joined feedback."""
 
@@ -243,6 +255,7 @@ class ObservedSignals:
     ece_interval: tuple[float, float]
     accuracy_gap_interval: tuple[float, float]
     debiased_rms_ece: float  # Kumar et al. 2019; 0 when the error is within noise
+    set_coverage: list[SetCoverage] = field(default_factory=list)  # prediction sets on the same rows, per method and level
 
 
 @dataclass(frozen=True)
@@ -274,7 +287,10 @@ class CalibrationReport:
             bins = [ReliabilityBin(b.upper_edge, int(b.count), b.confidence, b.accuracy) for b in o.reliability]
             observed = ObservedSignals(int(o.rows), o.accuracy, o.ece, o.nll, o.brier, o.expected_accuracy, o.accuracy_gap, bins,
                                        (o.ece_low, o.ece_high), (o.accuracy_gap_low, o.accuracy_gap_high),
-                                       o.debiased_rms_ece)  # fmt: skip
+                                       o.debiased_rms_ece,
+                                       [SetCoverage(c.method, round(c.coverage, 6), int(c.rows), c.covered,
+                                                    (c.covered_low, c.covered_high), c.mean_size)
+                                        for c in o.set_coverage])  # fmt: skip
         return cls(r.model, r.version, [round(t, 6) for t in r.temperature], r.calibration_method, reference, drift, observed)
 
 

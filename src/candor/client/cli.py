@@ -285,6 +285,9 @@ def cmd_calibration(a: argparse.Namespace) -> int:
     print(f"feedback over {o.rows} rows: accuracy {o.accuracy:.4f}, ECE {_with_interval(o.ece, o.ece_interval)}, "
           f"debiased RMS ECE {o.debiased_rms_ece:.4f}, NLL {o.nll:.4f}, Brier {o.brier:.4f}, "
           f"expected - observed accuracy {_with_interval(o.accuracy_gap, o.accuracy_gap_interval, '+.4f')}")  # fmt: skip
+    for c in o.set_coverage:
+        print(f"prediction sets {c.method} at {c.coverage:g}: covered {_with_interval(c.covered, c.interval)} "
+              f"(90% Clopper-Pearson) of {c.rows} rows, mean size {c.mean_size:.2f}")  # fmt: skip
     print(INTERVAL_NOTE)
     print(f"\n{'bin (upper edge)':>16} {'rows':>6} {'confidence':>10} {'accuracy':>9}")
     for b in o.reliability:

@@ -316,7 +316,7 @@ class DriftSignals(_message.Message):
     def __init__(self, rows: _Optional[int] = ..., confidence_psi: _Optional[float] = ..., confidence_js_distance: _Optional[float] = ..., prediction_psi: _Optional[float] = ..., expected_accuracy: _Optional[float] = ..., expected_accuracy_gap: _Optional[float] = ..., mean_entropy: _Optional[float] = ..., confidence_state: _Optional[_Union[DriftState, str]] = ..., prediction_state: _Optional[_Union[DriftState, str]] = ...) -> None: ...
 
 class ObservedSignals(_message.Message):
-    __slots__ = ("rows", "accuracy", "ece", "nll", "brier", "expected_accuracy", "accuracy_gap", "reliability", "ece_low", "ece_high", "accuracy_gap_low", "accuracy_gap_high", "debiased_rms_ece")
+    __slots__ = ("rows", "accuracy", "ece", "nll", "brier", "expected_accuracy", "accuracy_gap", "reliability", "ece_low", "ece_high", "accuracy_gap_low", "accuracy_gap_high", "debiased_rms_ece", "set_coverage")
     ROWS_FIELD_NUMBER: _ClassVar[int]
     ACCURACY_FIELD_NUMBER: _ClassVar[int]
     ECE_FIELD_NUMBER: _ClassVar[int]
@@ -330,6 +330,7 @@ class ObservedSignals(_message.Message):
     ACCURACY_GAP_LOW_FIELD_NUMBER: _ClassVar[int]
     ACCURACY_GAP_HIGH_FIELD_NUMBER: _ClassVar[int]
     DEBIASED_RMS_ECE_FIELD_NUMBER: _ClassVar[int]
+    SET_COVERAGE_FIELD_NUMBER: _ClassVar[int]
     rows: int
     accuracy: float
     ece: float
@@ -343,7 +344,26 @@ class ObservedSignals(_message.Message):
     accuracy_gap_low: float
     accuracy_gap_high: float
     debiased_rms_ece: float
-    def __init__(self, rows: _Optional[int] = ..., accuracy: _Optional[float] = ..., ece: _Optional[float] = ..., nll: _Optional[float] = ..., brier: _Optional[float] = ..., expected_accuracy: _Optional[float] = ..., accuracy_gap: _Optional[float] = ..., reliability: _Optional[_Iterable[_Union[ReliabilityBin, _Mapping]]] = ..., ece_low: _Optional[float] = ..., ece_high: _Optional[float] = ..., accuracy_gap_low: _Optional[float] = ..., accuracy_gap_high: _Optional[float] = ..., debiased_rms_ece: _Optional[float] = ...) -> None: ...
+    set_coverage: _containers.RepeatedCompositeFieldContainer[SetCoverage]
+    def __init__(self, rows: _Optional[int] = ..., accuracy: _Optional[float] = ..., ece: _Optional[float] = ..., nll: _Optional[float] = ..., brier: _Optional[float] = ..., expected_accuracy: _Optional[float] = ..., accuracy_gap: _Optional[float] = ..., reliability: _Optional[_Iterable[_Union[ReliabilityBin, _Mapping]]] = ..., ece_low: _Optional[float] = ..., ece_high: _Optional[float] = ..., accuracy_gap_low: _Optional[float] = ..., accuracy_gap_high: _Optional[float] = ..., debiased_rms_ece: _Optional[float] = ..., set_coverage: _Optional[_Iterable[_Union[SetCoverage, _Mapping]]] = ...) -> None: ...
+
+class SetCoverage(_message.Message):
+    __slots__ = ("method", "coverage", "rows", "covered", "covered_low", "covered_high", "mean_size")
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    COVERED_FIELD_NUMBER: _ClassVar[int]
+    COVERED_LOW_FIELD_NUMBER: _ClassVar[int]
+    COVERED_HIGH_FIELD_NUMBER: _ClassVar[int]
+    MEAN_SIZE_FIELD_NUMBER: _ClassVar[int]
+    method: str
+    coverage: float
+    rows: int
+    covered: float
+    covered_low: float
+    covered_high: float
+    mean_size: float
+    def __init__(self, method: _Optional[str] = ..., coverage: _Optional[float] = ..., rows: _Optional[int] = ..., covered: _Optional[float] = ..., covered_low: _Optional[float] = ..., covered_high: _Optional[float] = ..., mean_size: _Optional[float] = ...) -> None: ...
 
 class GetCalibrationResponse(_message.Message):
     __slots__ = ("model", "version", "temperature", "reference", "drift", "observed", "calibration_method")

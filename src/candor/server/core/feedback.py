@@ -27,7 +27,7 @@ from candor.server.core.observed import FeedbackTotals, ObservedReport, observed
 from candor.server.core.prediction_log import FLUSH_INTERVAL_S, PredictionLog
 from candor.server.core.predictions import PredictionCache, StoredPrediction, id_time, new_prediction_ids, row_of, split_id
 from candor.server.core.repository import ModelRepository
-from candor.server.core.sets import PredictionSets
+from candor.server.core.sets import PredictionSets, coverage_report
 from candor.server.core.settings import Settings
 from candor.server.core.store import FeedbackRow, LoggedRequest, Store, StoreError, finite_rows
 from candor.server.core.store_health import StoreHealth
@@ -123,7 +123,12 @@ class FeedbackService:
         rows = finite_rows(rows)
         if not rows:
             return None
-        return observed_report(np.stack([r.probabilities for r in rows]), np.array([r.label for r in rows]))
+        probs, labels = np.stack([r.probabilities for r in rows]), np.array([r.label for r in rows])
+        report = observed_report(probs, labels)
+        sets = self._sets_of(model, int(version))
+        if sets is None:
+            return report
+        return dataclasses.replace(report, set_coverage=tuple(coverage_report(sets, probs, labels)))
 
     def _self_recorded_row(self, model_name: str, version: str, item: FeedbackItem, now: float) -> FeedbackRow:
         model = self.repository.resolve(model_name, version)

@@ -24,7 +24,7 @@ from candor.calibration.binning import ReliabilityBins, bin_edges, bin_index
 from candor.calibration.ece import debiased_rms_ece
 from candor.calibration.intervals import Interval, accuracy_gap_interval, ece_interval
 from candor.calibration.metrics import EPS
-from candor.server.core.sets import CoverageTotals
+from candor.server.core.sets import CoverageTotals, SetCoverage
 
 ECE_BINS = 15  # candor.calibration's default: the live counters use the same bins
 
@@ -42,6 +42,7 @@ class ObservedReport:
     ece_interval: Interval  # 90% bootstrap (candor.calibration.intervals)
     accuracy_gap_interval: Interval
     debiased_rms_ece: float
+    set_coverage: tuple[SetCoverage, ...] = ()  # where the version has prediction sets and is served here
 
 
 def observed_report(probabilities: np.ndarray, labels: np.ndarray) -> ObservedReport:

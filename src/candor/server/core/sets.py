@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import binomtest
 
 from candor.calibration.conformal import ConformalError, ConformalScore, class_thresholds, threshold
 from candor.calibration.conformal.split import LEVELS, read_split, scores_of
@@ -173,3 +174,35 @@ class CoverageTotals:
         """(method, level) -> (rows, covered, sum of set sizes)."""
         with self._lock:
             return {key: (a, b, c) for key, (a, b, c) in self._sums.items()}
+
+
+@dataclass(frozen=True)
+class SetCoverage:
+    """One method's sets at one promised level on labelled rows: the share that held the label."""
+
+    method: str
+    coverage: float
+    rows: int
+    covered: float
+    covered_low: float  # 90% Clopper-Pearson
+    covered_high: float
+    mean_size: float
+
+
+def coverage_report(sets: PredictionSets, probabilities: np.ndarray, labels: np.ndarray) -> list[SetCoverage]:
+    """Per served method and watched level, the coverage of ``labels`` by the sets of ``probabilities``."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64)
+    found = []
+    for method in sets.spec.methods:
+        for level in watched_levels(sets.spec):
+            try:
+                rule = sets.rule(level, method)
+            except InvalidArgument:
+                continue
+            member = rule.score.sets(p, rule.thresholds)
+            hit = int(member[np.arange(len(y)), y].sum())
+            ci = binomtest(hit, len(y)).proportion_ci(0.9, method="exact")
+            found.append(SetCoverage(method, level, len(y), hit / len(y), float(ci.low), float(ci.high),
+                                     float(member.sum() / len(y))))  # fmt: skip
+    return found

@@ -138,6 +138,9 @@ def calibration_response(state: CalibrationState) -> pb.GetCalibrationResponse:
             debiased_rms_ece=observed.debiased_rms_ece,
             reliability=[pb.ReliabilityBin(upper_edge=hi, count=int(n), confidence=c if n else 0.0, accuracy=a if n else 0.0)
                          for hi, n, c, a in zip(bins.edges[1:], bins.count, bins.confidence, bins.accuracy, strict=True)],
+            set_coverage=[pb.SetCoverage(method=c.method, coverage=c.coverage, rows=c.rows, covered=c.covered,
+                                         covered_low=c.covered_low, covered_high=c.covered_high, mean_size=c.mean_size)
+                          for c in observed.set_coverage],
         ))  # fmt: skip
     return response
 
