@@ -127,10 +127,12 @@ def derive_manifest(parent: Manifest, *, version: int, model_sha256: str, refit:
 
 
 def publish_child(repository: str | Path, parent: Manifest, *, write_model: Callable[[Path], None], refit: Refit | None = None,
-                  metrics: Metrics | None = None, extras: Callable[[Path, Manifest], None] | None = None) -> Path:  # fmt: skip
+                  metrics: Metrics | None = None, extras: Callable[[Path, Manifest], None] | None = None,
+                  conformal: Callable[[Path, str], ConformalSpec] | None = None) -> Path:  # fmt: skip
     """Publish the next version of ``parent.name``: ``write_model(path)`` writes its graph,
     the manifest and the reference are derived here, ``extras(folder, manifest)`` adds
-    reports or a checkpoint.
+    reports or a checkpoint. ``conformal(folder, "name/version")`` writes the child's own conformal
+    scores and returns their spec; without it the parent's rows are re-scored through the child's calibrator.
 
     Staged and renamed into place (:func:`candor.calibration.repository.publish`), so a
     failure anywhere publishes nothing. Returns the new version's folder.
@@ -144,9 +146,11 @@ def publish_child(repository: str | Path, parent: Manifest, *, write_model: Call
         reference = child_reference(parent_folder, parent, f"{parent.name}/{version}", calibrator)
         if reference.sample is not None:
             shutil.copy2(parent_folder / reference.sample.file, folder / reference.sample.file)
-        conformal = child_conformal(parent_folder, parent, folder, calibrator, f"{parent.name}/{version}")
+        who = f"{parent.name}/{version}"
+        scores = conformal(folder, who) if conformal is not None else child_conformal(parent_folder, parent, folder,
+                                                                                       calibrator, who)  # fmt: skip
         manifest = derive_manifest(parent, version=version, model_sha256=sha256_file(folder / MODEL_FILE), refit=refit,
-                                   metrics=metrics, reference=reference, conformal=conformal)  # fmt: skip
+                                   metrics=metrics, reference=reference, conformal=scores)  # fmt: skip
         write_manifest(manifest, folder / MANIFEST_FILE)
         if extras is not None:
             extras(folder, manifest)

@@ -317,6 +317,11 @@ class Recalibration:
     rows_without_logits: int  # left out: probabilities only, and the method needs raw logits
     validation_nll: tuple[float, float]  # before, after on the version's own validation logits (0, 0: none stored)
     included_client_recorded: bool  # client-recorded rows were in the window (asked for explicitly)
+    # method "conformal": the promised level, and the held-out coverage of the old and the new scores,
+    # each (value, 90% low, high); zeros otherwise.
+    coverage_target: float = 0.0
+    holdout_coverage_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    holdout_coverage_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     @classmethod
     def from_proto(cls, r: pb.RecalibrateResponse) -> Recalibration:
@@ -324,4 +329,6 @@ class Recalibration:
                    int(r.holdout_rows), r.holdout_nll_before, r.holdout_nll_after, r.holdout_ece_before, r.holdout_ece_after,
                    r.message, r.method, r.selected_by, (r.nll_improvement, r.nll_improvement_low, r.nll_improvement_high),
                    (r.window_start, r.window_end), [int(n) for n in r.label_counts], int(r.rows_without_logits),
-                   (r.validation_nll_before, r.validation_nll_after), r.included_client_recorded)  # fmt: skip
+                   (r.validation_nll_before, r.validation_nll_after), r.included_client_recorded, r.coverage_target,
+                   (r.holdout_coverage_before, r.holdout_coverage_before_low, r.holdout_coverage_before_high),
+                   (r.holdout_coverage_after, r.holdout_coverage_after_low, r.holdout_coverage_after_high))  # fmt: skip

@@ -347,6 +347,12 @@ def cmd_recalibrate(a: argparse.Namespace) -> int:
           f"labels per class [{mix}]" + (f"; {r.rows_without_logits} rows without logits left out" if r.rows_without_logits
                                           else "")
           + ("; client-recorded rows included" if r.included_client_recorded else ""))  # fmt: skip
+    if r.coverage_target:  # --method conformal: coverage, not NLL, decides
+        (b, bl, bh), (a_, al, ah) = r.holdout_coverage_before, r.holdout_coverage_after
+        print(f"conformal scores from {r.fit_rows} rows; held out {r.holdout_rows}: coverage at {r.coverage_target:g} "
+              f"{b:.4f} [{bl:.4f}, {bh:.4f}] -> {a_:.4f} [{al:.4f}, {ah:.4f}] (90% Clopper-Pearson)")  # fmt: skip
+        print(r.message)
+        return 0
     print(f"{r.method} fitted on {r.fit_rows} rows (T {r.old_temperature:.4f} -> {r.new_temperature:.4f})"
           + (f"; {r.selected_by}" if r.selected_by else ""))  # fmt: skip
     gain = r.nll_improvement
@@ -471,8 +477,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-rows", type=int, default=100, help="fewest feedback rows to act on (default: 100)")
     p.add_argument("--dry-run", action="store_true", help="fit and report, publish nothing")
     p.add_argument("--method", default="temperature",
-                   help="a calibration method the server offers, or auto to choose by cross-validated NLL; an unknown "
-                        "name is answered with the server's list (default: temperature)")  # fmt: skip
+                   help="a calibration method the server offers, or auto to choose by cross-validated NLL, or conformal "
+                        "to refresh only the prediction sets' scores from the window; an unknown name is answered with "
+                        "the server's list (default: temperature)")  # fmt: skip
     p.add_argument("--since", type=_when, default=0.0,
                    help="fit on feedback received at or after this time: unix seconds or ISO 8601 "
                         "(default: the server's feedback window)")  # fmt: skip

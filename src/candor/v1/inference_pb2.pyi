@@ -406,7 +406,7 @@ class RecalibrateRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., holdout_share: _Optional[float] = ..., min_rows: _Optional[int] = ..., dry_run: _Optional[bool] = ..., method: _Optional[str] = ..., since: _Optional[float] = ..., newest_rows: _Optional[int] = ..., include_client_recorded: _Optional[bool] = ...) -> None: ...
 
 class RecalibrateResponse(_message.Message):
-    __slots__ = ("published", "new_version", "old_temperature", "new_temperature", "fit_rows", "holdout_rows", "holdout_nll_before", "holdout_nll_after", "holdout_ece_before", "holdout_ece_after", "message", "method", "selected_by", "nll_improvement", "nll_improvement_low", "nll_improvement_high", "window_start", "window_end", "label_counts", "rows_without_logits", "validation_nll_before", "validation_nll_after", "included_client_recorded")
+    __slots__ = ("published", "new_version", "old_temperature", "new_temperature", "fit_rows", "holdout_rows", "holdout_nll_before", "holdout_nll_after", "holdout_ece_before", "holdout_ece_after", "message", "method", "selected_by", "nll_improvement", "nll_improvement_low", "nll_improvement_high", "window_start", "window_end", "label_counts", "rows_without_logits", "validation_nll_before", "validation_nll_after", "included_client_recorded", "coverage_target", "holdout_coverage_before", "holdout_coverage_before_low", "holdout_coverage_before_high", "holdout_coverage_after", "holdout_coverage_after_low", "holdout_coverage_after_high")
     PUBLISHED_FIELD_NUMBER: _ClassVar[int]
     NEW_VERSION_FIELD_NUMBER: _ClassVar[int]
     OLD_TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
@@ -430,6 +430,13 @@ class RecalibrateResponse(_message.Message):
     VALIDATION_NLL_BEFORE_FIELD_NUMBER: _ClassVar[int]
     VALIDATION_NLL_AFTER_FIELD_NUMBER: _ClassVar[int]
     INCLUDED_CLIENT_RECORDED_FIELD_NUMBER: _ClassVar[int]
+    COVERAGE_TARGET_FIELD_NUMBER: _ClassVar[int]
+    HOLDOUT_COVERAGE_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    HOLDOUT_COVERAGE_BEFORE_LOW_FIELD_NUMBER: _ClassVar[int]
+    HOLDOUT_COVERAGE_BEFORE_HIGH_FIELD_NUMBER: _ClassVar[int]
+    HOLDOUT_COVERAGE_AFTER_FIELD_NUMBER: _ClassVar[int]
+    HOLDOUT_COVERAGE_AFTER_LOW_FIELD_NUMBER: _ClassVar[int]
+    HOLDOUT_COVERAGE_AFTER_HIGH_FIELD_NUMBER: _ClassVar[int]
     published: bool
     new_version: str
     old_temperature: float
@@ -453,4 +460,11 @@ class RecalibrateResponse(_message.Message):
     validation_nll_before: float
     validation_nll_after: float
     included_client_recorded: bool
-    def __init__(self, published: _Optional[bool] = ..., new_version: _Optional[str] = ..., old_temperature: _Optional[float] = ..., new_temperature: _Optional[float] = ..., fit_rows: _Optional[int] = ..., holdout_rows: _Optional[int] = ..., holdout_nll_before: _Optional[float] = ..., holdout_nll_after: _Optional[float] = ..., holdout_ece_before: _Optional[float] = ..., holdout_ece_after: _Optional[float] = ..., message: _Optional[str] = ..., method: _Optional[str] = ..., selected_by: _Optional[str] = ..., nll_improvement: _Optional[float] = ..., nll_improvement_low: _Optional[float] = ..., nll_improvement_high: _Optional[float] = ..., window_start: _Optional[float] = ..., window_end: _Optional[float] = ..., label_counts: _Optional[_Iterable[int]] = ..., rows_without_logits: _Optional[int] = ..., validation_nll_before: _Optional[float] = ..., validation_nll_after: _Optional[float] = ..., included_client_recorded: _Optional[bool] = ...) -> None: ...
+    coverage_target: float
+    holdout_coverage_before: float
+    holdout_coverage_before_low: float
+    holdout_coverage_before_high: float
+    holdout_coverage_after: float
+    holdout_coverage_after_low: float
+    holdout_coverage_after_high: float
+    def __init__(self, published: _Optional[bool] = ..., new_version: _Optional[str] = ..., old_temperature: _Optional[float] = ..., new_temperature: _Optional[float] = ..., fit_rows: _Optional[int] = ..., holdout_rows: _Optional[int] = ..., holdout_nll_before: _Optional[float] = ..., holdout_nll_after: _Optional[float] = ..., holdout_ece_before: _Optional[float] = ..., holdout_ece_after: _Optional[float] = ..., message: _Optional[str] = ..., method: _Optional[str] = ..., selected_by: _Optional[str] = ..., nll_improvement: _Optional[float] = ..., nll_improvement_low: _Optional[float] = ..., nll_improvement_high: _Optional[float] = ..., window_start: _Optional[float] = ..., window_end: _Optional[float] = ..., label_counts: _Optional[_Iterable[int]] = ..., rows_without_logits: _Optional[int] = ..., validation_nll_before: _Optional[float] = ..., validation_nll_after: _Optional[float] = ..., included_client_recorded: _Optional[bool] = ..., coverage_target: _Optional[float] = ..., holdout_coverage_before: _Optional[float] = ..., holdout_coverage_before_low: _Optional[float] = ..., holdout_coverage_before_high: _Optional[float] = ..., holdout_coverage_after: _Optional[float] = ..., holdout_coverage_after_low: _Optional[float] = ..., holdout_coverage_after_high: _Optional[float] = ...) -> None: ...

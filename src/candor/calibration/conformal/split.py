@@ -157,3 +157,19 @@ def rederive(parent_folder: Path, parent: ConformalSpec, folder: Path, calibrato
                                   parent.class_conditional)  # fmt: skip
         source = f"through {who}'s {calibrator.method} calibrator"
     return ConformalSpec(**{**parent.__dict__, "sha256": sha, "source": source, "test_split": report})
+
+
+def from_rows(folder: Path, parent: ConformalSpec, calibrator: Calibrator, logits: np.ndarray, labels: np.ndarray, *,
+              who: str, split: str, test_logits: np.ndarray, test_labels: np.ndarray) -> ConformalSpec:  # fmt: skip
+    """New calibration rows (e.g. a feedback window) for a child, with the parent's methods and options;
+    its report is measured on ``test_logits`` (rows none of these are)."""
+    scores = scores_of(parent)
+    u = np.random.default_rng(parent.seed).uniform(size=len(labels))
+    rows = CalibrationSplit(np.asarray(logits, dtype=np.float64), np.asarray(labels), u,
+                            derive_scores(calibrator, logits, labels, u, scores))  # fmt: skip
+    sha = write_split(folder, rows)
+    report = coverage_results(rows, calibrator.probabilities(test_logits), test_labels, scores, parent.seed,
+                              parent.class_conditional)  # fmt: skip
+    return ConformalSpec(**{**parent.__dict__, "file": CONFORMAL_FILE, "sha256": sha, "split": split, "rows": len(labels),
+                            "fit_rows": 0, "stored_with": who, "source": f"through {who}'s {calibrator.method} calibrator",
+                            "recommended": parent.recommended, "test_split": report})  # fmt: skip

@@ -32,6 +32,7 @@ from candor.server.core.model import LoadedModel
 from candor.server.core.observed import ObservedReport
 from candor.server.core.predictions import new_request_id, prediction_ids
 from candor.server.core.recalibrate import Recalibration, recalibrate
+from candor.server.core.reconformal import CONFORMAL, reconformalise
 from candor.server.core.repository import READY, ModelRepository, VersionEntry
 from candor.server.core.sets import PredictionSets, SetRule, no_sets_reason
 from candor.server.core.settings import Settings
@@ -222,8 +223,9 @@ class DataPlane:
             raise InvalidArgument("model is empty; name the model to recalibrate")
         if not math.isfinite(since) or since < 0 or since > time.time():
             raise InvalidArgument(f"since must be a time in the past in unix seconds (0: the feedback window), got {since}")
-        if method and method not in CALIBRATION_METHODS:
-            raise InvalidArgument(f"unknown calibration method {shown(method)}; choose one of {', '.join(CALIBRATION_METHODS)}")
+        if method and method not in (*CALIBRATION_METHODS, CONFORMAL):
+            raise InvalidArgument(f"unknown calibration method {shown(method)}; choose one of "
+                                  f"{', '.join((*CALIBRATION_METHODS, CONFORMAL))}")  # fmt: skip
         self.model(name, version)  # NOT_FOUND or UNAVAILABLE before taking the lock
         asked = (version, holdout_share, min_rows, dry_run, method, since, newest_rows, include_client_recorded)
         running = self._recalibrations.get(name)
@@ -266,9 +268,12 @@ class DataPlane:
                                                served_only=not include_client_recorded)  # fmt: skip
             except StoreError as e:
                 raise Unavailable(f"the feedback store cannot be read ({e}); nothing was refitted, retry later") from None
-            result = await asyncio.to_thread(recalibrate, Path(self.repository.root), model, finite_rows(rows),
-                                             holdout_share, min_rows, dry_run, method=method,
-                                             included_client_recorded=include_client_recorded)  # fmt: skip
+            window = (Path(self.repository.root), model, finite_rows(rows), holdout_share, min_rows, dry_run)
+            if method == CONFORMAL:  # the conformal scores from the window, the calibrator unchanged
+                result = await asyncio.to_thread(reconformalise, *window, included_client_recorded=include_client_recorded)
+            else:
+                result = await asyncio.to_thread(recalibrate, *window, method=method,
+                                                 included_client_recorded=include_client_recorded)  # fmt: skip
             if result.published:
                 await self.repository.refresh()  # serve it now rather than at the next poll
             return result

@@ -63,6 +63,13 @@ class Recalibration:
     validation_nll_before: float = 0.0
     validation_nll_after: float = 0.0
     included_client_recorded: bool = False
+    coverage_target: float = 0.0  # method "conformal" only, from here down
+    holdout_coverage_before: float = 0.0
+    holdout_coverage_before_low: float = 0.0
+    holdout_coverage_before_high: float = 0.0
+    holdout_coverage_after: float = 0.0
+    holdout_coverage_after_low: float = 0.0
+    holdout_coverage_after_high: float = 0.0
 
 
 def _logits(model: LoadedModel, rows: list[FeedbackRow], method: str) -> tuple[np.ndarray, np.ndarray, int]:
