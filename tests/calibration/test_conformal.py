@@ -103,3 +103,14 @@ def test_rows_needed_is_exact_where_float_rounding_would_add_one(coverage, rows)
     assert threshold(scores, coverage) == 1.0  # exactly enough rows: the largest score
     with pytest.raises(ConformalError):
         threshold(scores[:-1], coverage)
+
+
+@pytest.mark.parametrize("score", [LAC(), APS(), RAPS(penalty_weight=0.05, k_reg=2)], ids=lambda s: s.label)
+def test_ranked_scores_are_the_class_scores_in_falling_probability_order(score):
+    """The server's one-sort path: a set is a prefix of the classes by falling probability."""
+    p, _ = synthetic_probabilities(500)
+    order = np.argsort(-p, axis=1, kind="stable")
+    ranked = score.ranked_scores(np.take_along_axis(p, order, axis=1))
+    np.testing.assert_allclose(ranked, np.take_along_axis(score.class_scores(p), order, axis=1), atol=1e-12)
+    assert np.all(np.diff(ranked, axis=1) >= -1e-12)  # never falls with rank
+    assert APS(randomised=True).ranked_scores(p) is None

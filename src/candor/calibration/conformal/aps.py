@@ -32,6 +32,12 @@ class APS(ConformalScore):
         np.put_along_axis(scores, order, cumulative, axis=1)
         return scores + self.penalty(ranks)
 
+    def ranked_scores(self, sorted_probs: np.ndarray) -> np.ndarray | None:
+        if self.randomised:
+            return None
+        ranks = np.arange(1, sorted_probs.shape[1] + 1)[None, :]
+        return np.cumsum(sorted_probs, axis=1) + self.penalty(ranks)
+
     def penalty(self, ranks: np.ndarray) -> np.ndarray | float:
         """What a class's 1-based rank adds to its score (nothing for APS)."""
         return 0.0

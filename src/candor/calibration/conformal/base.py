@@ -58,6 +58,12 @@ class ConformalScore(ABC):
         (one threshold, or ``[K]`` class-conditional ones), to :data:`TIE_TOLERANCE`."""
         return self.class_scores(probs, u) <= np.asarray(thresholds, dtype=np.float64) + TIE_TOLERANCE
 
+    def ranked_scores(self, sorted_probs: np.ndarray) -> np.ndarray | None:
+        """The scores of each row's classes in falling-probability order, from the probabilities so
+        sorted: one sort then serves both the scores and the set's order. None where a score needs
+        more than the sorted probabilities (randomised: its uniforms)."""
+        return None
+
     @property
     def label(self) -> str:
         """How results name it: ``aps`` or ``aps_randomised``."""

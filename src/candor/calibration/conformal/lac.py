@@ -18,3 +18,6 @@ class LAC(ConformalScore):
 
     def class_scores(self, probs: np.ndarray, u: np.ndarray | None = None) -> np.ndarray:
         return 1.0 - np.asarray(probs, dtype=np.float64)
+
+    def ranked_scores(self, sorted_probs: np.ndarray) -> np.ndarray:
+        return 1.0 - sorted_probs

@@ -15,6 +15,7 @@ import numpy as np
 from scipy.stats import binomtest
 
 from candor.calibration.conformal import ConformalError, ConformalScore, class_thresholds, threshold
+from candor.calibration.conformal.base import TIE_TOLERANCE
 from candor.calibration.conformal.split import LEVELS, read_split, scores_of
 from candor.calibration.manifest import ConformalSpec, Manifest
 from candor.server.core.errors import FailedPrecondition, InvalidArgument
@@ -67,8 +68,11 @@ class PredictionSets:
     # callers asking many levels cannot add series.
     served: dict[tuple[str, str], SizeCounts] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.watched = frozenset(watched_levels(self.spec))
+
     def count_served(self, rule: SetRule, sizes: np.ndarray) -> None:
-        level = f"{rule.coverage:g}" if rule.coverage in watched_levels(self.spec) else "other"
+        level = f"{rule.coverage:g}" if rule.coverage in self.watched else "other"
         counts = self.served.get((rule.method, level))
         if counts is None:
             counts = self.served.setdefault((rule.method, level), SizeCounts())
@@ -121,9 +125,13 @@ class PredictionSets:
     def apply(rule: SetRule, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Set sizes ``[N]`` and every set's classes one row after another, each row's most probable first."""
         p = np.asarray(probs, dtype=np.float64)
-        member = rule.score.sets(p, rule.thresholds)
         order = np.argsort(-p, axis=1, kind="stable")
-        in_order = np.take_along_axis(member, order, axis=1)
+        ranked = rule.score.ranked_scores(np.take_along_axis(p, order, axis=1))
+        if ranked is not None:  # one sort: the scores in the set's own order (class-conditional: each class's own)
+            q = rule.thresholds[order] if np.ndim(rule.thresholds) else rule.thresholds
+            in_order = ranked <= q + TIE_TOLERANCE
+        else:
+            in_order = np.take_along_axis(rule.score.sets(p, rule.thresholds), order, axis=1)
         return in_order.sum(axis=1).astype(np.int32), order[in_order].astype(np.int32)
 
 
