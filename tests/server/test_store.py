@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import psycopg
@@ -195,3 +196,29 @@ def test_postgres_url_and_connection_errors_are_one_clear_line(postgres):
             degraded.ping()
     finally:
         degraded.close()
+
+
+def _open_at_once(path: str, barrier, results) -> None:
+    barrier.wait()
+    try:
+        SQLiteStore(Path(path)).close()
+        results.put("ok")
+    except StoreError as e:
+        results.put(str(e))
+
+
+def test_processes_opening_one_fresh_sqlite_store_at_once_all_open_it(tmp_path):
+    """Workers of `--workers N` start together on one new store: switching a new file to WAL answers
+    "database is locked" to all but one at once, without SQLite's busy timeout, so opening waits."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    for trial in range(4):
+        path = tmp_path / str(trial) / "feedback.sqlite3"
+        barrier, results = context.Barrier(6), context.Queue()
+        procs = [context.Process(target=_open_at_once, args=(str(path), barrier, results)) for _ in range(6)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join(60)
+        assert [results.get(timeout=10) for _ in procs] == ["ok"] * 6

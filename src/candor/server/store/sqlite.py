@@ -84,6 +84,9 @@ LOG_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?)"
 LOG_ROWS_PER_STATEMENT = 256  # 2,048 parameters, well under SQLite's 32,766
 
 
+OPEN_WAIT_S = 10.0  # how long opening waits for another process's switch to WAL
+
+
 class _FileLock:
     def __init__(self, fd: int):
         self._fd = fd
@@ -111,8 +114,22 @@ class SQLiteStore:
             return self._db.execute("SELECT version FROM candor_schema").fetchone()[0]
         return 1 if "feedback" in tables else 0  # stores from before the schema table held feedback alone
 
+    def _use_wal(self) -> None:
+        """Switch to WAL, waiting while another process does the same. On a new file the switch takes
+        an exclusive lock and SQLite answers "database is locked" at once, without its busy timeout:
+        two workers starting on one fresh store raced there."""
+        deadline = time.monotonic() + OPEN_WAIT_S
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
     def _setup(self, max_bytes: int) -> None:
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._use_wal()
         self._db.execute("PRAGMA synchronous=FULL")  # an acknowledged row survives power loss too
         self._db.execute("BEGIN IMMEDIATE")  # one migrator at a time, all of a migration or none
         try:
