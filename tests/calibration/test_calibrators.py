@@ -55,7 +55,7 @@ def test_a_method_that_cannot_fit_is_refused_with_the_reason():
     y = np.arange(200) % 100
     with pytest.raises(CalibratorError, match="10100 parameters for 100 classes.*got 200"):
         fit_calibrator("matrix", z, y)
-    with pytest.raises(CalibratorError, match="unknown calibration method 'isotonic'; choose one of temperature, vector"):
+    with pytest.raises(CalibratorError, match="unknown calibration method 'isotonic'; choose one of temperature, bcts, vector"):
         fit_method("isotonic", z, y)
     with pytest.raises(CalibratorError, match="multilabel model uses"):
         fit_calibrator("vector", z[:, :3], (z[:, :3] > 0).astype(int), task="multilabel")

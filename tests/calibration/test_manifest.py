@@ -1,5 +1,6 @@
 """The manifest round-trips, and a broken one is refused with the field named."""
 
+import dataclasses
 import copy
 import json
 
@@ -11,6 +12,7 @@ from candor.calibration.manifest import (
     CalibratorSpec,
     DataSpec,
     InputSpec,
+    LabelShiftSpec,
     Manifest,
     Metrics,
     MetricSet,
@@ -27,7 +29,7 @@ def sample_manifest() -> Manifest:
     ms = MetricSet(0.9, 0.3, 0.15, 0.05, 0.02, 0.2, 0.07, 0.04, 0.03, 0.07, 0.01)
     probs = np.array([[0.9, 0.05, 0.05], [0.2, 0.7, 0.1], [0.3, 0.3, 0.4]])
     return Manifest(
-        schema_version=3, candor_version="0.1.0", name="demo", version=3, created_at="2026-11-23T00:00:00+00:00",
+        schema_version=4, candor_version="0.1.0", name="demo", version=3, created_at="2026-11-23T00:00:00+00:00",
         task="multiclass", class_names=["a", "b", "c"],
         input=InputSpec("input", "float32", [-1, 4], None), outputs=["logits", "probabilities"],
         temperature=TemperatureSpec([1.5], False, "val", False, [0.05, 20.0]),
@@ -37,7 +39,7 @@ def sample_manifest() -> Manifest:
         data=DataSpec("synthetic", {"n_samples": 100, "seed": 0}, "0" * 64, 4, 60, 20, 20, 0, 0.2, 0.2, None),
         metrics=Metrics("test", 15, ms, ms),
         reference=build_reference(probs, np.array([0, 1, 1]), "test"),
-        model_sha256="ab" * 32, parent=None, conformal=None,
+        model_sha256="ab" * 32, parent=None, conformal=None, label_shift=None,
     )  # fmt: skip
 
 
@@ -71,7 +73,7 @@ def _broken(tmp_path, mutate):
         (lambda d: d["smoothing"].update(epsilon=1.0), "smoothing.epsilon"),
         (lambda d: d.update(class_names=["a", "b"]), "reference.class_frequencies"),
         (lambda d: d.update(class_names=["a", "a", "b"]), "duplicates"),
-        (lambda d: d.update(schema_version=4), "schema_version"),
+        (lambda d: d.update(schema_version=5), "schema_version"),
         (lambda d: d["calibrator"].update(method="vector"), "calibrator.scale"),
         (lambda d: d["calibrator"].update(method="matrix", weight=[[1.0] * 3] * 2, bias=[0.0] * 3), "calibrator.weight"),
         (lambda d: d["calibrator"].update(method="sideways"), "calibrator.method"),
@@ -134,22 +136,39 @@ def test_a_schema_1_manifest_is_read_as_temperature_scaling_without_a_stored_sam
         del data["metrics"]["before_temperature"][key], data["metrics"]["after_temperature"][key]
     for key in ("source", "sample", "ece_interval"):
         del data["reference"][key]
-    del data["conformal"]
+    del data["conformal"], data["label_shift"]
     (tmp_path / "candor.json").write_text(json.dumps(data))
     m = read_manifest(tmp_path / "candor.json")
     assert (m.schema_version, m.calibrator.method, m.reference.sample, m.metrics.after_temperature.ece_low, m.conformal) == (
-        3, "temperature", None, None, None)
+        4, "temperature", None, None, None)
     assert "not re-derivable" in m.reference.source
 
 
 def test_a_schema_2_manifest_is_read_without_conformal_scores(tmp_path):
     data = sample_manifest().to_dict()
     data["schema_version"] = 2
-    del data["conformal"]
+    del data["conformal"], data["label_shift"]
     (tmp_path / "candor.json").write_text(json.dumps(data))
     m = read_manifest(tmp_path / "candor.json")
-    assert (m.schema_version, m.conformal) == (3, None)
+    assert (m.schema_version, m.conformal, m.label_shift) == (4, None, None)
     data["schema_version"] = 3  # a schema-3 manifest must say conformal, even as null
     (tmp_path / "candor.json").write_text(json.dumps(data))
     with pytest.raises(SchemaError, match="conformal"):
         read_manifest(tmp_path / "candor.json")
+
+
+def test_a_schema_4_manifest_must_say_label_shift_and_one_needs_a_calibrator_with_a_bias(tmp_path):
+    data = sample_manifest().to_dict()
+    del data["label_shift"]
+    with pytest.raises(SchemaError, match="label_shift"):
+        manifest_from_dict(data)
+    shift = LabelShiftSpec([0.5, 0.3, 0.2], [1 / 3] * 3, [1 / 3] * 3, "prediction log of demo/2", 1.0, 2.0, 300, 12, True,
+                           1e-9, 0.1667)  # fmt: skip
+    with pytest.raises(SchemaError, match="needs a calibrator with a bias"):
+        manifest_from_dict(sample_manifest().replace(label_shift=shift).to_dict())
+    bcts = dataclasses.replace(sample_manifest().calibrator, method="bcts", bias=[0.4, -0.1, -0.3])
+    m = manifest_from_dict(sample_manifest().replace(label_shift=shift, calibrator=bcts).to_dict())
+    assert m.label_shift == shift
+    wrong = dataclasses.replace(shift, priors=[0.5, 0.5, 0.2])
+    with pytest.raises(SchemaError, match=r"label_shift.priors"):
+        manifest_from_dict(sample_manifest().replace(label_shift=wrong, calibrator=bcts).to_dict())

@@ -25,7 +25,8 @@ from candor.calibration._strict import SchemaError, from_dict
 from candor.calibration.calibrators.registry import REGISTRY
 from candor.calibration.conformal.registry import METHODS as CONFORMAL_METHODS
 
-SCHEMA_VERSION = 3  # 2: the calibrator, ECE intervals, the reference sample; 3: conformal scores (1 and 2 are upgraded on read)
+SCHEMA_VERSION = 4  # 2: the calibrator, ECE intervals, the reference sample; 3: conformal scores; 4: label shift
+# (1 to 3 are upgraded on read)
 MANIFEST_FILE = "candor.json"
 MODEL_FILE = "model.onnx"
 
@@ -195,6 +196,26 @@ class ConformalSpec:
 
 
 @dataclass(frozen=True)
+class LabelShiftSpec:
+    """A version corrected to the class priors of its parent's unlabeled traffic (Recalibrate "label_shift").
+
+    Its calibrator's bias is the uncorrected one plus log(priors / training_priors), so that a
+    correction of a corrected version replaces the shift rather than adding to it."""
+
+    priors: list[float]  # pi_new, estimated by EM: what this version's posteriors assume
+    training_priors: list[float]  # pi_train: the original version's validation label mix, the same down the chain
+    parent_priors: list[float]  # what the parent's posteriors assumed
+    window: str  # the prediction-log rows estimated on, in words
+    window_start: float  # unix seconds: the oldest and newest request of the window
+    window_end: float
+    rows: int
+    em_iterations: int
+    converged: bool
+    p_value: float  # of the likelihood-ratio test of no shift from parent_priors
+    total_variation: float  # between priors and parent_priors
+
+
+@dataclass(frozen=True)
 class Manifest:
     schema_version: int
     candor_version: str
@@ -215,6 +236,7 @@ class Manifest:
     model_sha256: str
     parent: str | None  # "name/version" this one was derived from (recalibration)
     conformal: ConformalSpec | None  # None for multi-label models and versions made before schema 3
+    label_shift: LabelShiftSpec | None  # None unless the version was corrected to new class priors
 
     @property
     def num_classes(self) -> int:
@@ -280,6 +302,17 @@ def _check_semantics(m: Manifest) -> None:
         raise SchemaError("field 'model_sha256' must be 64 lower-case hex digits")
     if m.conformal is not None:
         _check_conformal(m.conformal, m.task)
+    if m.label_shift is not None:
+        _check_label_shift(m.label_shift, m)
+
+
+def _check_label_shift(s: LabelShiftSpec, m: Manifest) -> None:
+    if "bias" not in REGISTRY[m.calibrator.method].parameter_names():
+        raise SchemaError(f"field 'label_shift' needs a calibrator with a bias (bcts, vector), got {m.calibrator.method!r}")
+    for name in ("priors", "training_priors", "parent_priors"):
+        values = getattr(s, name)
+        if len(values) != m.num_classes or not all(math.isfinite(v) and v > 0 for v in values) or abs(sum(values) - 1) > 1e-6:
+            raise SchemaError(f"field 'label_shift.{name}' must be {m.num_classes} positive shares summing to 1")
 
 
 def _check_conformal(c: ConformalSpec, task: str) -> None:
@@ -300,10 +333,12 @@ def _check_conformal(c: ConformalSpec, task: str) -> None:
 
 def upgrade(data: dict) -> dict:
     """An older manifest in the current schema: 1 -> 2 (temperature scaling, no intervals, no
-    stored sample), 2 -> 3 (no conformal scores)."""
+    stored sample), 2 -> 3 (no conformal scores), 3 -> 4 (no label-shift correction)."""
     data = _upgrade_from_1(data)
     if isinstance(data, dict) and data.get("schema_version") == 2:
         data = {**data, "schema_version": 3, "conformal": None}
+    if isinstance(data, dict) and data.get("schema_version") == 3:
+        data = {**data, "schema_version": 4, "label_shift": None}
     return data
 
 

@@ -34,7 +34,7 @@ def select_calibrator(logits: np.ndarray, labels: np.ndarray, seed: int = 0) -> 
     """Pick a method by 5-fold cross-validated NLL and fit it on every row.
 
     Simpler first: temperature is the default, and a richer method (the registry's next
-    candidates in order: vector, then matrix, then Dirichlet) takes its place only when its out-of-fold NLL improvement over the
+    candidates in order: BCTS, vector, matrix, then Dirichlet) takes its place only when its out-of-fold NLL improvement over the
     current choice has a 90% paired-bootstrap interval above 0. Methods with more
     parameters than the folds' rows are skipped, and the summary says so.
     """

@@ -174,6 +174,7 @@ def build_manifest(t: Trained, name: str, version: int, model_sha256: str, refer
         model_sha256=model_sha256,
         parent=None,
         conformal=conformal,
+        label_shift=None,
     )
 
 

@@ -3,6 +3,7 @@
 Each method is one class in a module of its own, found through :data:`REGISTRY`:
 
 * ``temperature``: s = z / T, one T > 0 (Guo et al., 2017);
+* ``bcts``: s = z / T + b, a temperature and a per-class bias (Alexandari et al., 2020);
 * ``vector``: s = z * a + b, a per-class scale and bias (Guo et al., 2017);
 * ``matrix``: s = z W^T + b, a full K x K map (Guo et al., 2017), fitted with
   off-diagonal and intercept regularisation (ODIR, Kull et al., 2019);

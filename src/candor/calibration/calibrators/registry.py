@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from candor.calibration.calibrators.base import Calibrator, CalibratorError, HeadStep
+from candor.calibration.calibrators.bcts import BiasCorrectedTemperature
 from candor.calibration.calibrators.dirichlet import DirichletCalibration
 from candor.calibration.calibrators.matrix import MatrixScaling
 from candor.calibration.calibrators.temperature import TemperatureScaling
@@ -17,7 +18,7 @@ from candor.calibration.calibrators.vector import VectorScaling
 from candor.calibration.temperature import Task
 
 REGISTRY: dict[str, type[Calibrator]] = {
-    cls.name: cls for cls in (TemperatureScaling, VectorScaling, MatrixScaling, DirichletCalibration)
+    cls.name: cls for cls in (TemperatureScaling, BiasCorrectedTemperature, VectorScaling, MatrixScaling, DirichletCalibration)
 }
 METHODS: tuple[str, ...] = tuple(REGISTRY)
 
