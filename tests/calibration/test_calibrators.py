@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.special import log_softmax, softmax
 
-from candor.calibration.calibrators import CalibratorError, TemperatureScaling, fit_calibrator
+from candor.calibration.calibrators import METHODS, CalibratorError, TemperatureScaling, fit_calibrator
 from candor.calibration.metrics import nll
 from candor.calibration.selection import fit_method, improvement
 
@@ -20,7 +20,7 @@ def logits_and_labels(n=1200, k=4, seed=0, scale=2.5, shift=None):
     return reported, y, true
 
 
-@pytest.mark.parametrize("method", ["temperature", "vector", "matrix", "dirichlet"])
+@pytest.mark.parametrize("method", METHODS)
 def test_every_method_improves_held_out_nll_on_an_overconfident_model(method):
     z, y, _ = logits_and_labels()
     fitted = fit_calibrator(method, z[:800], y[:800])
@@ -64,7 +64,7 @@ def test_a_method_that_cannot_fit_is_refused_with_the_reason():
 def test_auto_skips_methods_with_too_few_rows_and_says_so():
     z, y, _ = logits_and_labels(n=40, k=6)
     chosen = fit_method("auto", z, y)
-    assert "skipped matrix" in chosen.summary and chosen.calibrator.method in ("temperature", "vector")
+    assert "skipped matrix" in chosen.summary and chosen.calibrator.method in ("temperature", "bcts", "vector")
 
 
 @pytest.mark.parametrize("method", ["matrix", "dirichlet"])

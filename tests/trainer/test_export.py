@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from candor.calibration import softmax
-from candor.calibration.calibrators import Calibrator, TemperatureScaling, fit_calibrator
+from candor.calibration.calibrators import METHODS, Calibrator, TemperatureScaling, fit_calibrator
 from candor.graph import read_calibrator, read_temperature, set_calibrator, set_temperature
 from candor.trainer import export as export_mod
 from candor.trainer.export import ExportError, export_model, run_onnx, to_onnx
@@ -95,7 +95,7 @@ def _fitted(method: str, seed: int = 5) -> Calibrator:
     return fit_calibrator(method, z * 1.8, y)
 
 
-@pytest.mark.parametrize("method", ["temperature", "vector", "matrix", "dirichlet"])
+@pytest.mark.parametrize("method", METHODS)
 def test_every_calibrator_is_folded_into_the_graph_exactly(tmp_path, method):
     """The served graph's probabilities equal the method applied in float64 numpy to its raw logits, to 1e-6."""
     model = make_model(k=3)

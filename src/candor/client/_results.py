@@ -155,7 +155,7 @@ class ModelDescription:
     epsilon: float
     test_ece: float
     test_accuracy: float
-    calibration_method: str  # temperature, vector, matrix or dirichlet
+    calibration_method: str  # temperature, bcts, vector, matrix or dirichlet
     max_rows_per_request: int = 0  # the server's limit per Predict or Feedback; 0 from a server of an earlier release
     conformal_methods: list[str] = field(default_factory=list)  # scores of its prediction sets; empty: no sets
     recommended_conformal_method: str = ""

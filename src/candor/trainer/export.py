@@ -1,7 +1,7 @@
 """ONNX export with the calibrator folded in as rewritable initializers.
 
 Graph: ``input`` [N, F] float32 -> (standardise, network) -> ``logits`` [N, K]
--> the calibrated head of :mod:`candor.graph` (temperature, vector, matrix or
+-> the calibrated head of :mod:`candor.graph` (any registered method, temperature to
 Dirichlet) -> ``probabilities`` [N, K]. ``logits`` stay raw (before calibration)
 so that a server can refit on stored logits; :func:`candor.graph.set_calibrator`
 rewrites the head without re-exporting.
