@@ -16,7 +16,6 @@ from candor.calibration.label_shift import (
     estimate,
     log_ratio,
     shift_test,
-    smoothed_mix,
     total_variation,
 )
 
@@ -76,9 +75,15 @@ def test_bcts_validation_nll_is_no_worse_than_abstentions(calibrated):
     assert abs(mine.bias.mean()) < 1e-12 and not mine.clamped
 
 
+def test_bcts_posteriors_on_their_fit_rows_average_to_the_label_mix(calibrated):
+    c = fit_calibrator("bcts", calibrated["val_z"], calibrated["val_y"])
+    mix = np.bincount(calibrated["val_y"], minlength=K) / len(calibrated["val_y"])
+    np.testing.assert_allclose(c.probabilities(calibrated["val_z"]).mean(axis=0), mix, atol=1e-5)
+
+
 def test_em_with_bcts_finds_the_shifted_priors_and_the_test_tells_shift_from_none(calibrated):
     c = fit_calibrator("bcts", calibrated["val_z"], calibrated["val_y"])
-    assumed = smoothed_mix(calibrated["val_y"], K)
+    assumed = c.probabilities(calibrated["val_z"]).mean(axis=0)
     sampled = np.bincount(calibrated["test_y"], minlength=K) / len(calibrated["test_y"])
     shift = estimate(c.probabilities(calibrated["test_z"]), assumed, assumed_rows=3000)
     assert shift.converged and shift.iterations > 1
@@ -93,7 +98,7 @@ def test_em_with_bcts_finds_the_shifted_priors_and_the_test_tells_shift_from_non
 def test_the_expected_accuracy_interval_holds_the_observed_accuracy_under_shift(calibrated):
     c = fit_calibrator("bcts", calibrated["val_z"], calibrated["val_y"])
     probs = c.probabilities(calibrated["test_z"])
-    shift = estimate(probs, smoothed_mix(calibrated["val_y"], K), assumed_rows=3000)
+    shift = estimate(probs, c.probabilities(calibrated["val_z"]).mean(axis=0), assumed_rows=3000)
     observed = float(np.mean(probs.argmax(axis=1) == calibrated["test_y"]))
     assert shift.expected_accuracy_low <= observed <= shift.expected_accuracy_high
     assert shift.expected_accuracy_high - shift.expected_accuracy_low < 0.06
@@ -103,7 +108,7 @@ def test_the_expected_accuracy_interval_holds_the_observed_accuracy_under_shift(
 
 def test_correcting_to_the_estimated_priors_lowers_nll_and_adds_the_log_ratio_to_the_logits(calibrated):
     c = fit_calibrator("bcts", calibrated["val_z"], calibrated["val_y"])
-    assumed = smoothed_mix(calibrated["val_y"], K)
+    assumed = c.probabilities(calibrated["val_z"]).mean(axis=0)
     probs = c.probabilities(calibrated["test_z"])
     priors = em_priors(probs, assumed).priors
     y = calibrated["test_y"]
@@ -116,7 +121,7 @@ def test_correcting_to_the_estimated_priors_lowers_nll_and_adds_the_log_ratio_to
 def test_the_shift_test_is_zero_at_the_assumed_priors_and_scaled_for_the_rows_they_came_from(calibrated):
     c = fit_calibrator("bcts", calibrated["val_z"], calibrated["val_y"])
     probs = c.probabilities(calibrated["test_z"])
-    assumed = smoothed_mix(calibrated["val_y"], K)
+    assumed = c.probabilities(calibrated["val_z"]).mean(axis=0)
     assert shift_test(probs, assumed, assumed) == (0.0, 1.0)
     priors = em_priors(probs, assumed).priors
     full, _ = shift_test(probs, assumed, priors)
@@ -136,3 +141,14 @@ def test_em_that_hits_its_iteration_cap_says_so():
     probs = rng.dirichlet(np.ones(K) * 0.3, size=200)
     result = em_priors(probs, np.full(K, 1 / K), max_iterations=2)
     assert (result.iterations, result.converged) == (2, False)
+
+
+def test_without_resamples_the_estimate_is_the_same_point_with_no_bootstrap(calibrated):
+    c = fit_calibrator("bcts", calibrated["val_z"], calibrated["val_y"])
+    probs = c.probabilities(calibrated["test_z"])
+    assumed = c.probabilities(calibrated["val_z"]).mean(axis=0)
+    full, bare = estimate(probs, assumed), estimate(probs, assumed, resamples=0)
+    np.testing.assert_array_equal(bare.priors, full.priors)
+    np.testing.assert_array_equal(bare.priors_low, bare.priors)
+    assert bare.expected_accuracy == full.expected_accuracy
+    assert bare.expected_accuracy_high - bare.expected_accuracy_low < full.expected_accuracy_high - full.expected_accuracy_low

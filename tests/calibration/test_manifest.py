@@ -1,7 +1,7 @@
 """The manifest round-trips, and a broken one is refused with the field named."""
 
-import dataclasses
 import copy
+import dataclasses
 import json
 
 import numpy as np

@@ -63,7 +63,7 @@ class Core:
                                         lambda e: loop.call_soon_threadsafe(self.events.emit, e))  # fmt: skip
         self.plane = DataPlane(self.settings, self.repository, self.feedback, DriftThresholds(), self.events)
         register_core_views(self.metrics.registry, self.repository, self.feedback, self.plane.thresholds,
-                            self.metrics.collector_failed)
+                            self.metrics.collector_failed, self.plane.label_shift)
         return self
 
     def metric(self, name: str, labels: dict | None = None) -> float | None:

@@ -4,6 +4,7 @@ of stores made before the prediction log, PostgreSQL's URL and connection errors
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import threading
 import time
@@ -67,6 +68,21 @@ def test_the_prediction_log_keeps_requests_whole_and_purges_by_age(open_store):
     assert set(store.logged([old.request_id, new.request_id])) == {new.request_id}
     # Another replica (another connection) reads the same log.
     assert set(open_store().logged([new.request_id])) == {new.request_id}
+
+
+def test_recent_reads_one_versions_newest_requests_up_to_a_row_count_oldest_first(open_store):
+    store = open_store()
+    at = [request_of(3, at=1000.0 + i) for i in range(5)]
+    other = dataclasses.replace(request_of(9, at=1010.0), version=2)
+    store.log_predictions([*at, other])
+    reader = open_store()  # another replica reads what this one logged
+    assert [q.request_id for q in reader.recent("m", 1)] == [q.request_id for q in at]
+    # 7 rows: the newest two requests hold 6, the third crosses the count and is kept
+    assert [q.at for q in reader.recent("m", 1, rows=7)] == [1002.0, 1003.0, 1004.0]
+    assert [q.at for q in reader.recent("m", 1, rows=6)] == [1003.0, 1004.0]
+    assert [q.at for q in reader.recent("m", 1, since=1003.0)] == [1003.0, 1004.0]
+    assert [q.rows for q in reader.recent("m", 2)] == [9] and reader.recent("n", 1) == []
+    np.testing.assert_array_equal(reader.recent("m", 1, rows=1)[0].logits, at[-1].logits)
 
 
 def test_feedback_insert_is_per_row_once_and_reads_back_newest_first_window(open_store):

@@ -73,12 +73,6 @@ def checked_priors(priors: np.ndarray) -> np.ndarray:
     return p / p.sum()
 
 
-def smoothed_mix(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """Label shares with half a row added to every class (Jeffreys), so that no class's prior is 0."""
-    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes) + 0.5
-    return counts / counts.sum()
-
-
 def corrected(probs: np.ndarray, assumed: np.ndarray, priors: np.ndarray) -> np.ndarray:
     """Posteriors ``probs`` [N, K] moved from priors ``assumed`` to ``priors``, renormalised."""
     q = np.asarray(probs, dtype=np.float64) * (checked_priors(priors) / checked_priors(assumed))
@@ -151,7 +145,7 @@ def estimate(probs: np.ndarray, assumed: np.ndarray, *, assumed_rows: int | None
              resamples: int = RESAMPLES, seed: int = 0) -> PriorShift:  # fmt: skip
     """EM priors of ``probs`` [N, K] (calibrated under ``assumed``, measured on ``assumed_rows``), their intervals,
     the test of no shift and the expected accuracy of ``served`` [N] (default: each row's most probable class)
-    under the corrected posteriors."""
+    under the corrected posteriors. ``resamples`` 0: no bootstrap (the prior intervals are the point)."""
     p = np.asarray(probs, dtype=np.float64)
     p = p / p.sum(axis=1, keepdims=True)  # float32 round-off in served rows
     base = checked_priors(assumed)
@@ -159,11 +153,15 @@ def estimate(probs: np.ndarray, assumed: np.ndarray, *, assumed_rows: int | None
     fit = em_priors(p, base)
     statistic, p_value = shift_test(p, base, fit.priors, assumed_rows)
     q = corrected(p, base, fit.priors)[np.arange(len(p)), served]
-    boot_priors, boot_accuracy = _bootstrap(p, base, fit.priors, served, resamples, seed)
     tail = (1 - LEVEL) / 2
-    low, high = np.quantile(boot_priors, [tail, 1 - tail], axis=0)
+    if resamples > 0:
+        boot_priors, boot_accuracy = _bootstrap(p, base, fit.priors, served, resamples, seed)
+        low, high = np.quantile(boot_priors, [tail, 1 - tail], axis=0)
+        spread = float(np.var(boot_accuracy))
+    else:  # no intervals asked for (the gauges' refresh): the point estimate at both ends
+        low, high, spread = fit.priors, fit.priors, 0.0
     accuracy = float(q.mean())
-    half = norm.ppf(1 - tail) * np.sqrt(np.var(boot_accuracy) + np.sum(q * (1 - q)) / len(q) ** 2)
+    half = norm.ppf(1 - tail) * np.sqrt(spread + np.sum(q * (1 - q)) / len(q) ** 2)
     return PriorShift(len(p), fit.priors, low, high, base, fit.iterations, fit.converged, statistic, p_value,
                       total_variation(fit.priors, base), accuracy, max(accuracy - half, 0.0),
                       min(accuracy + half, 1.0))  # fmt: skip

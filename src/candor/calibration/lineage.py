@@ -35,6 +35,7 @@ from candor.calibration.manifest import (
     MODEL_FILE,
     CalibratorSpec,
     ConformalSpec,
+    LabelShiftSpec,
     Manifest,
     Metrics,
     Reference,
@@ -109,9 +110,10 @@ def child_conformal(parent_folder: Path, parent: Manifest, folder: Path, calibra
 
 def derive_manifest(parent: Manifest, *, version: int, model_sha256: str, refit: Refit | None = None,
                     metrics: Metrics | None = None, reference: Reference | None = None,
-                    conformal: ConformalSpec | None = None) -> Manifest:  # fmt: skip
-    """The manifest of ``version``, a child of ``parent``: what is not given is inherited."""
-    changes: dict = {}
+                    conformal: ConformalSpec | None = None, label_shift: LabelShiftSpec | None = None) -> Manifest:  # fmt: skip
+    """The manifest of ``version``, a child of ``parent``: what is not given is inherited, except that a
+    new calibrator drops the parent's prior correction unless ``label_shift`` gives the child's own."""
+    changes: dict = {"label_shift": label_shift if label_shift is not None or refit is not None else parent.label_shift}
     if refit is not None:
         changes["temperature"], changes["calibrator"] = calibrator_specs(
             refit.calibrator, refit.fitted_on, per_class=parent.temperature.per_class,
@@ -128,11 +130,15 @@ def derive_manifest(parent: Manifest, *, version: int, model_sha256: str, refit:
 
 def publish_child(repository: str | Path, parent: Manifest, *, write_model: Callable[[Path], None], refit: Refit | None = None,
                   metrics: Metrics | None = None, extras: Callable[[Path, Manifest], None] | None = None,
-                  conformal: Callable[[Path, str], ConformalSpec] | None = None) -> Path:  # fmt: skip
+                  conformal: Callable[[Path, str], ConformalSpec] | None = None,
+                  reference: Callable[[str], Reference] | None = None,
+                  label_shift: LabelShiftSpec | None = None) -> Path:  # fmt: skip
     """Publish the next version of ``parent.name``: ``write_model(path)`` writes its graph,
     the manifest and the reference are derived here, ``extras(folder, manifest)`` adds
     reports or a checkpoint. ``conformal(folder, "name/version")`` writes the child's own conformal
     scores and returns their spec; without it the parent's rows are re-scored through the child's calibrator.
+    ``reference("name/version")`` gives the child's drift reference in place of the re-derived one, and
+    ``label_shift`` the prior correction the child's calibrator carries.
 
     Staged and renamed into place (:func:`candor.calibration.repository.publish`), so a
     failure anywhere publishes nothing. Returns the new version's folder.
@@ -143,14 +149,15 @@ def publish_child(repository: str | Path, parent: Manifest, *, write_model: Call
     def write(folder: Path, version: int) -> None:
         write_model(folder / MODEL_FILE)
         calibrator = None if refit is None else refit.calibrator
-        reference = child_reference(parent_folder, parent, f"{parent.name}/{version}", calibrator)
-        if reference.sample is not None:
-            shutil.copy2(parent_folder / reference.sample.file, folder / reference.sample.file)
         who = f"{parent.name}/{version}"
+        derived = reference(who) if reference is not None else child_reference(parent_folder, parent, who, calibrator)
+        if derived.sample is not None:
+            shutil.copy2(parent_folder / derived.sample.file, folder / derived.sample.file)
         scores = conformal(folder, who) if conformal is not None else child_conformal(parent_folder, parent, folder,
                                                                                        calibrator, who)  # fmt: skip
         manifest = derive_manifest(parent, version=version, model_sha256=sha256_file(folder / MODEL_FILE), refit=refit,
-                                   metrics=metrics, reference=reference, conformal=scores)  # fmt: skip
+                                   metrics=metrics, reference=derived, conformal=scores,
+                                   label_shift=label_shift)  # fmt: skip
         write_manifest(manifest, folder / MANIFEST_FILE)
         if extras is not None:
             extras(folder, manifest)

@@ -259,6 +259,35 @@ class ObservedSignals:
 
 
 @dataclass(frozen=True)
+class PriorShift:
+    """The class priors of a window of the version's logged (unlabeled) rows, estimated by EM on its calibrated
+    probabilities, against the priors those assume; every list is per class, in the version's class order."""
+
+    rows: int
+    window: tuple[float, float]  # oldest and newest request (unix seconds)
+    priors: list[float]
+    interval: list[tuple[float, float]]  # per class, 90% percentile bootstrap
+    assumed_priors: list[float]  # the training priors, or those the version was corrected to
+    training_priors: list[float]  # the original validation label mix
+    em_iterations: int
+    converged: bool
+    log_likelihood_ratio: float
+    p_value: float  # of "no shift from assumed_priors"
+    total_variation: float
+    expected_accuracy: tuple[float, float, float]  # label-free, under the corrected posteriors: value, 90% low, high
+    labelled_rows: int  # window rows whose feedback has arrived ...
+    observed_accuracy: float | None  # ... and the accuracy on them (None without any)
+
+    @classmethod
+    def from_proto(cls, p: pb.PriorShift) -> PriorShift:
+        interval = list(zip(p.priors_low, p.priors_high, strict=True))
+        return cls(int(p.rows), (p.window_start, p.window_end), list(p.priors), interval,
+                   list(p.assumed_priors), list(p.training_priors), int(p.em_iterations), p.converged, p.log_likelihood_ratio,
+                   p.p_value, p.total_variation, (p.expected_accuracy, p.expected_accuracy_low, p.expected_accuracy_high),
+                   int(p.labelled_rows), p.observed_accuracy if p.labelled_rows else None)  # fmt: skip
+
+
+@dataclass(frozen=True)
 class CalibrationReport:
     """A version's live calibration (``GetCalibration``): the reference, label-free drift
     (None while nothing was predicted) and label-based signals (None while no feedback arrived)."""
@@ -270,6 +299,8 @@ class CalibrationReport:
     reference: ReferenceSignals
     drift: DriftSignals | None
     observed: ObservedSignals | None
+    prior_shift: PriorShift | None = None  # None where no estimate could be made: prior_shift_reason says why
+    prior_shift_reason: str = ""
 
     @classmethod
     def from_proto(cls, r: pb.GetCalibrationResponse) -> CalibrationReport:
@@ -291,7 +322,9 @@ class CalibrationReport:
                                        [SetCoverage(c.method, round(c.coverage, 6), int(c.rows), c.covered,
                                                     (c.covered_low, c.covered_high), c.mean_size)
                                         for c in o.set_coverage])  # fmt: skip
-        return cls(r.model, r.version, [round(t, 6) for t in r.temperature], r.calibration_method, reference, drift, observed)
+        shift = PriorShift.from_proto(r.prior_shift) if r.HasField("prior_shift") else None
+        return cls(r.model, r.version, [round(t, 6) for t in r.temperature], r.calibration_method, reference, drift, observed,
+                   shift, r.prior_shift_reason)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -322,6 +355,7 @@ class Recalibration:
     coverage_target: float = 0.0
     holdout_coverage_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
     holdout_coverage_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    prior_shift: PriorShift | None = None  # method "label_shift": the estimate corrected to
 
     @classmethod
     def from_proto(cls, r: pb.RecalibrateResponse) -> Recalibration:
@@ -331,4 +365,5 @@ class Recalibration:
                    (r.window_start, r.window_end), [int(n) for n in r.label_counts], int(r.rows_without_logits),
                    (r.validation_nll_before, r.validation_nll_after), r.included_client_recorded, r.coverage_target,
                    (r.holdout_coverage_before, r.holdout_coverage_before_low, r.holdout_coverage_before_high),
-                   (r.holdout_coverage_after, r.holdout_coverage_after_low, r.holdout_coverage_after_high))  # fmt: skip
+                   (r.holdout_coverage_after, r.holdout_coverage_after_low, r.holdout_coverage_after_high),
+                   PriorShift.from_proto(r.prior_shift) if r.HasField("prior_shift") else None)  # fmt: skip

@@ -261,6 +261,7 @@ def cmd_feedback(a: argparse.Namespace) -> int:
 def cmd_calibration(a: argparse.Namespace) -> int:
     with _client(a) as client:
         report = client.calibration(a.model, a.version)
+        names = client.model(a.model, report.version).class_names if report.prior_shift is not None else []
     if a.json:
         print(json.dumps(dataclasses.asdict(report), indent=2))
         return 0
@@ -278,6 +279,10 @@ def cmd_calibration(a: argparse.Namespace) -> int:
               f"JS {d.confidence_js_distance:.4f}, prediction PSI {d.prediction_psi:.4f} ({d.prediction_state}), "
               f"expected accuracy {d.expected_accuracy:.4f} (gap {d.expected_accuracy_gap:+.4f}), "
               f"mean entropy {d.mean_entropy:.4f}")  # fmt: skip
+    if report.prior_shift is None:
+        print(f"class priors: no estimate ({report.prior_shift_reason})")
+    else:
+        print_prior_shift(report.prior_shift, names, ref.class_frequencies)
     o = report.observed
     if o is None:
         print("feedback: none joined yet")
@@ -297,6 +302,24 @@ def cmd_calibration(a: argparse.Namespace) -> int:
         plot_live_reliability(report, Path(a.plot))
         print(f"\nWrote {a.plot}")
     return 0
+
+
+def print_prior_shift(p, names: list[str], reference_mix: list[float] | None = None) -> None:
+    """The EM estimate beside the priors the version assumes (and its reference's predicted-class mix)."""
+    state = f"converged in {p.em_iterations} iterations" if p.converged else f"NOT converged after {p.em_iterations} iterations"
+    observed = (f"; observed on {p.labelled_rows} labelled rows of the window {p.observed_accuracy:.4f}"
+                if p.observed_accuracy is not None else "; no labels for the window yet")  # fmt: skip
+    e, lo, hi = p.expected_accuracy
+    print(f"class priors over {p.rows} logged rows ({_utc(p.window[0])} .. {_utc(p.window[1])}), EM {state}: "
+          f"no-shift test p = {p.p_value:.3g} (LR {p.log_likelihood_ratio:.2f}), total variation {p.total_variation:.4f}; "
+          f"label-free accuracy {e:.4f} [{lo:.4f}, {hi:.4f}]{observed}")  # fmt: skip
+    print(f"  {'class':>12} {'estimated':>9} {'90% interval':>17} {'assumed':>8} {'training':>8}"
+          + (f" {'ref. predicted':>14}" if reference_mix else ""))  # fmt: skip
+    for i, (est, (low, high), assumed, train) in enumerate(zip(p.priors, p.interval, p.assumed_priors, p.training_priors,
+                                                                strict=True)):  # fmt: skip
+        name = names[i] if i < len(names) else str(i)
+        print(f"  {name:>12} {est:>9.4f} [{low:.4f}, {high:.4f}] {assumed:>8.4f} {train:>8.4f}"
+              + (f" {reference_mix[i]:>14.4f}" if reference_mix else ""))  # fmt: skip
 
 
 INTERVAL_NOTE = "[low, high]: 90% bootstrap interval (1,000 resamples of the rows, seed 0)"
@@ -337,10 +360,15 @@ def _utc(t: float) -> str:
 def cmd_recalibrate(a: argparse.Namespace) -> int:
     with _client(a) as client:
         r = client.recalibrate(a.model, a.version, holdout_share=a.holdout_share, min_rows=a.min_rows, dry_run=a.dry_run,
-                               method=a.method, since=a.since, newest_rows=a.newest_rows,
+                               method=a.method.replace("-", "_"), since=a.since, newest_rows=a.newest_rows,
                                include_client_recorded=a.include_client_recorded)  # fmt: skip
+        names = client.model(a.model, a.version).class_names if r.prior_shift is not None else []
     if a.json:
         print(json.dumps(dataclasses.asdict(r), indent=2))
+        return 0
+    if r.prior_shift is not None:  # --method label-shift: the unlabeled window's priors, not feedback
+        print_prior_shift(r.prior_shift, names)
+        print(r.message)
         return 0
     mix = ", ".join(str(n) for n in r.label_counts)
     print(f"window: {r.fit_rows + r.holdout_rows} rows received {_utc(r.window[0])} .. {_utc(r.window[1])}; "
@@ -478,8 +506,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true", help="fit and report, publish nothing")
     p.add_argument("--method", default="temperature",
                    help="a calibration method the server offers, or auto to choose by cross-validated NLL, or conformal "
-                        "to refresh only the prediction sets' scores from the window; an unknown name is answered with "
-                        "the server's list (default: temperature)")  # fmt: skip
+                        "to refresh only the prediction sets' scores from the window, or label-shift to correct the "
+                        "calibrator to the class priors of the unlabeled logged traffic (--since and --newest-rows then "
+                        "select logged rows; default: the drift window); an unknown name is answered with the server's "
+                        "list (default: temperature)")  # fmt: skip
     p.add_argument("--since", type=_when, default=0.0,
                    help="fit on feedback received at or after this time: unix seconds or ISO 8601 "
                         "(default: the server's feedback window)")  # fmt: skip

@@ -102,6 +102,7 @@ class CandorServer:
         self._stopping = False
         self._ready = False
         self._watch: asyncio.Task | None = None
+        self._shift_watch: asyncio.Task | None = None
         self._server: grpc.aio.Server | None = None
         self._metrics_http: MetricsEndpoint | None = None
         self._edge: EdgeInterceptor | None = None
@@ -195,8 +196,9 @@ class CandorServer:
             raise OSError(f"cannot open the store {where}: {e}{hint}") from e
         await self.repository.refresh()
         feedback = FeedbackService(s, self.repository, store, self.events, self._notify)
-        register_core_views(self.metrics.registry, self.repository, feedback, self.thresholds, self.metrics.collector_failed)
         self.plane = DataPlane(s, self.repository, feedback, self.thresholds, self.events)
+        register_core_views(self.metrics.registry, self.repository, feedback, self.thresholds, self.metrics.collector_failed,
+                            self.plane.label_shift)  # fmt: skip
         self.message_bytes = message_limit(s, self.repository.loaded())
         log.info("largest gRPC message accepted: %d bytes%s", self.message_bytes,
                  "" if s.max_message_bytes else " (derived from the loaded models; --max-message-bytes sets it)")  # fmt: skip
@@ -245,6 +247,8 @@ class CandorServer:
         self._publish_health()
         if s.poll_interval_s > 0:
             self._watch = asyncio.create_task(self.repository.watch())
+        if s.label_shift_interval_s > 0:
+            self._shift_watch = asyncio.create_task(self.plane.label_shift.watch())
         entries = self.repository.entries()
         ready = sum(e.state == READY for e in entries)
         if not entries:
@@ -272,8 +276,9 @@ class CandorServer:
         grace = self.settings.grace_period_s
         log.info("stopping: health NOT_SERVING, %.1f s for calls in flight", grace)
         await self.health.enter_graceful_shutdown()
-        if self._watch is not None:
-            self._watch.cancel()
+        for task in (self._watch, self._shift_watch):
+            if task is not None:
+                task.cancel()
         # Drain first: while the edge answers new calls UNAVAILABLE, the unary calls in flight
         # finish, until calls stop coming for a moment (DRAIN_QUIET_S; at most DRAIN_MAX_S). Only
         # then does gRPC stop and send GOAWAY: a call gRPC holds but has not handed to Python at

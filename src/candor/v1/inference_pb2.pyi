@@ -366,7 +366,7 @@ class SetCoverage(_message.Message):
     def __init__(self, method: _Optional[str] = ..., coverage: _Optional[float] = ..., rows: _Optional[int] = ..., covered: _Optional[float] = ..., covered_low: _Optional[float] = ..., covered_high: _Optional[float] = ..., mean_size: _Optional[float] = ...) -> None: ...
 
 class GetCalibrationResponse(_message.Message):
-    __slots__ = ("model", "version", "temperature", "reference", "drift", "observed", "calibration_method")
+    __slots__ = ("model", "version", "temperature", "reference", "drift", "observed", "calibration_method", "prior_shift", "prior_shift_reason")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
@@ -374,6 +374,8 @@ class GetCalibrationResponse(_message.Message):
     DRIFT_FIELD_NUMBER: _ClassVar[int]
     OBSERVED_FIELD_NUMBER: _ClassVar[int]
     CALIBRATION_METHOD_FIELD_NUMBER: _ClassVar[int]
+    PRIOR_SHIFT_FIELD_NUMBER: _ClassVar[int]
+    PRIOR_SHIFT_REASON_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: str
     temperature: _containers.RepeatedScalarFieldContainer[float]
@@ -381,7 +383,49 @@ class GetCalibrationResponse(_message.Message):
     drift: DriftSignals
     observed: ObservedSignals
     calibration_method: str
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., temperature: _Optional[_Iterable[float]] = ..., reference: _Optional[_Union[ReferenceSignals, _Mapping]] = ..., drift: _Optional[_Union[DriftSignals, _Mapping]] = ..., observed: _Optional[_Union[ObservedSignals, _Mapping]] = ..., calibration_method: _Optional[str] = ...) -> None: ...
+    prior_shift: PriorShift
+    prior_shift_reason: str
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., temperature: _Optional[_Iterable[float]] = ..., reference: _Optional[_Union[ReferenceSignals, _Mapping]] = ..., drift: _Optional[_Union[DriftSignals, _Mapping]] = ..., observed: _Optional[_Union[ObservedSignals, _Mapping]] = ..., calibration_method: _Optional[str] = ..., prior_shift: _Optional[_Union[PriorShift, _Mapping]] = ..., prior_shift_reason: _Optional[str] = ...) -> None: ...
+
+class PriorShift(_message.Message):
+    __slots__ = ("rows", "window_start", "window_end", "priors", "priors_low", "priors_high", "assumed_priors", "training_priors", "em_iterations", "converged", "log_likelihood_ratio", "p_value", "total_variation", "expected_accuracy", "expected_accuracy_low", "expected_accuracy_high", "labelled_rows", "observed_accuracy")
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_START_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_END_FIELD_NUMBER: _ClassVar[int]
+    PRIORS_FIELD_NUMBER: _ClassVar[int]
+    PRIORS_LOW_FIELD_NUMBER: _ClassVar[int]
+    PRIORS_HIGH_FIELD_NUMBER: _ClassVar[int]
+    ASSUMED_PRIORS_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_PRIORS_FIELD_NUMBER: _ClassVar[int]
+    EM_ITERATIONS_FIELD_NUMBER: _ClassVar[int]
+    CONVERGED_FIELD_NUMBER: _ClassVar[int]
+    LOG_LIKELIHOOD_RATIO_FIELD_NUMBER: _ClassVar[int]
+    P_VALUE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_VARIATION_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_ACCURACY_LOW_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_ACCURACY_HIGH_FIELD_NUMBER: _ClassVar[int]
+    LABELLED_ROWS_FIELD_NUMBER: _ClassVar[int]
+    OBSERVED_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    rows: int
+    window_start: float
+    window_end: float
+    priors: _containers.RepeatedScalarFieldContainer[float]
+    priors_low: _containers.RepeatedScalarFieldContainer[float]
+    priors_high: _containers.RepeatedScalarFieldContainer[float]
+    assumed_priors: _containers.RepeatedScalarFieldContainer[float]
+    training_priors: _containers.RepeatedScalarFieldContainer[float]
+    em_iterations: int
+    converged: bool
+    log_likelihood_ratio: float
+    p_value: float
+    total_variation: float
+    expected_accuracy: float
+    expected_accuracy_low: float
+    expected_accuracy_high: float
+    labelled_rows: int
+    observed_accuracy: float
+    def __init__(self, rows: _Optional[int] = ..., window_start: _Optional[float] = ..., window_end: _Optional[float] = ..., priors: _Optional[_Iterable[float]] = ..., priors_low: _Optional[_Iterable[float]] = ..., priors_high: _Optional[_Iterable[float]] = ..., assumed_priors: _Optional[_Iterable[float]] = ..., training_priors: _Optional[_Iterable[float]] = ..., em_iterations: _Optional[int] = ..., converged: _Optional[bool] = ..., log_likelihood_ratio: _Optional[float] = ..., p_value: _Optional[float] = ..., total_variation: _Optional[float] = ..., expected_accuracy: _Optional[float] = ..., expected_accuracy_low: _Optional[float] = ..., expected_accuracy_high: _Optional[float] = ..., labelled_rows: _Optional[int] = ..., observed_accuracy: _Optional[float] = ...) -> None: ...
 
 class RecalibrateRequest(_message.Message):
     __slots__ = ("model", "version", "holdout_share", "min_rows", "dry_run", "method", "since", "newest_rows", "include_client_recorded")
@@ -406,7 +450,7 @@ class RecalibrateRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., holdout_share: _Optional[float] = ..., min_rows: _Optional[int] = ..., dry_run: _Optional[bool] = ..., method: _Optional[str] = ..., since: _Optional[float] = ..., newest_rows: _Optional[int] = ..., include_client_recorded: _Optional[bool] = ...) -> None: ...
 
 class RecalibrateResponse(_message.Message):
-    __slots__ = ("published", "new_version", "old_temperature", "new_temperature", "fit_rows", "holdout_rows", "holdout_nll_before", "holdout_nll_after", "holdout_ece_before", "holdout_ece_after", "message", "method", "selected_by", "nll_improvement", "nll_improvement_low", "nll_improvement_high", "window_start", "window_end", "label_counts", "rows_without_logits", "validation_nll_before", "validation_nll_after", "included_client_recorded", "coverage_target", "holdout_coverage_before", "holdout_coverage_before_low", "holdout_coverage_before_high", "holdout_coverage_after", "holdout_coverage_after_low", "holdout_coverage_after_high")
+    __slots__ = ("published", "new_version", "old_temperature", "new_temperature", "fit_rows", "holdout_rows", "holdout_nll_before", "holdout_nll_after", "holdout_ece_before", "holdout_ece_after", "message", "method", "selected_by", "nll_improvement", "nll_improvement_low", "nll_improvement_high", "window_start", "window_end", "label_counts", "rows_without_logits", "validation_nll_before", "validation_nll_after", "included_client_recorded", "coverage_target", "holdout_coverage_before", "holdout_coverage_before_low", "holdout_coverage_before_high", "holdout_coverage_after", "holdout_coverage_after_low", "holdout_coverage_after_high", "prior_shift")
     PUBLISHED_FIELD_NUMBER: _ClassVar[int]
     NEW_VERSION_FIELD_NUMBER: _ClassVar[int]
     OLD_TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
@@ -437,6 +481,7 @@ class RecalibrateResponse(_message.Message):
     HOLDOUT_COVERAGE_AFTER_FIELD_NUMBER: _ClassVar[int]
     HOLDOUT_COVERAGE_AFTER_LOW_FIELD_NUMBER: _ClassVar[int]
     HOLDOUT_COVERAGE_AFTER_HIGH_FIELD_NUMBER: _ClassVar[int]
+    PRIOR_SHIFT_FIELD_NUMBER: _ClassVar[int]
     published: bool
     new_version: str
     old_temperature: float
@@ -467,4 +512,5 @@ class RecalibrateResponse(_message.Message):
     holdout_coverage_after: float
     holdout_coverage_after_low: float
     holdout_coverage_after_high: float
-    def __init__(self, published: _Optional[bool] = ..., new_version: _Optional[str] = ..., old_temperature: _Optional[float] = ..., new_temperature: _Optional[float] = ..., fit_rows: _Optional[int] = ..., holdout_rows: _Optional[int] = ..., holdout_nll_before: _Optional[float] = ..., holdout_nll_after: _Optional[float] = ..., holdout_ece_before: _Optional[float] = ..., holdout_ece_after: _Optional[float] = ..., message: _Optional[str] = ..., method: _Optional[str] = ..., selected_by: _Optional[str] = ..., nll_improvement: _Optional[float] = ..., nll_improvement_low: _Optional[float] = ..., nll_improvement_high: _Optional[float] = ..., window_start: _Optional[float] = ..., window_end: _Optional[float] = ..., label_counts: _Optional[_Iterable[int]] = ..., rows_without_logits: _Optional[int] = ..., validation_nll_before: _Optional[float] = ..., validation_nll_after: _Optional[float] = ..., included_client_recorded: _Optional[bool] = ..., coverage_target: _Optional[float] = ..., holdout_coverage_before: _Optional[float] = ..., holdout_coverage_before_low: _Optional[float] = ..., holdout_coverage_before_high: _Optional[float] = ..., holdout_coverage_after: _Optional[float] = ..., holdout_coverage_after_low: _Optional[float] = ..., holdout_coverage_after_high: _Optional[float] = ...) -> None: ...
+    prior_shift: PriorShift
+    def __init__(self, published: _Optional[bool] = ..., new_version: _Optional[str] = ..., old_temperature: _Optional[float] = ..., new_temperature: _Optional[float] = ..., fit_rows: _Optional[int] = ..., holdout_rows: _Optional[int] = ..., holdout_nll_before: _Optional[float] = ..., holdout_nll_after: _Optional[float] = ..., holdout_ece_before: _Optional[float] = ..., holdout_ece_after: _Optional[float] = ..., message: _Optional[str] = ..., method: _Optional[str] = ..., selected_by: _Optional[str] = ..., nll_improvement: _Optional[float] = ..., nll_improvement_low: _Optional[float] = ..., nll_improvement_high: _Optional[float] = ..., window_start: _Optional[float] = ..., window_end: _Optional[float] = ..., label_counts: _Optional[_Iterable[int]] = ..., rows_without_logits: _Optional[int] = ..., validation_nll_before: _Optional[float] = ..., validation_nll_after: _Optional[float] = ..., included_client_recorded: _Optional[bool] = ..., coverage_target: _Optional[float] = ..., holdout_coverage_before: _Optional[float] = ..., holdout_coverage_before_low: _Optional[float] = ..., holdout_coverage_before_high: _Optional[float] = ..., holdout_coverage_after: _Optional[float] = ..., holdout_coverage_after_low: _Optional[float] = ..., holdout_coverage_after_high: _Optional[float] = ..., prior_shift: _Optional[_Union[PriorShift, _Mapping]] = ...) -> None: ...

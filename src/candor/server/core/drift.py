@@ -86,6 +86,7 @@ class DriftTotals:
     classes: np.ndarray  # [K] predicted-class counts
     confidence_sum: float
     confidence_n: int  # rows (multiclass) or rows x classes (multi-label)
+    posterior_sums: np.ndarray  # [K] sum of each class's calibrated probability (multiclass; zeros for multi-label)
 
 
 def psi_groups(reference_hist, min_share: float = PSI_GROUP_SHARE) -> np.ndarray:
@@ -119,7 +120,8 @@ class DriftWindow:
         # The upper edge of each PSI bin (its last fine bin's), and the reference's share of it.
         self.group_upper_edges = np.array([fine_upper[self._groups == g][-1] for g in range(n_groups)])
         self.reference_group_shares = self._coarse(reference.confidence_histogram) / sum(reference.confidence_histogram)
-        self._totals = DriftTotals(0, np.zeros(REFERENCE_BINS), np.zeros(n_groups), np.zeros(num_classes, np.int64), 0.0, 0)
+        self._totals = DriftTotals(0, np.zeros(REFERENCE_BINS), np.zeros(n_groups), np.zeros(num_classes, np.int64), 0.0, 0,
+                                   np.zeros(num_classes))  # fmt: skip
         self._batches: deque[_Batch] = deque()
         self._rows = 0
         self._pending: list[tuple[float, np.ndarray]] = []  # (time, probabilities) of batches not yet summarised
@@ -159,11 +161,14 @@ class DriftWindow:
             classes = (p > 0.5).sum(axis=0)
             q = np.clip(1 - p, 1e-12, 1.0)
             entropy = -(clipped * np.log(clipped) + q * np.log(q)).sum(dtype=np.float64)
+            posteriors = 0.0
         else:
             predicted = p.argmax(axis=1)
             conf = p[np.arange(len(p)), predicted].astype(np.float64)  # the row's max: cheaper than max(axis=1)
             classes = np.bincount(predicted, minlength=self.num_classes)
             entropy = -float(np.dot(clipped.ravel(), np.log(clipped).ravel()))
+            # EM's first step from the assumed priors: the mean posterior, summable across replicas
+            posteriors = p.sum(axis=0, dtype=np.float64)
         bins = bin_index(conf, REFERENCE_BINS)
         fine = np.bincount(bins, minlength=REFERENCE_BINS).astype(np.float64)  # entries per fine bin
         groups = np.bincount(self._groups[bins], minlength=len(self.group_upper_edges)).astype(np.float64)
@@ -171,7 +176,7 @@ class DriftWindow:
         t = self._totals
         self._totals = DriftTotals(t.rows + batch.rows, t.confidence_fine + fine, t.confidence_bins + groups,
                                    t.classes + classes, t.confidence_sum + batch.confidence_sum,
-                                   t.confidence_n + batch.confidence_n)  # fmt: skip
+                                   t.confidence_n + batch.confidence_n, t.posterior_sums + posteriors)  # fmt: skip
         self._batches.append(batch)
         self._rows += batch.rows
         self._evict(now)

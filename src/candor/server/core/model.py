@@ -19,6 +19,7 @@ import numpy as np
 from candor.calibration.calibrators import Calibrator
 from candor.calibration.lineage import calibrator_of
 from candor.calibration.manifest import MANIFEST_FILE, MODEL_FILE, Manifest, read_manifest, sha256_file
+from candor.calibration.priors import VersionPriors, version_priors
 from candor.server.core.batcher import BatchStats, DynamicBatcher
 from candor.server.core.drift import DriftWindow
 from candor.server.core.events import BatchRun, Events, NonFiniteRows, RowsDropped
@@ -52,6 +53,7 @@ class OpenedVersion:
     provider: str
     cost: RunCost = RunCost(float("inf"), 0.0)  # unknown until measured: never cheap
     sets: PredictionSets | None = None  # None: the manifest has no conformal scores
+    priors: VersionPriors | None = None  # None: no label-shift estimate (multi-label, or no stored sample)
 
     def run(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One onnxruntime run: (logits, probabilities) for rows ``X`` [N, F] float32."""
@@ -191,9 +193,10 @@ def open_version(folder: Path, expected_name: str, expected_version: int, settin
         raise LoadError(f"{model_path}: onnxruntime cannot load it: {e}") from e
     try:
         sets = PredictionSets.load(folder, manifest)
+        priors = version_priors(folder, manifest)
     except ValueError as e:
         raise LoadError(str(e)) from e
-    opened = OpenedVersion(manifest, folder, session, provider, sets=sets)
+    opened = OpenedVersion(manifest, folder, session, provider, sets=sets, priors=priors)
     warm = np.zeros((settings.warmup_rows, manifest.input.shape[1]), dtype=np.float32)
     try:
         _, probs = opened.run(warm)

@@ -13,6 +13,7 @@ behaviour (a check, a bound, what is logged for feedback) is written once.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import math
 import os
 import socket
@@ -28,6 +29,7 @@ from candor.server.core.drift import DriftReport, DriftThresholds
 from candor.server.core.errors import Aborted, FailedPrecondition, InvalidArgument, ResourceExhausted, Unavailable, shown
 from candor.server.core.events import Events, RequestRejected
 from candor.server.core.feedback import FeedbackItem, FeedbackService
+from candor.server.core.label_shift import LABEL_SHIFT, LabelShiftWatch, ShiftReport, check_correctable, correct
 from candor.server.core.model import LoadedModel
 from candor.server.core.observed import ObservedReport
 from candor.server.core.predictions import new_request_id, prediction_ids
@@ -92,6 +94,8 @@ class CalibrationState:
     confidence_state: int  # 0 ok, 1 warn, 2 drift (DriftThresholds.state); 0 without drift
     prediction_state: int
     observed: ObservedReport | None  # None while no feedback was joined
+    prior_shift: ShiftReport | None = None  # None where no estimate could be made: prior_shift_reason says why
+    prior_shift_reason: str = ""
 
 
 def check_top_k(top_k: int, num_classes: int) -> int:
@@ -125,6 +129,7 @@ class DataPlane:
         self.thresholds = thresholds
         self.events = events
         self._recalibrations: dict[str, tuple[tuple, asyncio.Future]] = {}  # model -> (what was asked, its run)
+        self.label_shift = LabelShiftWatch(settings, repository, feedback)
 
     # --- models -------------------------------------------------------------------------
 
@@ -206,7 +211,11 @@ class DataPlane:
         observed = await self.feedback_service.observed(model.name, model.version)
         states = (0, 0) if drift is None else (self.thresholds.state(drift.confidence_psi),
                                                self.thresholds.state(drift.prediction_psi))  # fmt: skip
-        return CalibrationState(model, drift, *states, observed)
+        try:
+            shift, reason = await self.label_shift.report(model), ""
+        except FailedPrecondition as e:
+            shift, reason = None, str(e)
+        return CalibrationState(model, drift, *states, observed, shift, reason)
 
     async def recalibrate(self, name: str, version: str, *, holdout_share: float = 0.3, min_rows: int = 100,
                           dry_run: bool = False, method: str = "", since: float = 0.0, newest_rows: int = 0,
@@ -223,9 +232,9 @@ class DataPlane:
             raise InvalidArgument("model is empty; name the model to recalibrate")
         if not math.isfinite(since) or since < 0 or since > time.time():
             raise InvalidArgument(f"since must be a time in the past in unix seconds (0: the feedback window), got {since}")
-        if method and method not in (*CALIBRATION_METHODS, CONFORMAL):
+        if method and method not in (*CALIBRATION_METHODS, CONFORMAL, LABEL_SHIFT):
             raise InvalidArgument(f"unknown calibration method {shown(method)}; choose one of "
-                                  f"{', '.join((*CALIBRATION_METHODS, CONFORMAL))}")  # fmt: skip
+                                  f"{', '.join((*CALIBRATION_METHODS, CONFORMAL, LABEL_SHIFT))}")  # fmt: skip
         self.model(name, version)  # NOT_FOUND or UNAVAILABLE before taking the lock
         asked = (version, holdout_share, min_rows, dry_run, method, since, newest_rows, include_client_recorded)
         running = self._recalibrations.get(name)
@@ -261,6 +270,8 @@ class DataPlane:
             if child is not None:
                 raise FailedPrecondition(f"version {model.version} of {shown(name)} was already recalibrated into version "
                                          f"{child.version}; recalibrate that one once it has feedback")  # fmt: skip
+            if method == LABEL_SHIFT:  # unlabeled logged rows, the calibrator corrected to their priors
+                return await self._correct_label_shift(model, since, newest_rows, dry_run)
             try:
                 since = since or time.time() - self.settings.feedback_window_s
                 rows = await asyncio.to_thread(store.feedback, model.name, int(model.version), since=since,
@@ -279,3 +290,15 @@ class DataPlane:
             return result
         finally:
             await asyncio.to_thread(lock.release)
+
+    async def _correct_label_shift(self, model: LoadedModel, since: float, newest_rows: int, dry_run: bool) -> Recalibration:
+        check_correctable(model)
+        report = await self.label_shift.report(model, since, newest_rows)
+        when = [dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec="seconds") for t in (report.window_start,
+                                                                                          report.window_end)]  # fmt: skip
+        window = f"prediction log of {model.name}/{model.version}: {report.estimate.rows} rows, {when[0]} to {when[1]}"
+        result = await asyncio.to_thread(correct, Path(self.repository.root), model, report,
+                                         self.settings.label_shift_significance, dry_run, window)  # fmt: skip
+        if result.published:
+            await self.repository.refresh()
+        return result

@@ -70,6 +70,7 @@ class Recalibration:
     holdout_coverage_after: float = 0.0
     holdout_coverage_after_low: float = 0.0
     holdout_coverage_after_high: float = 0.0
+    prior_shift: object | None = None  # method "label_shift" only: the ShiftReport corrected to
 
 
 def _logits(model: LoadedModel, rows: list[FeedbackRow], method: str) -> tuple[np.ndarray, np.ndarray, int]:

@@ -81,6 +81,11 @@ class Settings:
     drift_window_s: float = 3600.0  # ... no older than this
     psi_warn: float = 0.1
     psi_drift: float = 0.25
+    # Label shift: the store-side EM estimate behind the candor_label_shift_* gauges is refreshed this often
+    # (0: never), on the newest drift_window_rows logged rows no older than drift_window_s; Recalibrate's
+    # label_shift publishes only when the test of no shift has a p-value below label_shift_significance.
+    label_shift_interval_s: float = 60.0
+    label_shift_significance: float = 0.01
     log_level: str = "INFO"
     tls_cert_file: str = ""  # PEM certificate chain of the gRPC port; empty: plaintext
     tls_key_file: str = ""  # PEM private key of that certificate
@@ -126,6 +131,7 @@ class Settings:
             "feedback_window_s",
             "feedback_store_max_bytes",
             "max_message_bytes",
+            "label_shift_interval_s",
         ):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -144,6 +150,8 @@ class Settings:
             problems.append(f"log_level must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
         if not 0 < self.psi_warn < self.psi_drift:
             problems.append(f"need 0 < psi_warn < psi_drift, got {self.psi_warn} and {self.psi_drift}")
+        if not 0 < self.label_shift_significance < 1:
+            problems.append(f"label_shift_significance must lie in (0, 1), got {self.label_shift_significance}")
         if not 0 < self.default_deadline_s <= self.max_deadline_s:
             got = f"{self.default_deadline_s} and {self.max_deadline_s}"
             problems.append(f"need 0 < default_deadline_s <= max_deadline_s, got {got}")

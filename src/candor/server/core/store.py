@@ -86,6 +86,10 @@ class Store(Protocol):
     def logged(self, request_ids: Sequence[str]) -> dict[str, LoggedRequest]:
         """The logged requests among ``request_ids``."""
 
+    def recent(self, model: str, version: int, *, since: float = 0.0, rows: int | None = None) -> list[LoggedRequest]:
+        """The newest logged requests of one version made at or after ``since`` that together hold ``rows``
+        rows (None: all; the request that crosses the count is kept), oldest first, from every replica."""
+
     def purge(self, before: float) -> int:
         """Drop prediction-log entries made before ``before`` (unix seconds); the number dropped."""
 

@@ -23,9 +23,11 @@ import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from candor.calibration.label_shift import PriorShift
 from candor.calibration.reference import REFERENCE_BINS
 from candor.server.core.drift import DriftThresholds, DriftWindow
 from candor.server.core.feedback import FeedbackService
+from candor.server.core.label_shift import LabelShiftWatch
 from candor.server.core.model import LoadedModel
 from candor.server.core.observed import FeedbackTotals
 from candor.server.core.repository import ModelRepository
@@ -137,7 +139,10 @@ class TrafficCollector(Collector):
       zeros too) and the histogram ``candor_confidence``;
     * ``candor_live_confidence_rows_total{bin}``: entries per PSI bin of the reference (label
       ``bin``: the bin's upper edge), next to ``candor_reference_confidence_share{bin}``;
-    * ``candor_reference_class_share{class_name}``: the reference's predicted-class mix.
+    * ``candor_reference_class_share{class_name}``: the reference's predicted-class mix;
+    * ``candor_posterior_sum_total{class_name}`` (multiclass): each class's calibrated probability
+      summed over rows, over ``candor_predicted_rows_total`` the mean posterior (EM's first step),
+      next to ``candor_reference_prior{class_name}``, the priors the version's posteriors assume.
 
     The recording rules in ``deploy/prometheus/recording.yml`` turn these into the fleet's PSI.
     Every series exists from the moment a version loads (at 0), so an increase over a window
@@ -161,6 +166,11 @@ class TrafficCollector(Collector):
                                       labels=[*mv, "bin"])  # fmt: skip
         ref_class = GaugeMetricFamily("candor_reference_class_share", "Reference share of each predicted class",
                                       labels=[*mv, "class_name"])  # fmt: skip
+        posterior = CounterMetricFamily("candor_posterior_sum", "Calibrated probability of each class summed over the "
+                                        "rows predicted (multiclass); fleet-ready", labels=[*mv, "class_name"])  # fmt: skip
+        ref_prior = GaugeMetricFamily("candor_reference_prior", "Class priors the version's calibrated posteriors assume "
+                                      "(training label mix, or the priors a label-shift correction moved them to)",
+                                      labels=[*mv, "class_name"])  # fmt: skip
         fine_at = np.rint(np.asarray(CONFIDENCE_BUCKETS) * REFERENCE_BINS).astype(int)  # fine bins at or below each edge
         for model in self.models():
             labels = [model.name, model.version]
@@ -181,7 +191,45 @@ class TrafficCollector(Collector):
             if mix.sum() > 0:
                 for name, share in zip(names, mix / mix.sum(), strict=True):
                     ref_class.add_metric([*labels, name], float(share))
-        yield from (rows, classes, hist, live, ref_share, ref_class)
+            if not model.multilabel:
+                for name, total in zip(names, t.posterior_sums, strict=True):
+                    posterior.add_metric([*labels, name], float(total))
+            priors = model.opened.priors
+            if priors is not None:
+                for name, share in zip(names, priors.assumed, strict=True):
+                    ref_prior.add_metric([*labels, name], float(share))
+        yield from (rows, classes, hist, live, ref_share, ref_class, posterior, ref_prior)
+
+
+class LabelShiftCollector(Collector):
+    """The store-side EM estimate per version (:class:`~candor.server.core.label_shift.LabelShiftWatch`): the
+    same on every replica of a fleet, since each reads the fleet's prediction log. No series for a version
+    without an estimate (too few logged rows in the window, or none made yet)."""
+
+    def __init__(self, latest: Callable[[], Mapping[tuple[str, str], PriorShift]],
+                 models: Callable[[], Iterable[LoadedModel]]):  # fmt: skip
+        self.latest = latest
+        self.models = models
+
+    def collect(self):
+        mv = ["model", "version"]
+        p_value = GaugeMetricFamily("candor_label_shift_p_value", "p-value of the likelihood-ratio test of no label "
+                                    "shift on the fleet's logged window (EM priors vs the assumed ones)", labels=mv)  # fmt: skip
+        distance = GaugeMetricFamily("candor_label_shift_total_variation", "Total-variation distance between the EM "
+                                     "priors of the logged window and the assumed ones", labels=mv)  # fmt: skip
+        rows = GaugeMetricFamily("candor_label_shift_rows", "Logged rows the label-shift estimate used", labels=mv)
+        prior = GaugeMetricFamily("candor_label_shift_prior", "EM estimate of each class's prior on the logged window",
+                                  labels=[*mv, "class_name"])  # fmt: skip
+        names = {(m.name, m.version): m.manifest.class_names for m in self.models()}
+        for key, shift in dict(self.latest()).items():
+            if key not in names:
+                continue
+            p_value.add_metric(list(key), shift.p_value)
+            distance.add_metric(list(key), shift.total_variation)
+            rows.add_metric(list(key), shift.rows)
+            for name, share in zip(names[key], shift.priors, strict=True):
+                prior.add_metric([*key, name], float(share))
+        yield from (p_value, distance, rows, prior)
 
 
 class FeedbackCollector(Collector):
@@ -269,13 +317,15 @@ class FeedbackCollector(Collector):
 
 
 def register_core_views(registry: CollectorRegistry, repository: ModelRepository, feedback: FeedbackService,
-                        thresholds: DriftThresholds, on_failure: Callable[[str], None]) -> None:  # fmt: skip
+                        thresholds: DriftThresholds, on_failure: Callable[[str], None],
+                        label_shift: LabelShiftWatch) -> None:  # fmt: skip
     """The scrape-time views of a running core: drift, traffic and feedback totals, queues and the prediction cache,
     each guarded (``on_failure(name)`` counts a collector that raised)."""
     views = {
         "drift": DriftCollector(lambda: [(m.name, m.version, m.drift) for m in repository.loaded()], thresholds),
         "traffic": TrafficCollector(repository.loaded),
         "feedback": FeedbackCollector(feedback.totals, repository.loaded),
+        "label_shift": LabelShiftCollector(lambda: label_shift.latest, repository.loaded),
         "serving": ServingCollector(lambda: [(m.name, m.version, m.batcher.queued_rows) for m in repository.loaded()],
                                     lambda: len(feedback.cache), lambda: feedback.log.buffered_rows),
     }  # fmt: skip

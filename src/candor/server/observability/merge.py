@@ -40,7 +40,9 @@ SUMMED_GAUGES = frozenset({"candor_queue_rows", "candor_inflight_requests", "can
                            "candor_prediction_log_buffer_rows"})  # fmt: skip
 SAME_GAUGES = frozenset({"candor_model_info", "candor_reference_accuracy", "candor_reference_mean_confidence",
                          "candor_reference_confidence_share", "candor_reference_class_share",
-                         "candor_prediction_set_level"})  # fmt: skip
+                         "candor_prediction_set_level", "candor_reference_prior", "candor_label_shift_p_value",
+                         "candor_label_shift_total_variation", "candor_label_shift_rows",
+                         "candor_label_shift_prior"})  # fmt: skip
 LOWEST_GAUGES = frozenset({"candor_model_ready", "candor_feedback_store_up"})
 WORKER_LABEL = "worker"
 MONOTONIC_TYPES = ("counter", "histogram")

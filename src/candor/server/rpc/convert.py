@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from candor.server.core.feedback import ACCEPTED, DUPLICATE, EXPIRED, UNKNOWN_ID, FeedbackItem
+from candor.server.core.label_shift import ShiftReport
 from candor.server.core.plane import CalibrationState, InputTensor, Prediction
 from candor.server.core.recalibrate import Recalibration
 from candor.server.core.repository import FAILED, LOADING, READY, VersionEntry
@@ -142,9 +143,28 @@ def calibration_response(state: CalibrationState) -> pb.GetCalibrationResponse:
                                          covered_low=c.covered_low, covered_high=c.covered_high, mean_size=c.mean_size)
                           for c in observed.set_coverage],
         ))  # fmt: skip
+    if state.prior_shift is not None:
+        response.prior_shift.CopyFrom(prior_shift(state.prior_shift))
+    response.prior_shift_reason = state.prior_shift_reason
     return response
 
 
+def prior_shift(report: ShiftReport) -> pb.PriorShift:
+    e = report.estimate
+    return pb.PriorShift(
+        rows=e.rows, window_start=report.window_start, window_end=report.window_end, priors=e.priors.tolist(),
+        priors_low=e.priors_low.tolist(), priors_high=e.priors_high.tolist(), assumed_priors=e.assumed.tolist(),
+        training_priors=report.training_priors.tolist(), em_iterations=e.iterations, converged=e.converged,
+        log_likelihood_ratio=e.log_likelihood_ratio, p_value=e.p_value, total_variation=e.total_variation,
+        expected_accuracy=e.expected_accuracy, expected_accuracy_low=e.expected_accuracy_low,
+        expected_accuracy_high=e.expected_accuracy_high, labelled_rows=report.labelled_rows,
+        observed_accuracy=0.0 if report.labelled_rows == 0 else report.observed_accuracy,
+    )  # fmt: skip
+
+
 def recalibrate_response(r: Recalibration) -> pb.RecalibrateResponse:
-    fields = {k: v for k, v in r.__dict__.items() if k != "new_version"}
-    return pb.RecalibrateResponse(new_version=str(r.new_version or ""), **fields)
+    fields = {k: v for k, v in r.__dict__.items() if k not in ("new_version", "prior_shift")}
+    response = pb.RecalibrateResponse(new_version=str(r.new_version or ""), **fields)
+    if r.prior_shift is not None:
+        response.prior_shift.CopyFrom(prior_shift(r.prior_shift))
+    return response

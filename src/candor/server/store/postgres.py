@@ -32,6 +32,8 @@ from candor.server.store.rows import (
     BACKFILL_CLIENT_RECORDED,
     FEEDBACK_COLUMNS,
     LOG_COLUMNS,
+    NO_ROW_LIMIT,
+    RECENT_LOG,
     busy,
     feedback_params,
     feedback_row,
@@ -195,6 +197,13 @@ class PostgresStore:
             rows = conn.execute(f"SELECT {LOG_COLUMNS} FROM prediction_log WHERE request_id = ANY(%s)",
                                 (list(request_ids),)).fetchall()  # fmt: skip
         return {r[0]: logged_request(r) for r in rows}
+
+    @_store_errors
+    def recent(self, model: str, version: int, *, since: float = 0.0, rows: int | None = None) -> list[LoggedRequest]:
+        with self._connection() as conn:
+            found = conn.execute(RECENT_LOG.format(mark="%s"),
+                                 (model, version, since, NO_ROW_LIMIT if rows is None else rows)).fetchall()  # fmt: skip
+        return [logged_request(r) for r in found]
 
     @_store_errors
     def purge(self, before: float) -> int:

@@ -10,6 +10,13 @@ from candor.server.core.store import FeedbackRow, LoggedRequest, StoreBusy
 FEEDBACK_COLUMNS = "prediction_id, model, version, label, probabilities, logits, predicted_at, received_at, client_recorded"
 LOG_COLUMNS = "request_id, model, version, predicted_at, num_rows, num_classes, probabilities, logits"
 
+# The newest logged requests of one version that together hold at most a number of rows (the request that
+# crosses it is kept), oldest first; {mark} is the backend's placeholder.
+RECENT_LOG = (f"SELECT {LOG_COLUMNS} FROM (SELECT {LOG_COLUMNS}, SUM(num_rows) OVER (ORDER BY predicted_at DESC, "
+              "request_id DESC) AS upto FROM prediction_log WHERE model = {mark} AND version = {mark} AND predicted_at >= "
+              "{mark}) AS newest WHERE upto - num_rows < {mark} ORDER BY predicted_at, request_id")  # fmt: skip
+NO_ROW_LIMIT = 2**62
+
 
 # Rows stored before schema 3 knew no such column: a client-recorded row then had no served prediction
 # behind it, and was stored with predicted_at equal to received_at, which a joined row never has.

@@ -23,6 +23,8 @@ from candor.server.store.rows import (
     BACKFILL_CLIENT_RECORDED,
     FEEDBACK_COLUMNS,
     LOG_COLUMNS,
+    NO_ROW_LIMIT,
+    RECENT_LOG,
     busy,
     feedback_params,
     feedback_row,
@@ -221,6 +223,13 @@ class SQLiteStore:
             return {}
         rows = self._select_in(f"SELECT {LOG_COLUMNS} FROM prediction_log WHERE request_id IN ({{marks}})", request_ids)
         return {r[0]: logged_request(r) for r in rows}
+
+    @_store_errors
+    def recent(self, model: str, version: int, *, since: float = 0.0, rows: int | None = None) -> list[LoggedRequest]:
+        with self._lock:
+            found = self._db.execute(RECENT_LOG.format(mark="?"),
+                                     (model, version, since, NO_ROW_LIMIT if rows is None else rows)).fetchall()  # fmt: skip
+        return [logged_request(r) for r in found]
 
     @_store_errors
     def purge(self, before: float) -> int:
