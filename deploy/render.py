@@ -181,6 +181,27 @@ def prediction_sets() -> list[Panel]:
     ]  # fmt: skip
 
 
+def label_shift() -> list[Panel]:
+    return [
+        Panel("Class mix: mean posterior (fleet, 1h) vs assumed priors", [
+            (sel("candor:mean_posterior:fleet_1h"), "{{class_name}}: mean posterior"),
+            (sel("candor:reference_prior:fleet"), "{{class_name}}: assumed"),
+        ], unit="percentunit",
+              description="Each class's calibrated probability averaged over the fleet's predictions of the last hour "
+                          "(EM's first step: summed posteriors over rows, exact across pods), beside the priors the "
+                          "version's posteriors assume. A class whose mean moves away from its prior is a change in the "
+                          "class mix, visible before any label arrives."),
+        Panel("Label shift: EM estimate from the prediction log", [
+            (f"max by (class_name) ({sel('candor_label_shift_prior')})", "{{class_name}}: EM prior"),
+            (f"min by (model, version) ({sel('candor_label_shift_total_variation')})", "total variation from assumed"),
+        ], unit="percentunit",
+              description="The store-side EM estimate of the class priors on the fleet's logged window (drift window's span "
+                          "and rows) and its total-variation distance from the assumed priors. The alert fires when the "
+                          "test of no shift is significant (p < 0.01) and the distance exceeds 0.1; "
+                          "`candor recalibrate --method label-shift` then corrects the calibrator."),
+    ]  # fmt: skip
+
+
 def models() -> list[Panel]:
     return [
         Panel("Model versions and provider", [(sel("candor_model_info"), "")], kind="table", instant=True, fmt="table",
@@ -197,7 +218,8 @@ def models() -> list[Panel]:
 
 
 SECTIONS = [("Traffic", traffic), ("Confidence and drift", drift), ("Calibration from feedback", calibration),
-            ("Prediction sets", prediction_sets), ("Models and alerts", models)]  # fmt: skip
+            ("Prediction sets", prediction_sets), ("Class mix and label shift", label_shift),
+            ("Models and alerts", models)]  # fmt: skip
 
 
 def _panel_json(p: Panel, pid: int, x: int, y: int) -> dict:

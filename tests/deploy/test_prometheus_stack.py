@@ -26,8 +26,10 @@ DASHBOARD = REPO_ROOT / "deploy/grafana/dashboards/candor.json"
 PROMETHEUS = REPO_ROOT / "deploy/prometheus"
 # What Grafana would put in place of its variables with model "digits", version "1" selected.
 GRAFANA_VARIABLES = {"$__rate_interval": "30s", "$__interval": "5s", "$model": "digits", "$version": "1"}
+# CandorLabelShift too: noisy inputs move the class mix EM reads as much as a new mix would. EM alone
+# cannot tell the two apart; the corrected child's confidence PSI can (README, "When the class mix changes").
 ALERTS = ("CandorConfidenceDrift", "CandorPredictionDrift", "CandorCalibrationErrorHigh", "CandorAccuracyGap",
-          "CandorCoverageBelowTarget")
+          "CandorCoverageBelowTarget", "CandorLabelShift")
 
 
 def free_port() -> int:
@@ -134,7 +136,8 @@ def stack(digits_repo, tmp_path_factory):
     shutil.copytree(digits_repo, repo)
     rows = tmp / "digits-test.npz"
     assert run_candor("split", "--model-repository", str(repo), "--name", "digits", "--output", str(rows)).returncode == 0
-    server = start_server(repo, "--poll-interval", "0", "--drift-window-rows", "1000", "--feedback-window-rows", "1000")
+    server = start_server(repo, "--poll-interval", "0", "--drift-window-rows", "1000", "--feedback-window-rows", "1000",
+                          "--label-shift-interval-seconds", "1")
     prom = start_prometheus(tmp, server.metrics_port)
     prom.candor_metrics_port = server.metrics_port
     try:
