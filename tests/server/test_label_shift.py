@@ -7,9 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from candor.calibration.calibrators import fit_calibrator
 from candor.calibration.label_shift import total_variation
+from candor.calibration.lineage import Refit, publish_child
 from candor.calibration.manifest import read_manifest
+from candor.calibration.reference import read_sample
 from candor.client import FailedPrecondition
+from candor.graph import set_calibrator
 from candor.trainer.options import DataOptions
 from candor.trainer.split import split_dataset
 from tests.conftest import run_candor
@@ -103,9 +107,20 @@ def test_shifted_traffic_is_estimated_corrected_and_beats_the_parent_and_unshift
                 return probs
 
             assert nll(full(child), held_y) < nll(full(parent), held_y) - 0.01  # 0.094 vs 0.121 when written
+
+            # The mix moves again (7, 8, 9 at 70%): correcting the corrected child composes.
+            again, _ = draw(pools, SHIFTED[::-1].copy(), 1200, seed=4)
+            client.predict(again, model="digits", version=2)
+            wait_for(lambda: server.metric("candor_prediction_log_rows_total") >= len(X) + len(again) + 2 * len(held_X))
+            r3 = client.recalibrate("digits", 2, method="label_shift", newest_rows=len(again))
+            assert r3.published and r3.new_version == "3", r3.message
     finally:
         server.stop()
+    m3 = read_manifest(served_repo / "digits/3/candor.json")
     m = read_manifest(served_repo / "digits/2/candor.json")
+    assert m3.label_shift.training_priors == m.label_shift.training_priors  # pi_train: the original's, down the chain
+    assert m3.label_shift.parent_priors == pytest.approx(m.label_shift.priors)
+    assert total_variation(m3.label_shift.priors, SHIFTED[::-1]) < 0.08
     assert m.parent == "digits/1" and m.calibrator.method == "bcts" and m.label_shift is not None
     assert m.label_shift.parent_priors == m.label_shift.training_priors  # the parent was not corrected
     assert total_variation(m.label_shift.priors, SHIFTED) < 0.08
@@ -130,3 +145,48 @@ def test_unshifted_traffic_is_refused_with_the_numbers(served_repo, pools):
     finally:
         server.stop()
     assert not (served_repo / "digits/2").exists()
+
+
+def test_a_matrix_calibrated_version_is_refused_with_the_reason(served_repo, pools):
+    parent = read_manifest(served_repo / "digits/1/candor.json")
+    sample = read_sample(served_repo / "digits/1", parent.reference.sample)
+    matrix = fit_calibrator("matrix", sample.val_logits, sample.val_labels)
+    publish_child(served_repo, parent, write_model=lambda path: set_calibrator(served_repo / "digits/1/model.onnx", path, matrix),
+                  refit=Refit(matrix, "validation rows"))  # fmt: skip
+    server = start_server(served_repo, "--poll-interval", "0")
+    try:
+        with server.client() as client:
+            X, _ = draw(pools, SHIFTED, 400, seed=5)
+            client.predict(X, model="digits", version=2)
+            wait_for(lambda: server.metric("candor_prediction_log_rows_total") >= len(X))
+            with pytest.raises(FailedPrecondition, match="does not commute"):
+                client.recalibrate("digits", 2, method="label_shift")
+            assert client.calibration("digits", 2).prior_shift is not None  # estimated all the same
+    finally:
+        server.stop()
+    assert not (served_repo / "digits/3").exists()
+
+
+
+def test_two_replicas_on_postgresql_estimate_from_both_replicas_rows(served_repo, pools, pg_url):
+    a = start_server(served_repo, "--store", pg_url, "--data-dir", str(served_repo.parent / "data-a"), "--poll-interval", "0",
+                     "--label-shift-interval-seconds", "0.5")  # fmt: skip
+    b = start_server(served_repo, "--store", pg_url, "--data-dir", str(served_repo.parent / "data-b"), "--poll-interval", "0")
+    try:
+        X, y = draw(pools, SHIFTED, 1000, seed=6)
+        with a.client() as ca, b.client() as cb:
+            ca.predict(X[:300], model="digits")  # unequal shares: each replica alone holds too few of some classes
+            cb.predict(X[300:], model="digits")
+            wait_for(lambda: a.metric("candor_prediction_log_rows_total") >= 300
+                     and b.metric("candor_prediction_log_rows_total") >= 700)  # fmt: skip
+            sampled = np.bincount(y, minlength=K) / len(y)
+            for client in (ca, cb):  # either replica reads the fleet's log
+                shift = client.calibration("digits", 1).prior_shift
+                assert shift.rows == len(X) and total_variation(shift.priors, sampled) < 0.05
+            # the store-side gauge on replica a counts b's rows too
+            wait_for(lambda: a.metric("candor_label_shift_rows", model="digits", version="1") == len(X))
+            r = cb.recalibrate("digits", 1, method="label_shift")
+            assert r.published and r.prior_shift.rows == len(X), r.message
+    finally:
+        a.stop()
+        b.stop()
