@@ -10,7 +10,8 @@ as the test split holds (with replacement within each class). Per draw:
 * expected-accuracy error: |label-free estimate - observed accuracy| of the served (uncorrected
   BCTS) predictions, for the corrected estimate and for the uncorrected mean confidence.
 
-Cells are the mean over draws (± its standard error for the prior errors; the best in bold). Prints the markdown for docs/calibration-results.md.
+Cells are the mean over draws (± its standard error for the prior errors; the best in bold).
+Prints the markdown for docs/calibration-results.md.
 
     python benchmarks/label_shift.py --epochs 40
 """
@@ -18,6 +19,7 @@ Cells are the mean over draws (± its standard error for the prior errors; the b
 from __future__ import annotations
 
 import argparse
+from collections import defaultdict
 
 import numpy as np
 
@@ -68,11 +70,7 @@ def measure(name: str, data: DataOptions, epochs: int) -> list[str]:
     rows = []
     for alpha in ALPHAS:
         rng = np.random.default_rng(int(alpha * 1000))
-        cells: dict[str, list[float]] = {}
-
-        def add(key: str, value: float) -> None:
-            cells.setdefault(key, []).append(value)
-
+        cells: defaultdict[str, list[float]] = defaultdict(list)
         for _ in range(DRAWS):
             idx = draw(s.test_labels, rng.dirichlet(np.full(k, alpha)), rng)
             y = s.test_labels[idx]
@@ -80,19 +78,19 @@ def measure(name: str, data: DataOptions, epochs: int) -> list[str]:
             p_ts, p_bcts = test["ts"][idx], test["bcts"][idx]
             em_ts = em_priors(p_ts, assumed["ts"]).priors
             shift = estimate(p_bcts, assumed["bcts"], resamples=0)
-            add("EM + TS", float(np.abs(em_ts - truth).mean()))
-            add("EM + BCTS", float(np.abs(shift.priors - truth).mean()))
-            add("BBSE", float(np.abs(bbse_priors(val["bcts"], s.val_labels, p_bcts) - truth).mean()))
+            cells["EM + TS"].append(float(np.abs(em_ts - truth).mean()))
+            cells["EM + BCTS"].append(float(np.abs(shift.priors - truth).mean()))
+            cells["BBSE"].append(float(np.abs(bbse_priors(val["bcts"], s.val_labels, p_bcts) - truth).mean()))
             after = corrected(p_bcts, assumed["bcts"], shift.priors)
-            add("acc before", accuracy(p_bcts, y))
-            add("acc after", accuracy(after, y))
-            add("acc after TS", accuracy(corrected(p_ts, assumed["ts"], em_ts), y))
-            add("nll before", nll(p_bcts, y))
-            add("nll after", nll(after, y))
-            add("nll after TS", nll(corrected(p_ts, assumed["ts"], em_ts), y))
+            cells["acc before"].append(accuracy(p_bcts, y))
+            cells["acc after"].append(accuracy(after, y))
+            cells["acc after TS"].append(accuracy(corrected(p_ts, assumed["ts"], em_ts), y))
+            cells["nll before"].append(nll(p_bcts, y))
+            cells["nll after"].append(nll(after, y))
+            cells["nll after TS"].append(nll(corrected(p_ts, assumed["ts"], em_ts), y))
             served = accuracy(p_bcts, y)
-            add("expected err", abs(shift.expected_accuracy - served))
-            add("naive err", abs(float(p_bcts.max(axis=1).mean()) - served))
+            cells["expected err"].append(abs(shift.expected_accuracy - served))
+            cells["naive err"].append(abs(float(p_bcts.max(axis=1).mean()) - served))
         m = {key: float(np.mean(v)) for key, v in cells.items()}
         estimators = ("EM + TS", "EM + BCTS", "BBSE")
         best = min(estimators, key=m.get)
