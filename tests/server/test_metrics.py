@@ -24,7 +24,9 @@ def collector_after(batches, names: list[str], multilabel: bool) -> CollectorReg
     window = DriftWindow(reference, k, multilabel, max_rows=100, max_age_s=3600)
     for probs in batches:
         window.add(np.asarray(probs))
-    model = SimpleNamespace(name="demo", version="1", drift=window, manifest=SimpleNamespace(class_names=names))
+    priors = SimpleNamespace(assumed=np.full(k, 1 / k))
+    model = SimpleNamespace(name="demo", version="1", drift=window, manifest=SimpleNamespace(class_names=names),
+                            opened=SimpleNamespace(priors=None if multilabel else priors))  # fmt: skip
     registry = CollectorRegistry()
     registry.register(TrafficCollector(lambda: [model]))
     return registry
@@ -37,6 +39,10 @@ def test_prediction_statistics_by_hand():
     assert get("candor_predicted_rows_total", labels) == 4
     assert get("candor_predictions_total", labels | {"class_name": "cat"}) == 3  # argmax of the tie [0.5, 0.5] is class 0
     assert get("candor_predictions_total", labels | {"class_name": "dog"}) == 1
+    # summed posteriors (EM's first step across replicas), beside the priors the version assumes
+    assert get("candor_posterior_sum_total", labels | {"class_name": "cat"}) == pytest.approx(0.9 + 0.3 + 0.5 + 0.9)
+    assert get("candor_posterior_sum_total", labels | {"class_name": "dog"}) == pytest.approx(0.1 + 0.7 + 0.5 + 0.1)
+    assert get("candor_reference_prior", labels | {"class_name": "dog"}) == 0.5
     assert get("candor_confidence_count", labels) == 4
     assert get("candor_confidence_sum", labels) == pytest.approx(0.9 + 0.7 + 0.5 + 0.9)
     assert get("candor_confidence_bucket", labels | {"le": "0.5"}) == 1  # le is inclusive
@@ -56,6 +62,9 @@ def test_multilabel_statistics_count_every_entry():
     assert get("candor_predictions_total", labels | {"class_name": "b"}) == 2
     assert get("candor_confidence_count", labels) == 4
     assert get("candor_confidence_sum", labels) == pytest.approx(0.9 + 0.8 + 0.8 + 0.6)
+    # sigmoid outputs are no distribution over classes: no posterior sums, no priors
+    assert get("candor_posterior_sum_total", labels | {"class_name": "a"}) is None
+    assert get("candor_reference_prior", labels | {"class_name": "a"}) is None
 
 
 def test_batch_statistics_come_from_the_batch_events():

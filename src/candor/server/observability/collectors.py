@@ -191,7 +191,7 @@ class TrafficCollector(Collector):
             if mix.sum() > 0:
                 for name, share in zip(names, mix / mix.sum(), strict=True):
                     ref_class.add_metric([*labels, name], float(share))
-            if not model.multilabel:
+            if not window.multilabel:
                 for name, total in zip(names, t.posterior_sums, strict=True):
                     posterior.add_metric([*labels, name], float(total))
             priors = model.opened.priors
