@@ -336,7 +336,10 @@ class Client(_BaseClient):
                     dry_run: bool = False, method: str = "temperature", since: float = 0.0, newest_rows: int = 0,
                     include_client_recorded: bool = False, timeout: float | None = None) -> Recalibration:  # fmt: skip
         """Refit the version's calibrator on a window of its feedback; publishes a new version when the held-out NLL
-        decrease is significant. Never retried (see the retry policy)."""
+        decrease is significant. ``method="conformal"`` refreshes the prediction sets' scores from feedback instead;
+        ``method="label_shift"`` corrects the calibrator to the class priors EM estimates on the unlabeled logged rows
+        (``since`` and ``newest_rows`` then select logged rows; the result's ``prior_shift`` has the estimate). Never
+        retried (see the retry policy)."""
         request = self._recalibrate_request(model, version, holdout_share, min_rows, dry_run, method, since, newest_rows,
                                             include_client_recorded)
         return Recalibration.from_proto(self._call(self._stub.Recalibrate, request, timeout))
