@@ -95,7 +95,7 @@ def summarise(collapsed: str, top: int = 12) -> dict:
 
 
 def profile(server: ServerProcess, model: str, rows: int, concurrency: int, seconds: float, features: int = 64,
-            kserve: bool = False) -> dict:  # fmt: skip
+            kserve: bool = False, sets: str | None = None) -> dict:  # fmt: skip
     """Sample ``server`` with py-spy (100 Hz, idle threads left out) while the load runs; return the summary
     and the load's own result."""
     import asyncio
@@ -110,7 +110,8 @@ def profile(server: ServerProcess, model: str, rows: int, concurrency: int, seco
 
         def drive() -> None:
             try:
-                result.update(asyncio.run(run_load(server.target, model, features, rows, concurrency, seconds, kserve=kserve)))
+                result.update(asyncio.run(run_load(server.target, model, features, rows, concurrency, seconds, kserve=kserve,
+                                                  sets=sets)))
             except BaseException as e:  # re-raised below, after py-spy is done
                 failed.append(e)
 
@@ -144,6 +145,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--kserve", action="store_true", help="drive KServe ModelInfer instead of candor.v1 Predict")
+    parser.add_argument("--sets", help="ask for prediction sets at 0.9 by this conformal method ('' for the version's own)")
     parser.add_argument("--json", help="also write the summary here")
     parser.add_argument("--server-src", help="run the server from this source tree (PYTHONPATH), e.g. a git worktree of "
                         "an older commit, for a before/after profile")  # fmt: skip
@@ -151,7 +153,7 @@ def main() -> int:
     args = parser.parse_args()
     env = {"PYTHONPATH": args.server_src} if args.server_src else None
     with serve_process(Path(args.repo), "--poll-interval", "0", "--log-level", "WARNING", *args.flags, env=env) as server:
-        summary = profile(server, args.model, args.rows, args.concurrency, args.seconds, kserve=args.kserve)
+        summary = profile(server, args.model, args.rows, args.concurrency, args.seconds, kserve=args.kserve, sets=args.sets)
     print("\n".join(render(f"{args.rows} row(s) x {args.concurrency}: {summary['load']['requests_per_s']:,.0f} req/s",
                            summary)))  # fmt: skip
     if args.json:

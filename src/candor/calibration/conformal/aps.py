@@ -8,11 +8,20 @@ rather than conservative.
 
 from __future__ import annotations
 
+import functools
 from typing import ClassVar
 
 import numpy as np
 
 from candor.calibration.conformal.base import ConformalScore, descending
+
+
+@functools.cache
+def _upper_ones(k: int) -> np.ndarray:
+    """[K, K] ones on and above the diagonal: x @ it is the running sum of each row of x."""
+    upper = np.triu(np.ones((k, k)))
+    upper.flags.writeable = False
+    return upper
 
 
 class APS(ConformalScore):
@@ -35,8 +44,11 @@ class APS(ConformalScore):
     def ranked_scores(self, sorted_probs: np.ndarray) -> np.ndarray | None:
         if self.randomised:
             return None
-        ranks = np.arange(1, sorted_probs.shape[1] + 1)[None, :]
-        return np.cumsum(sorted_probs, axis=1) + self.penalty(ranks)
+        k = sorted_probs.shape[1]
+        # A running sum along rows of K entries is one small matrix product: numpy's cumsum along the short
+        # axis costs ten times as much at serving sizes (256 x 10). The two differ by rounding (1e-16), far
+        # inside the threshold's tie tolerance.
+        return sorted_probs @ _upper_ones(k) + self.penalty(np.arange(1, k + 1)[None, :])
 
     def penalty(self, ranks: np.ndarray) -> np.ndarray | float:
         """What a class's 1-based rank adds to its score (nothing for APS)."""
