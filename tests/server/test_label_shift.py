@@ -4,6 +4,8 @@ rows, and unshifted traffic is refused; on two replicas sharing PostgreSQL the e
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 
@@ -12,7 +14,7 @@ from candor.calibration.label_shift import total_variation
 from candor.calibration.lineage import Refit, publish_child
 from candor.calibration.manifest import read_manifest
 from candor.calibration.reference import read_sample
-from candor.client import FailedPrecondition
+from candor.client import AsyncClient, FailedPrecondition
 from candor.graph import set_calibrator
 from candor.trainer.options import DataOptions
 from candor.trainer.split import split_dataset
@@ -137,6 +139,16 @@ def test_unshifted_traffic_is_refused_with_the_numbers(served_repo, pools):
             wait_for(lambda: server.metric("candor_prediction_log_rows_total") >= len(X))
             shift = client.calibration("digits", 1).prior_shift
             assert shift.p_value > 0.01 and shift.total_variation < 0.1
+
+            async def both():
+                async with AsyncClient(server.target) as aclient:
+                    report = await aclient.calibration("digits", 1)
+                    with pytest.raises(FailedPrecondition, match="no significant label shift"):
+                        await aclient.recalibrate("digits", 1, method="label_shift")
+                    return report.prior_shift
+
+            from_async = asyncio.run(both())  # the async client gets the same estimate
+            assert from_async.rows == shift.rows and from_async.priors == pytest.approx(shift.priors)
             with pytest.raises(FailedPrecondition, match=r"no significant label shift.*p = .* nothing published"):
                 client.recalibrate("digits", 1, method="label_shift")
             refused = run_candor("recalibrate", "--target", server.target, "--model", "digits", "--method", "label-shift")
