@@ -112,9 +112,67 @@ def test_output_asked_twice_and_unsupported_parameters_are_refused(server):
     classification.parameters["classification"].int64_param = 3
     request = _infer_request(outputs=[classification])
     request.inputs.add(name="input", datatype="FP32", shape=[1, 64])
-    assert "output 'probabilities' parameters are not supported (got 'classification')" in _refused(server, request)
+    assert "output 'probabilities' parameter 'classification' is not supported: for the top classes" in _refused(server,
+                                                                                                                 request)
 
     shared = _infer_request()
     tensor = shared.inputs.add(name="input", datatype="FP32", shape=[1, 64])
     tensor.parameters["shared_memory_region"].string_param = "region0"
-    assert "input parameters are not supported (got 'shared_memory_region')" in _refused(server, shared)
+    assert "input parameter 'shared_memory_region' is not supported: shared memory is not supported" in _refused(server,
+                                                                                                                shared)
+    unknown = _infer_request()
+    unknown.parameters["priority"].int64_param = 1
+    unknown.inputs.add(name="input", datatype="FP32", shape=[1, 64])
+    assert ("request parameter 'priority' is not supported; request parameters accepted (and ignored): "
+            "binary_data_output, content_type") in _refused(server, unknown)  # fmt: skip
+    typed = _infer_request()
+    tensor = typed.inputs.add(name="input", datatype="FP32", shape=[1, 64])
+    tensor.parameters["content_type"].string_param = "str"
+    assert "input parameter content_type must name what was sent ('fp32' or 'np'), got 'str'" in _refused(server, typed)
+
+
+def test_parameters_other_clients_add_are_accepted_and_change_nothing(server, digits_rows):
+    """KServe's SDK sends binary_data_size with raw inputs; HTTP-minded clients binary_data(_output);
+    MLServer content_type: the answer is the one without them."""
+    out = kpb.ModelInferRequest.InferRequestedOutputTensor
+
+    def infer(with_parameters: bool) -> bytes:
+        probs = out(name="probabilities")
+        request = kpb.ModelInferRequest(model_name="digits", outputs=[probs])
+        tensor = request.inputs.add(name="input", datatype="FP32", shape=list(digits_rows.shape))
+        request.raw_input_contents.append(digits_rows.astype("<f4").tobytes())
+        if with_parameters:
+            tensor.parameters["binary_data_size"].int64_param = digits_rows.nbytes
+            tensor.parameters["content_type"].string_param = "np"
+            probs.parameters["binary_data"].bool_param = True
+            probs.parameters["content_type"].string_param = "FP32"
+            request.parameters["binary_data_output"].bool_param = True
+            request.parameters["content_type"].string_param = "np"
+        with grpc.insecure_channel(server.target) as channel:
+            return kpb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=10).raw_output_contents[0]
+
+    assert infer(True) == infer(False)
+
+
+def test_tritonclient_aio_health_metadata_infer_and_an_unknown_model(server, digits_rows):
+    import asyncio
+
+    import tritonclient.grpc.aio as triton_aio
+
+    async def run():
+        client = triton_aio.InferenceServerClient(server.target)
+        try:
+            assert await client.is_server_live() and await client.is_model_ready("digits")
+            assert (await client.get_model_metadata("digits")).inputs[0].name == "input"
+            inp = triton.InferInput("input", list(digits_rows.shape), "FP32")
+            inp.set_data_from_numpy(digits_rows)
+            result = await client.infer("digits", [inp], outputs=[triton.InferRequestedOutput("probabilities")])
+            with pytest.raises(InferenceServerException, match="model 'nope' not found"):
+                await client.infer("nope", [inp])
+            assert not await client.is_model_ready("nope")
+            return result.as_numpy("probabilities")
+        finally:
+            await client.close()
+
+    with server.client() as c:
+        np.testing.assert_array_equal(asyncio.run(run()), c.predict(digits_rows, model="digits").probabilities)

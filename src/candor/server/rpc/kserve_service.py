@@ -21,6 +21,7 @@ from candor.server.core.model import LoadedModel
 from candor.server.core.plane import DataPlane, InputTensor
 from candor.server.rpc.calls import CallObserver, unary
 from candor.server.rpc.convert import to_raw
+from candor.server.rpc.kserve_parameters import check_parameters
 
 PLATFORM = "onnx_onnxv1"
 INPUT = "input"
@@ -37,13 +38,6 @@ def set_mask(sizes: np.ndarray, classes: np.ndarray, shape: tuple[int, int]) -> 
 
 def outputs_of(model: LoadedModel) -> tuple[str, ...]:
     return (*OUTPUTS, PREDICTION_SET) if model.opened.sets is not None else OUTPUTS
-
-
-def refuse_parameters(where: str, parameters) -> None:
-    if parameters:
-        names = ", ".join(shown(k) for k in sorted(parameters)[:5])
-        raise InvalidArgument(f"{where} parameters are not supported (got {names}); send none. For the top classes, "
-                              "request 'probabilities' and sort them")  # fmt: skip
 
 
 class KServeService(pb_grpc.GRPCInferenceServiceServicer):
@@ -101,11 +95,11 @@ class KServeService(pb_grpc.GRPCInferenceServiceServicer):
         raw = request.raw_input_contents
         if len(raw) > 1:
             raise InvalidArgument(f"raw_input_contents must hold one entry per input (1), got {len(raw)}")
-        refuse_parameters("request", request.parameters)
-        refuse_parameters("input", tensor.parameters)
-        for o in request.outputs:
-            refuse_parameters(f"output {shown(o.name)}", o.parameters)
         offered = outputs_of(model)
+        check_parameters("request", "request", request.parameters)
+        check_parameters("input", "input", tensor.parameters, tensor.datatype)
+        for o in request.outputs:
+            check_parameters(f"output {shown(o.name)}", "output", o.parameters, "BOOL" if o.name == PREDICTION_SET else "FP32")
         wanted = [o.name for o in request.outputs] or list(offered)
         unknown = [w for w in wanted if w not in offered]
         if unknown:
