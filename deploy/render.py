@@ -211,6 +211,12 @@ def models() -> list[Panel]:
               steps=[(None, "red"), (1, "green")]),
         Panel("Load failures (last hour)", [('sum by (model) (increase(candor_model_load_failures_total{model=~"$model"}[1h]))',
                                              "{{model}}")], kind="stat", width=6, steps=[(None, "green"), (1, "red")]),
+        Panel("Serving or idle (rows in the fleet's last 15 minutes)", [(sel("candor:predicted_rows:fleet_15m"), "v{{version}}")],
+              kind="stat", width=24, height=4, steps=[(None, "text"), (1, "green")],
+              extra={"fieldConfig": {"mappings": [{"type": "value", "options": {"0": {"text": "idle"}}}]}},
+              description="A version with no row in the last 15 minutes is idle: its 1h drift and 1d feedback signals "
+                          "describe traffic that stopped, and its calibration alerts stay quiet "
+                          "(GetCalibration's idle says the same)."),
         Panel("Alerts (pending and firing)", [('ALERTS{alertname=~"Candor.*"}', "")], kind="table", instant=True, fmt="table",
               width=24, extra={"transformations": [{"id": "organize", "options": {"excludeByName": {"Time": True, "Value": True,
                                                                                                     "__name__": True}}}]}),

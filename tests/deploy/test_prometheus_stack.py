@@ -4,11 +4,13 @@ expression of the Grafana dashboard and of the alert rules must be valid and ret
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -85,18 +87,20 @@ class Prometheus:
             return json.load(e)
 
     def wait_for(self, expr: str, timeout: float, count: int = 1) -> list:
+        """The answer once it has ``count`` series or more (0: once it has none)."""
         deadline = time.monotonic() + timeout
         while True:
             answer = self.query(expr)
             result = answer.get("data", {}).get("result", [])
-            if len(result) >= count:
+            if (len(result) >= count) if count else (answer.get("status") == "success" and not result):
                 return result
             if time.monotonic() > deadline:
                 pytest.fail(f"{expr} gave {len(result)} series after {timeout}s: {answer}")
             time.sleep(0.5)
 
 
-def start_prometheus(tmp_path, *metrics_ports: int) -> Prometheus:
+def start_prometheus(tmp_path, *metrics_ports: int, edit_rules=None) -> Prometheus:
+    """Prometheus on the repo's config and rules; ``edit_rules(name, text)`` may rewrite a rules file first."""
     exe = shutil.which("prometheus")
     if exe is None:
         pytest.fail("prometheus is not installed; .ci/run installs Debian's prometheus package (apt-get install prometheus)")
@@ -109,7 +113,8 @@ def start_prometheus(tmp_path, *metrics_ports: int) -> Prometheus:
         job["static_configs"] = [{"targets": targets[job["job_name"]]}]
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     for rules in config["rule_files"]:
-        shutil.copy(PROMETHEUS / rules, tmp_path / rules)
+        text = (PROMETHEUS / rules).read_text()
+        (tmp_path / rules).write_text(text if edit_rules is None else edit_rules(rules, text))
     log = open(tmp_path / "prometheus.log", "w")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen([exe, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                              f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
@@ -234,3 +239,64 @@ def test_dashboard_units_and_thresholds_say_what_is_drawn():
     for title in ("Requests per second by status code", "Error ratio", "Request latency"):
         for target in panels[title]["targets"]:
             assert target["expr"].count('model=~"$model"') == target["expr"].count("candor_request"), (title, target["expr"])
+
+
+IDLE_WINDOW = "10s"  # the serving guard's 15 minutes, shortened for the test
+
+
+def shortened(name: str, text: str) -> str:
+    """The shipped rules with the serving window and every ``for:`` shortened; nothing else changes."""
+    if name == "recording.yml":
+        assert text.count("[15m]") == 4, "the serving guard's window moved: update this test"
+        return text.replace("[15m]", f"[{IDLE_WINDOW}]")
+    return re.sub(r"for: \d+m", "for: 0s", text)
+
+
+def test_a_version_whose_traffic_moved_to_its_recalibrated_child_stops_alerting(digits_repo, tmp_path):
+    """Drifted, noisy traffic with labels makes v1 fire; Recalibrate publishes v2 and traffic moves there. v1's
+    1h and 1d windows keep the bad rows (frozen counters), but its alerts resolve once it has served nothing for
+    the serving window, and GetCalibration calls it idle; v2, serving, is not."""
+    repo = tmp_path / "models"
+    shutil.copytree(digits_repo, repo)
+    rows = tmp_path / "digits-test.npz"
+    assert run_candor("split", "--model-repository", str(repo), "--name", "digits", "--output", str(rows)).returncode == 0
+    server = start_server(repo, "--poll-interval", "0", "--drift-window-rows", "1000", "--feedback-window-rows", "1000",
+                          "--idle-after-seconds", "5")
+    prom = start_prometheus(tmp_path, server.metrics_port, edit_rules=shortened)
+    v1 = 'version="1", model="digits"'
+    try:
+        prom.wait_for('up{job="candor"} == 1', timeout=30)
+        X, y = load_labelled_rows(rows)
+        noisy = SimulationPlan(rate=0, drift_after_s=0, drift_noise=3, feedback_delay_s=0.2, duration_s=6, report_every_s=0)
+        with server.client() as client:
+            stats = simulate(client, "digits", X, y, noisy, log=lambda _: None)
+            assert stats.errors == {} and stats.feedback_accepted == stats.rows
+            firing = "ALERTS{alertstate=\"firing\", %s, alertname=~\"%s\"}" % (
+                v1, "CandorConfidenceDrift|CandorCalibrationErrorHigh|CandorAccuracyGap")
+            prom.wait_for(firing, timeout=30, count=3)
+            result = client.recalibrate("digits", "1")
+            assert result.published and result.new_version == "2", result.message
+            # Traffic moves to v2 (the newest version serves calls that name none) while Prometheus watches v1.
+            stop = threading.Event()
+            moved = threading.Thread(target=simulate, args=(client, "digits", X, y, dataclasses.replace(noisy, duration_s=60)),
+                                     kwargs={"stop": stop, "log": lambda _: None})  # fmt: skip
+            moved.start()
+            try:
+                prom.wait_for(f"ALERTS{{{v1}}}", timeout=40, count=0)
+                # Not because v1's signals recovered: its windows still hold the drifted rows and the bad feedback.
+                assert prom.query(f"candor:confidence_psi:fleet_1h{{{v1}}} > 0.25")["data"]["result"]
+                assert prom.query(f"candor:observed_ece_low:fleet_1d{{{v1}}} > 0.1")["data"]["result"]
+                assert prom.query(f"candor:predicted_rows:fleet_15m{{{v1}}} == 0")["data"]["result"]
+                assert prom.query('candor:predicted_rows:fleet_15m{version="2", model="digits"} > 0')["data"]["result"]
+                old, new = client.calibration("digits", "1"), client.calibration("digits", "2")
+            finally:
+                stop.set()
+                moved.join(timeout=30)
+        assert old.idle and old.last_prediction_at is not None and time.time() - old.last_prediction_at > 5
+        assert not new.idle and new.last_prediction_at > old.last_prediction_at
+        shown = run_candor("calibration", "--target", server.target, "--model", "digits", "--version", "1")
+        assert shown.returncode == 0 and "idle: last request at " in shown.stdout, shown.stderr
+    finally:
+        prom.proc.terminate()
+        prom.proc.wait(timeout=30)
+        assert server.stop() == 0

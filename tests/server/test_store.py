@@ -70,7 +70,7 @@ def test_the_prediction_log_keeps_requests_whole_and_purges_by_age(open_store):
     assert set(open_store().logged([new.request_id])) == {new.request_id}
 
 
-def test_recent_reads_one_versions_newest_requests_up_to_a_row_count_oldest_first(open_store):
+def test_recent_reads_one_versions_newest_requests_up_to_a_row_count_oldest_first_and_the_last_ones_time(open_store):
     store = open_store()
     at = [request_of(3, at=1000.0 + i) for i in range(5)]
     other = dataclasses.replace(request_of(9, at=1010.0), version=2)
@@ -83,6 +83,9 @@ def test_recent_reads_one_versions_newest_requests_up_to_a_row_count_oldest_firs
     assert [q.at for q in reader.recent("m", 1, since=1003.0)] == [1003.0, 1004.0]
     assert [q.rows for q in reader.recent("m", 2)] == [9] and reader.recent("n", 1) == []
     np.testing.assert_array_equal(reader.recent("m", 1, rows=1)[0].logits, at[-1].logits)
+    # The newest request of a version, whichever replica logged it; None for a version with none.
+    assert reader.last_prediction("m", 1) == 1004.0 and reader.last_prediction("m", 2) == 1010.0
+    assert reader.last_prediction("m", 3) is None and reader.last_prediction("n", 1) is None
 
 
 def test_feedback_insert_is_per_row_once_and_reads_back_newest_first_window(open_store):

@@ -301,6 +301,8 @@ class CalibrationReport:
     observed: ObservedSignals | None
     prior_shift: PriorShift | None = None  # None where no estimate could be made: prior_shift_reason says why
     prior_shift_reason: str = ""
+    last_prediction_at: float | None = None  # unix seconds of the newest request any replica logged
+    idle: bool = False  # no request logged in the server's idle window (15 minutes by default)
 
     @classmethod
     def from_proto(cls, r: pb.GetCalibrationResponse) -> CalibrationReport:
@@ -324,7 +326,7 @@ class CalibrationReport:
                                         for c in o.set_coverage])  # fmt: skip
         shift = PriorShift.from_proto(r.prior_shift) if r.HasField("prior_shift") else None
         return cls(r.model, r.version, [round(t, 6) for t in r.temperature], r.calibration_method, reference, drift, observed,
-                   shift, r.prior_shift_reason)  # fmt: skip
+                   shift, r.prior_shift_reason, r.last_prediction_at or None, r.idle)  # fmt: skip
 
 
 @dataclass(frozen=True)

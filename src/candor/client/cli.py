@@ -268,6 +268,10 @@ def cmd_calibration(a: argparse.Namespace) -> int:
     ref = report.reference
     print(f"{report.model} v{report.version}, {report.calibration_method} calibrator, "
           f"temperature {temperatures(report.temperature)}")  # fmt: skip
+    if report.idle:
+        since = ("no request logged yet" if report.last_prediction_at is None else
+                 f"last request at {_utc(report.last_prediction_at)}")
+        print(f"idle: {since}; the signals below describe traffic that stopped, and its alerts stay quiet")
     print(f"reference: {ref.source}")
     print(f"  accuracy {ref.accuracy:.4f}, ECE {_with_interval(ref.ece, ref.ece_interval)}, "
           f"mean confidence {ref.mean_confidence:.4f}")  # fmt: skip

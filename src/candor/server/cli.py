@@ -68,6 +68,7 @@ FLAGS = {
                                "how often the candor_label_shift_* gauges' estimate is refreshed; 0: never"),
     "label_shift_significance": ("--label-shift-significance", float,
                                  "p-value below which Recalibrate's label_shift publishes a corrected version"),
+    "idle_after_s": ("--idle-after-seconds", float, "seconds without a logged request after which a version is idle"),
     "psi_warn": ("--psi-warn", float, "PSI at which a drift signal warns"),
     "psi_drift": ("--psi-drift", float, "PSI at which a drift signal reports drift"),
     "tls_cert_file": ("--tls-cert", str, "PEM certificate chain: serve gRPC over TLS"),

@@ -366,7 +366,7 @@ class SetCoverage(_message.Message):
     def __init__(self, method: _Optional[str] = ..., coverage: _Optional[float] = ..., rows: _Optional[int] = ..., covered: _Optional[float] = ..., covered_low: _Optional[float] = ..., covered_high: _Optional[float] = ..., mean_size: _Optional[float] = ...) -> None: ...
 
 class GetCalibrationResponse(_message.Message):
-    __slots__ = ("model", "version", "temperature", "reference", "drift", "observed", "calibration_method", "prior_shift", "prior_shift_reason")
+    __slots__ = ("model", "version", "temperature", "reference", "drift", "observed", "calibration_method", "prior_shift", "prior_shift_reason", "last_prediction_at", "idle")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
@@ -376,6 +376,8 @@ class GetCalibrationResponse(_message.Message):
     CALIBRATION_METHOD_FIELD_NUMBER: _ClassVar[int]
     PRIOR_SHIFT_FIELD_NUMBER: _ClassVar[int]
     PRIOR_SHIFT_REASON_FIELD_NUMBER: _ClassVar[int]
+    LAST_PREDICTION_AT_FIELD_NUMBER: _ClassVar[int]
+    IDLE_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: str
     temperature: _containers.RepeatedScalarFieldContainer[float]
@@ -385,7 +387,9 @@ class GetCalibrationResponse(_message.Message):
     calibration_method: str
     prior_shift: PriorShift
     prior_shift_reason: str
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., temperature: _Optional[_Iterable[float]] = ..., reference: _Optional[_Union[ReferenceSignals, _Mapping]] = ..., drift: _Optional[_Union[DriftSignals, _Mapping]] = ..., observed: _Optional[_Union[ObservedSignals, _Mapping]] = ..., calibration_method: _Optional[str] = ..., prior_shift: _Optional[_Union[PriorShift, _Mapping]] = ..., prior_shift_reason: _Optional[str] = ...) -> None: ...
+    last_prediction_at: float
+    idle: bool
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., temperature: _Optional[_Iterable[float]] = ..., reference: _Optional[_Union[ReferenceSignals, _Mapping]] = ..., drift: _Optional[_Union[DriftSignals, _Mapping]] = ..., observed: _Optional[_Union[ObservedSignals, _Mapping]] = ..., calibration_method: _Optional[str] = ..., prior_shift: _Optional[_Union[PriorShift, _Mapping]] = ..., prior_shift_reason: _Optional[str] = ..., last_prediction_at: _Optional[float] = ..., idle: _Optional[bool] = ...) -> None: ...
 
 class PriorShift(_message.Message):
     __slots__ = ("rows", "window_start", "window_end", "priors", "priors_low", "priors_high", "assumed_priors", "training_priors", "em_iterations", "converged", "log_likelihood_ratio", "p_value", "total_variation", "expected_accuracy", "expected_accuracy_low", "expected_accuracy_high", "labelled_rows", "observed_accuracy")

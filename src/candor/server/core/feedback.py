@@ -108,7 +108,7 @@ class FeedbackService:
         self.cache.add(request)
         self.log.add(request)
 
-    async def _read(self, what: str, fn, *args, **kwargs):
+    async def read(self, what: str, fn, *args, **kwargs):
         try:
             return await asyncio.get_running_loop().run_in_executor(self._db, lambda: fn(*args, **kwargs))
         except StoreError as e:
@@ -118,7 +118,7 @@ class FeedbackService:
     async def observed(self, model: str, version: str) -> ObservedReport | None:
         """The label-based signals of the fleet's newest feedback for one version (None without any)."""
         since = time.time() - self.settings.feedback_window_s
-        rows = await self._read("no report", self.store.feedback, model, int(version), since=since,
+        rows = await self.read("no report", self.store.feedback, model, int(version), since=since,
                                 limit=self.settings.feedback_window_rows)  # fmt: skip
         rows = finite_rows(rows)
         if not rows:
@@ -152,7 +152,7 @@ class FeedbackService:
         """RESOURCE_EXHAUSTED when ``adding`` rows would take the store past ``feedback_store_max_rows``."""
         cap = self.settings.feedback_store_max_rows
         if self._stored_rows is None or time.monotonic() - self._counted_at > COUNT_REFRESH_S:
-            self._stored_rows = await self._read("nothing from this batch was stored", self.store.count)
+            self._stored_rows = await self.read("nothing from this batch was stored", self.store.count)
             self._counted_at = time.monotonic()
         if self._stored_rows + adding > cap:
             raise ResourceExhausted(f"the feedback store holds {self._stored_rows} rows and this batch adds {adding}, "
@@ -172,14 +172,14 @@ class FeedbackService:
             elif (parts := split_id(item.prediction_id)) is not None:
                 wanted.setdefault(parts[0], []).append((i, parts[1]))
         if wanted:
-            logged = await self._read("nothing from this batch was stored", self.store.logged, list(wanted))
+            logged = await self.read("nothing from this batch was stored", self.store.logged, list(wanted))
             # A request made a moment ago on another replica may still sit in that replica's log
             # buffer: look once more after its writer's next flush rather than answer UNKNOWN_ID.
             now = time.time()
             fresh = [r for r in wanted if r not in logged and now - (id_time(r + "0" * 8) or 0) <= RECENT_S]
             if fresh:
                 await asyncio.sleep(2 * FLUSH_INTERVAL_S)
-                logged |= await self._read("nothing from this batch was stored", self.store.logged, fresh)
+                logged |= await self.read("nothing from this batch was stored", self.store.logged, fresh)
             for request_id, entry in logged.items():
                 request = self._with_probabilities(entry)
                 if request is None:

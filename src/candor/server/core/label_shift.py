@@ -155,7 +155,7 @@ class LabelShiftWatch:
     async def window(self, model: LoadedModel, since: float = 0.0, newest_rows: int = 0) -> list[LoggedRequest]:
         since = since or time.time() - self.settings.drift_window_s
         rows = newest_rows or self.settings.drift_window_rows
-        return await self.feedback._read("no label-shift estimate", self.feedback.store.recent, model.name,
+        return await self.feedback.read("no label-shift estimate", self.feedback.store.recent, model.name,
                                          int(model.version), since=since, rows=rows)  # fmt: skip
 
     async def report(self, model: LoadedModel, since: float = 0.0, newest_rows: int = 0,
@@ -163,7 +163,7 @@ class LabelShiftWatch:
         """The estimate on the window (FAILED_PRECONDITION with the reason where none can be made)."""
         requests = await self.window(model, since, newest_rows)
         start = requests[0].at if requests else time.time()
-        feedback = await self.feedback._read("no label-shift estimate", self.feedback.store.feedback, model.name,
+        feedback = await self.feedback.read("no label-shift estimate", self.feedback.store.feedback, model.name,
                                              int(model.version), since=start, limit=self.settings.feedback_window_rows)
         return await asyncio.to_thread(shift_report, model, requests, feedback, resamples=resamples)
 

@@ -96,6 +96,8 @@ class CalibrationState:
     observed: ObservedReport | None  # None while no feedback was joined
     prior_shift: ShiftReport | None = None  # None where no estimate could be made: prior_shift_reason says why
     prior_shift_reason: str = ""
+    last_prediction_at: float | None = None  # the newest request of the version in the fleet's log
+    idle: bool = False  # none in the last idle_after_s
 
 
 def check_top_k(top_k: int, num_classes: int) -> int:
@@ -215,7 +217,10 @@ class DataPlane:
             shift, reason = await self.label_shift.report(model), ""
         except FailedPrecondition as e:
             shift, reason = None, str(e)
-        return CalibrationState(model, drift, *states, observed, shift, reason)
+        last = await self.feedback_service.read("no report", self.feedback_service.store.last_prediction, model.name,
+                                                 int(model.version))  # fmt: skip
+        idle = last is None or time.time() - last > self.settings.idle_after_s
+        return CalibrationState(model, drift, *states, observed, shift, reason, last, idle)
 
     async def recalibrate(self, name: str, version: str, *, holdout_share: float = 0.3, min_rows: int = 100,
                           dry_run: bool = False, method: str = "", since: float = 0.0, newest_rows: int = 0,

@@ -79,6 +79,9 @@ class Settings:
     feedback_window_s: float = 7 * 86_400.0  # ... received no longer ago than this
     drift_window_rows: int = 5000  # label-free drift signals cover at most this many recent rows ...
     drift_window_s: float = 3600.0  # ... no older than this
+    # A version no replica has logged a request of for this long is idle: GetCalibration says so (the
+    # alert rules' guard, candor:predicted_rows:fleet_15m, uses the same 15 minutes).
+    idle_after_s: float = 900.0
     psi_warn: float = 0.1
     psi_drift: float = 0.25
     # Label shift: the store-side EM estimate behind the candor_label_shift_* gauges is refreshed this often
@@ -135,7 +138,7 @@ class Settings:
         ):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("connection_idle_s", "connection_age_s"):
+        for name in ("connection_idle_s", "connection_age_s", "idle_after_s"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be > 0, got {getattr(self, name)}")
         if self.store_timeout_s <= 0:

@@ -26,7 +26,8 @@ import numpy as np
 # Version 3: feedback.client_recorded (rows whose outputs the caller sent rather than the server served).
 # Version 4: the prediction log keeps the logits only (its probabilities column holds an empty value); no DDL,
 # but a server of version 3 would misread such entries, so it must refuse the store.
-SCHEMA_VERSION = 4
+# Version 5: an index of the prediction log by (model, version, predicted_at).
+SCHEMA_VERSION = 5
 
 
 class StoreError(Exception):
@@ -89,6 +90,9 @@ class Store(Protocol):
     def recent(self, model: str, version: int, *, since: float = 0.0, rows: int | None = None) -> list[LoggedRequest]:
         """The newest logged requests of one version made at or after ``since`` that together hold ``rows``
         rows (None: all; the request that crosses the count is kept), oldest first, from every replica."""
+
+    def last_prediction(self, model: str, version: int) -> float | None:
+        """When any replica last logged a request of the version (unix seconds); None if none is logged."""
 
     def purge(self, before: float) -> int:
         """Drop prediction-log entries made before ``before`` (unix seconds); the number dropped."""

@@ -146,6 +146,8 @@ def calibration_response(state: CalibrationState) -> pb.GetCalibrationResponse:
     if state.prior_shift is not None:
         response.prior_shift.CopyFrom(prior_shift(state.prior_shift))
     response.prior_shift_reason = state.prior_shift_reason
+    response.last_prediction_at = state.last_prediction_at or 0.0
+    response.idle = state.idle
     return response
 
 

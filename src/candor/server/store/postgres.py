@@ -33,6 +33,7 @@ from candor.server.store.rows import (
     FEEDBACK_COLUMNS,
     LOG_COLUMNS,
     NO_ROW_LIMIT,
+    LAST_PREDICTION,
     RECENT_LOG,
     busy,
     feedback_params,
@@ -79,6 +80,9 @@ MIGRATIONS = {
     """,
     # The prediction log keeps logits only from here on (rows.py); nothing to change in the tables.
     4: "",
+    # A version's newest logged request (GetCalibration's idle mark) and its recent window (label shift)
+    # without scanning the other versions' rows.
+    5: "CREATE INDEX IF NOT EXISTS prediction_log_by_version ON prediction_log (model, version, predicted_at)",
 }
 MIGRATION_LOCK = 0x63616E646F72  # "candor": the advisory lock key schema migrations serialise on
 RECALIBRATION_KEY = "hashtextextended('candor.recalibrate:' || %s, 0)"
@@ -204,6 +208,11 @@ class PostgresStore:
             found = conn.execute(RECENT_LOG.format(mark="%s"),
                                  (model, version, since, NO_ROW_LIMIT if rows is None else rows)).fetchall()  # fmt: skip
         return [logged_request(r) for r in found]
+
+    @_store_errors
+    def last_prediction(self, model: str, version: int) -> float | None:
+        with self._connection() as conn:
+            return conn.execute(LAST_PREDICTION.format(mark="%s"), (model, version)).fetchone()[0]
 
     @_store_errors
     def purge(self, before: float) -> int:

@@ -16,6 +16,8 @@ RECENT_LOG = (f"SELECT {LOG_COLUMNS} FROM (SELECT {LOG_COLUMNS}, SUM(num_rows) O
               "request_id DESC) AS upto FROM prediction_log WHERE model = {mark} AND version = {mark} AND predicted_at >= "
               "{mark}) AS newest WHERE upto - num_rows < {mark} ORDER BY predicted_at, request_id")  # fmt: skip
 NO_ROW_LIMIT = 2**62
+# Unix seconds of a version's newest logged request from any replica; NULL when it has none.
+LAST_PREDICTION = "SELECT MAX(predicted_at) FROM prediction_log WHERE model = {mark} AND version = {mark}"
 
 
 # Rows stored before schema 3 knew no such column: a client-recorded row then had no served prediction

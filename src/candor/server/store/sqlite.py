@@ -24,6 +24,7 @@ from candor.server.store.rows import (
     FEEDBACK_COLUMNS,
     LOG_COLUMNS,
     NO_ROW_LIMIT,
+    LAST_PREDICTION,
     RECENT_LOG,
     busy,
     feedback_params,
@@ -65,6 +66,9 @@ MIGRATIONS = {
     """,
     # The prediction log keeps logits only from here on (rows.py); nothing to change in the tables.
     4: "",
+    # A version's newest logged request (GetCalibration's idle mark) and its recent window (label shift)
+    # without scanning the other versions' rows.
+    5: "CREATE INDEX IF NOT EXISTS prediction_log_by_version ON prediction_log (model, version, predicted_at)",
 }
 
 
@@ -230,6 +234,11 @@ class SQLiteStore:
             found = self._db.execute(RECENT_LOG.format(mark="?"),
                                      (model, version, since, NO_ROW_LIMIT if rows is None else rows)).fetchall()  # fmt: skip
         return [logged_request(r) for r in found]
+
+    @_store_errors
+    def last_prediction(self, model: str, version: int) -> float | None:
+        with self._lock:
+            return self._db.execute(LAST_PREDICTION.format(mark="?"), (model, version)).fetchone()[0]
 
     @_store_errors
     def purge(self, before: float) -> int:
