@@ -41,7 +41,7 @@ deploy-files: $(STAMP)
 # temperature scaling, ONNX export, report), serve it, predict through the
 # SDK, print calibrated probabilities and the metrics that moved, stop.
 demo: $(STAMP)
-	$(BIN)/candor demo --model-repository models --name digits
+	$(BIN)/candor demo --model-repository models --model digits
 
 # Raw onnxruntime, a bare gRPC echo server, a bare model server (grpc.aio + onnxruntime) and Candor
 # (candor.v1 and KServe, 1 to 4,096 rows), the cost of the prediction log and drift, batching, --workers 1/2/auto,

@@ -30,7 +30,7 @@ def ensure_model(repo: Path) -> str:
     found = sorted(repo.glob("digits/[0-9]*/candor.json"))
     if found and read_manifest(found[-1]).conformal is not None:
         return read_manifest(found[-1]).conformal.recommended
-    cmd = [sys.executable, "-m", "candor", "train", "--dataset", "digits", "--model-repository", str(repo), "--name", "digits",
+    cmd = [sys.executable, "-m", "candor", "train", "--dataset", "digits", "--model-repository", str(repo), "--model", "digits",
            "--no-progress"]  # fmt: skip
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return read_manifest(sorted(repo.glob("digits/[0-9]*/candor.json"))[-1]).conformal.recommended

@@ -450,8 +450,8 @@ def main(argv: list[str] | None = None) -> int:
     repo = Path(a.repo)
     if not list((repo / "digits").glob("[0-9]*/candor.json")):
         print("training the digits model ...", file=sys.stderr, flush=True)
-        subprocess.run([sys.executable, "-m", "candor", "train", "--dataset", "digits", "--model-repository", str(repo), "--name",
-                        "digits", "--no-progress"], check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+        subprocess.run([sys.executable, "-m", "candor", "train", "--dataset", "digits", "--model-repository", str(repo),
+                        "--model", "digits", "--no-progress"], check=True, stdout=subprocess.DEVNULL)  # fmt: skip
     digits = load_digits()
     X, y = digits.data.astype(np.float32), digits.target
     settings = {"max_queue_rows": 8192, "prediction_store_rows": 20_000, "peak_seconds": a.peak_seconds}

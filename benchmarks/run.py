@@ -43,7 +43,7 @@ def ensure_models(repo: Path, names: tuple[str, ...] = tuple(MODELS)) -> None:
         if list((repo / name).glob("[0-9]*/candor.json")):
             continue
         print(f"training the {name} model for the benchmark ...", file=sys.stderr, flush=True)
-        cmd = [sys.executable, "-m", "candor", "train", "--dataset", "digits", "--model-repository", str(repo), "--name", name,
+        cmd = [sys.executable, "-m", "candor", "train", "--dataset", "digits", "--model-repository", str(repo), "--model", name,
                "--no-progress", *flags]  # fmt: skip
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
 

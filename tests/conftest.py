@@ -25,7 +25,7 @@ def digits_repo(tmp_path_factory) -> Path:
     """A model repository holding digits v1, trained with uniform LS 0.1 for a few epochs."""
     repo = tmp_path_factory.mktemp("models")
     result = run_candor("train", "--dataset", "digits", "--epsilon", "0.1", "--epochs", "12", "--patience", "5",
-                        "--model-repository", str(repo), "--name", "digits")  # fmt: skip
+                        "--model-repository", str(repo), "--model", "digits")  # fmt: skip
     assert result.returncode == 0, result.stderr
     return repo
 

@@ -67,10 +67,14 @@ def test_bad_data(files, tmp_path, case, message):
         (["--smoothing", "hierarchy", "--epsilon", "0.1"], "needs --hierarchy FILE"),
         (["--smoothing", "teacher", "--epsilon", "0.1"], "needs --teacher MODEL.onnx"),
         (["--smoothing", "teacher", "--epsilon", "0.1", "--teacher", "/nonexistent.onnx"], "teacher model not found"),
+        (["--dataset", "iris", "--architecture", "cnn"], "needs image-shaped data"),
+        # train's old --model cnn (the architecture, for one release): a note, then the same answer.
+        (["--dataset", "iris", "--model", "cnn"], "now names the model; the architecture is --architecture cnn"),
         (["--dataset", "iris", "--model", "cnn"], "needs image-shaped data"),
         (["--dataset", "imagenet"], "unknown data set 'imagenet'"),
         (["--dataset", "/nonexistent/data.csv"], "no such file"),
         (["--name", "../escape"], "model name '../escape'"),
+        (["--model", "../escape"], "model name '../escape'"),
         (["--opset", "13"], "expected an ONNX opset from 17 to 20, got 13"),
         (["--per-class-temperature"], "for multi-label models"),
     ],
@@ -102,10 +106,10 @@ def test_bad_sweep_flags(tmp_path, flags, message):
 
 def test_missing_model_and_version(digits_repo):
     assert_clean_failure(
-        run_candor("evaluate", "--model-repository", str(digits_repo), "--name", "nope"), "no versions of model 'nope'"
+        run_candor("evaluate", "--model-repository", str(digits_repo), "--model", "nope"), "no versions of model 'nope'"
     )
     assert_clean_failure(
-        run_candor("calibrate", "--model-repository", str(digits_repo), "--name", "digits", "--version", "99"),
+        run_candor("calibrate", "--model-repository", str(digits_repo), "--model", "digits", "--version", "99"),
         "has no version 99",
     )
 
@@ -116,10 +120,10 @@ def test_tampered_model_is_refused(digits_repo, tmp_path):
     shutil.copytree(digits_repo / "digits" / "1", tmp_path / "digits" / "1")
     with open(tmp_path / "digits/1/model.onnx", "ab") as f:
         f.write(b"\0")
-    result = run_candor("evaluate", "--model-repository", str(tmp_path), "--name", "digits")
+    result = run_candor("evaluate", "--model-repository", str(tmp_path), "--model", "digits")
     assert_clean_failure(result, "sha256 does not match")
 
 
 def test_evaluating_on_data_of_another_shape_is_refused(digits_repo):
-    result = run_candor("evaluate", "--model-repository", str(digits_repo), "--name", "digits", "--dataset", "iris")
+    result = run_candor("evaluate", "--model-repository", str(digits_repo), "--model", "digits", "--dataset", "iris")
     assert_clean_failure(result, "the model expects 64 features")

@@ -9,10 +9,10 @@ rows=${CANDOR_DEMO_ROWS:-/demo-data/$name-test.npz}
 if ls "$repo/$name"/*/candor.json >/dev/null 2>&1; then
   echo "train-once: $repo/$name already has a version; not training"
 else
-  candor train --dataset digits --epsilon 0.1 --model-repository "$repo" --name "$name"  # progress: a line every 5 s in the container log
+  candor train --dataset digits --epsilon 0.1 --model-repository "$repo" --model "$name"  # progress: a line every 5 s in the container log
 fi
 if [ -f "$rows" ]; then
   echo "train-once: $rows already written"
 else
-  candor split --model-repository "$repo" --name "$name" --output "$rows"
+  candor split --model-repository "$repo" --model "$name" --output "$rows"
 fi

@@ -13,6 +13,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+from candor.flags import add_renamed
 from candor.server.launch import serve_process
 
 WATCHED = ("candor_requests_total", "candor_predicted_rows_total", "candor_batch_size_rows_count", "candor_confidence_count",
@@ -39,7 +40,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
     if not list((repo / a.name).glob("[0-9]*/candor.json")):
         print(f"No {a.name} model in {repo}: training one (digits, uniform label smoothing 0.1) ...", flush=True)
         result = subprocess.run([sys.executable, "-m", "candor", "train", "--dataset", "digits", "--epsilon", "0.1",
-                                 "--model-repository", str(repo), "--name", a.name, "--no-progress"])  # fmt: skip
+                                 "--model-repository", str(repo), "--model", a.name, "--no-progress"])  # fmt: skip
         if result.returncode != 0:
             return result.returncode
     data = DataOptions()
@@ -76,6 +77,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="train if needed, serve, predict through the SDK, show metrics, stop")
     p.add_argument("--model-repository", default="models", help="model repository folder (default: models)")
-    p.add_argument("--name", default="digits", help="model name (default: digits)")
+    p.add_argument("--model", dest="name", default="digits", help="model name (default: digits)")
+    add_renamed(p, "--name", "--model", dest="name")
     p.add_argument("--rows", type=int, default=8, help="held-out rows to predict (default: 8)")
     p.set_defaults(handler=cmd_demo)

@@ -140,7 +140,7 @@ def stack(digits_repo, tmp_path_factory):
     repo = tmp / "models"
     shutil.copytree(digits_repo, repo)
     rows = tmp / "digits-test.npz"
-    assert run_candor("split", "--model-repository", str(repo), "--name", "digits", "--output", str(rows)).returncode == 0
+    assert run_candor("split", "--model-repository", str(repo), "--model", "digits", "--output", str(rows)).returncode == 0
     server = start_server(repo, "--poll-interval", "0", "--drift-window-rows", "1000", "--feedback-window-rows", "1000",
                           "--label-shift-interval-seconds", "1")
     prom = start_prometheus(tmp, server.metrics_port)
@@ -259,7 +259,7 @@ def test_a_version_whose_traffic_moved_to_its_recalibrated_child_stops_alerting(
     repo = tmp_path / "models"
     shutil.copytree(digits_repo, repo)
     rows = tmp_path / "digits-test.npz"
-    assert run_candor("split", "--model-repository", str(repo), "--name", "digits", "--output", str(rows)).returncode == 0
+    assert run_candor("split", "--model-repository", str(repo), "--model", "digits", "--output", str(rows)).returncode == 0
     server = start_server(repo, "--poll-interval", "0", "--drift-window-rows", "1000", "--feedback-window-rows", "1000",
                           "--idle-after-seconds", "5")
     prom = start_prometheus(tmp_path, server.metrics_port, edit_rules=shortened)
@@ -271,8 +271,8 @@ def test_a_version_whose_traffic_moved_to_its_recalibrated_child_stops_alerting(
         with server.client() as client:
             stats = simulate(client, "digits", X, y, noisy, log=lambda _: None)
             assert stats.errors == {} and stats.feedback_accepted == stats.rows
-            firing = "ALERTS{alertstate=\"firing\", %s, alertname=~\"%s\"}" % (
-                v1, "CandorConfidenceDrift|CandorCalibrationErrorHigh|CandorAccuracyGap")
+            calibration_alerts = "CandorConfidenceDrift|CandorCalibrationErrorHigh|CandorAccuracyGap"
+            firing = f'ALERTS{{alertstate="firing", {v1}, alertname=~"{calibration_alerts}"}}'
             prom.wait_for(firing, timeout=30, count=3)
             result = client.recalibrate("digits", "1")
             assert result.published and result.new_version == "2", result.message

@@ -26,9 +26,9 @@ def repo(digits_repo, tmp_path_factory):
     """digits, iris (class names that are words) and a multi-label model with one temperature per class."""
     repo = tmp_path_factory.mktemp("first-hour") / "models"
     shutil.copytree(digits_repo, repo)
-    for args in (["--dataset", "iris", "--name", "iris"],
+    for args in (["--dataset", "iris", "--model", "iris"],
                  ["--dataset", "synthetic_multilabel", "--n-samples", "400", "--n-classes", "3", "--per-class-temperature",
-                  "--name", "a-much-longer-multilabel-name"]):  # fmt: skip
+                  "--model", "a-much-longer-multilabel-name"]):  # fmt: skip
         result = run_candor("train", *args, "--epochs", "3", "--model-repository", str(repo))
         assert result.returncode == 0, result.stderr
     return repo
@@ -48,7 +48,7 @@ def candor(server, *args, env=None):
 @pytest.fixture(scope="module")
 def iris_rows(repo, tmp_path_factory):
     path = tmp_path_factory.mktemp("rows") / "iris-test.npz"
-    assert run_candor("split", "--model-repository", str(repo), "--name", "iris", "--output", str(path)).returncode == 0
+    assert run_candor("split", "--model-repository", str(repo), "--model", "iris", "--output", str(path)).returncode == 0
     return path
 
 

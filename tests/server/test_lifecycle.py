@@ -91,7 +91,7 @@ def test_hot_reload_of_new_and_corrupt_versions(served_repo, digits_rows, tmp_pa
         with server.client() as c:
             assert c.predict(digits_rows[:1], model="digits").version == "1"
         # A new version appears (as the trainer publishes: rename of a whole folder).
-        result = run_candor("export", "--model-repository", str(served_repo), "--name", "digits")
+        result = run_candor("export", "--model-repository", str(served_repo), "--model", "digits")
         assert result.returncode == 0, result.stderr
         wait_for(lambda: versions(server) == {"1": "READY", "2": "READY"})
         with server.client() as c:

@@ -104,7 +104,7 @@ def test_bad_levels_and_methods_are_invalid_argument_naming_the_allowed_range(se
 def test_a_multilabel_version_refuses_sets_as_failed_precondition(tmp_path, digits_rows):
     repo = tmp_path / "models"
     trained = run_candor("train", "--dataset", "synthetic_multilabel", "--n-samples", "300", "--n-classes", "3", "--epochs",
-                         "3", "--model-repository", str(repo), "--name", "tags")  # fmt: skip
+                         "3", "--model-repository", str(repo), "--model", "tags")  # fmt: skip
     assert trained.returncode == 0, trained.stderr
     assert read_manifest(repo / "tags/1/candor.json").conformal is None
     server = start_server(repo)

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow  # real servers, installs or Prometheus in child p
 @pytest.fixture(scope="module")
 def held_out(digits_repo, tmp_path_factory):
     path = tmp_path_factory.mktemp("split") / "digits-test.npz"
-    result = run_candor("split", "--model-repository", str(digits_repo), "--name", "digits", "--output", str(path))
+    result = run_candor("split", "--model-repository", str(digits_repo), "--model", "digits", "--output", str(path))
     assert result.returncode == 0, result.stderr
     assert "360 rows of digits:test" in result.stdout
     return path
@@ -78,7 +78,7 @@ def test_errors_are_counted_not_raised(server, held_out):
 
 
 def test_simulate_command_runs_and_stops_by_itself(server, held_out):
-    result = run_candor("simulate", "--target", server.target, "--model", "digits", "--data", str(held_out),
+    result = run_candor("simulate", str(held_out), "--target", server.target, "--model", "digits",
                         "--rate", "50", "--duration", "3", "--drift-after", "1", "--report-every", "1",
                         "--feedback-delay", "0.5")  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -96,7 +96,7 @@ def test_simulate_command_runs_and_stops_by_itself(server, held_out):
     ],
 )
 def test_simulate_refuses_a_bad_plan(held_out, args, message):
-    result = run_candor("simulate", "--model", "digits", "--data", str(held_out), *args)
+    result = run_candor("simulate", "--model", "digits", "--input", str(held_out), *args)
     assert result.returncode == 2
     assert message in result.stderr
 
@@ -105,6 +105,13 @@ def test_simulate_gives_up_on_a_server_that_never_serves(held_out):
     result = run_candor("simulate", "--target", "127.0.0.1:9", "--model", "digits", "--data", str(held_out), "--wait", "1")
     assert result.returncode == 1
     assert "not SERVING after 1s" in result.stderr
+    # --data, the old spelling of the input file, still works for one release and says what to write instead.
+    assert "candor simulate: note: --data is now INPUT (or --input)" in result.stderr
+
+
+def test_simulate_without_rows_says_what_to_give():
+    result = run_candor("simulate", "--model", "digits")
+    assert result.returncode == 2 and "no labelled rows given: name the .npz file" in result.stderr
 
 
 @pytest.mark.parametrize(

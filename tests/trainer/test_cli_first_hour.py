@@ -29,7 +29,7 @@ def test_the_opset_ceiling_is_the_exporters():
 
 @pytest.mark.parametrize("verb", ["train", "export"])
 def test_a_bad_opset_is_refused_before_any_work(verb, tmp_path):
-    args = ["train", *QUICK] if verb == "train" else ["export", "--name", "iris"]
+    args = ["train", *QUICK] if verb == "train" else ["export", "--model", "iris"]
     result = run_candor(*args, "--opset", "99", "--model-repository", str(tmp_path))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     (line,) = result.stderr.strip().splitlines()
@@ -49,13 +49,13 @@ def test_argparse_mistakes_are_one_line_and_point_at_help():
 
 def test_training_defaults_to_uniform_smoothing_and_says_so(tmp_path):
     assert f"default: {DEFAULT_EPSILON}, uniform label smoothing" in " ".join(run_candor("train", "--help").stdout.split())
-    result = run_candor("train", *QUICK, "--model-repository", str(tmp_path), "--name", "iris")
+    result = run_candor("train", *QUICK, "--model-repository", str(tmp_path), "--model", "iris")
     assert result.returncode == 0, result.stderr
     s = read_manifest(tmp_path / "iris/1/candor.json").smoothing
     assert (s.convention, s.epsilon) == ("uniform", 0.1)
     # Which version a server on this repository now answers with.
     assert f"v1 is now the newest of {tmp_path}/iris" in result.stdout
-    again = run_candor("train", *QUICK, "--model-repository", str(tmp_path), "--name", "iris", "--json")
+    again = run_candor("train", *QUICK, "--model-repository", str(tmp_path), "--model", "iris", "--json")
     assert again.returncode == 0, again.stderr
     summary = json.loads(again.stdout)
     assert summary["version"] == "2" and summary["smoothing"] == {"convention": "uniform", "epsilon": 0.1}
@@ -63,9 +63,9 @@ def test_training_defaults_to_uniform_smoothing_and_says_so(tmp_path):
     assert summary["test"]["after_calibration"]["accuracy"] > 0.5
     # Off a terminal, progress is a plain line per few seconds: the first epoch's at least.
     assert "train: epoch 1/2" in again.stderr and "done" in again.stderr
-    quiet = run_candor("train", *QUICK, "--model-repository", str(tmp_path), "--name", "iris", "--no-progress")
+    quiet = run_candor("train", *QUICK, "--model-repository", str(tmp_path), "--model", "iris", "--no-progress")
     assert "train: epoch" not in quiet.stderr
-    evaluated = run_candor("evaluate", "--model-repository", str(tmp_path), "--name", "iris", "--json")
+    evaluated = run_candor("evaluate", "--model-repository", str(tmp_path), "--model", "iris", "--json")
     assert json.loads(evaluated.stdout)["version"] == "3"  # text, as predict, models and the API carry it
 
 
@@ -123,14 +123,14 @@ def test_npz_labels_read_from_either_letter_by_their_shape(tmp_path, key):
 
 def test_split_of_a_multilabel_version_trains_again(tmp_path):
     trained = run_candor("train", "--dataset", "synthetic_multilabel", "--n-samples", "400", "--n-classes", "3",
-                         "--epochs", "2", "--model-repository", str(tmp_path / "m"), "--name", "ml")  # fmt: skip
+                         "--epochs", "2", "--model-repository", str(tmp_path / "m"), "--model", "ml")  # fmt: skip
     assert trained.returncode == 0, trained.stderr
-    split = run_candor("split", "--model-repository", str(tmp_path / "m"), "--name", "ml", "--output", str(tmp_path / "t.npz"))
+    split = run_candor("split", "--model-repository", str(tmp_path / "m"), "--model", "ml", "--output", str(tmp_path / "t.npz"))
     assert split.returncode == 0, split.stderr
     with np.load(tmp_path / "t.npz") as f:
         assert "Y" in f.files and f["Y"].ndim == 2
     again = run_candor("train", "--dataset", str(tmp_path / "t.npz"), "--epochs", "2", "--model-repository",
-                       str(tmp_path / "m2"), "--name", "again")  # fmt: skip
+                       str(tmp_path / "m2"), "--model", "again")  # fmt: skip
     assert again.returncode == 0, again.stderr
     assert read_manifest(tmp_path / "m2/again/1/candor.json").task == "multilabel"
 

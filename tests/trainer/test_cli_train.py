@@ -44,7 +44,7 @@ def test_train_writes_a_complete_version(digits_repo):
 
 
 def test_evaluate_reproduces_the_manifest_numbers_through_onnx(digits_repo):
-    result = run_candor("evaluate", "--model-repository", str(digits_repo), "--name", "digits", "--version", "1", "--json")
+    result = run_candor("evaluate", "--model-repository", str(digits_repo), "--model", "digits", "--version", "1", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     m = read_manifest(digits_repo / "digits" / "1" / "candor.json")
@@ -52,7 +52,7 @@ def test_evaluate_reproduces_the_manifest_numbers_through_onnx(digits_repo):
     for key in ("accuracy", "nll", "ece", "brier"):
         assert report["calibrated"][key] == pytest.approx(getattr(m.metrics.after_temperature, key), abs=1e-5)
         assert report["uncalibrated"][key] == pytest.approx(getattr(m.metrics.before_temperature, key), abs=1e-5)
-    table = run_candor("evaluate", "--model-repository", str(digits_repo), "--name", "digits", "--version", "1")
+    table = run_candor("evaluate", "--model-repository", str(digits_repo), "--model", "digits", "--version", "1")
     assert "served (temperature)" in table.stdout and "[" in table.stdout
 
 
@@ -63,7 +63,7 @@ def test_calibrate_publishes_only_a_significant_refit_and_rederives_the_referenc
     (repo / "digits").mkdir(parents=True)
     shutil.copytree(digits_repo / "digits" / "1", repo / "digits" / "1")
     # The same method on the same validation rows finds the same temperature: unchanged, nothing written.
-    result = run_candor("calibrate", "--model-repository", str(repo), "--name", "digits")
+    result = run_candor("calibrate", "--model-repository", str(repo), "--model", "digits")
     assert result.returncode == 0, result.stderr
     assert "unchanged:" in result.stdout and not (repo / "digits/2").exists()
 
@@ -73,7 +73,7 @@ def test_calibrate_publishes_only_a_significant_refit_and_rederives_the_referenc
                   refit=Refit(TemperatureScaling.of(0.2), "test: made overconfident"))  # fmt: skip
     v2 = read_manifest(repo / "digits/2/candor.json")
     assert v2.reference.confidence_histogram != v1.reference.confidence_histogram  # its own calibrator's reference
-    result = run_candor("calibrate", "--model-repository", str(repo), "--name", "digits")
+    result = run_candor("calibrate", "--model-repository", str(repo), "--model", "digits")
     assert result.returncode == 0, result.stderr
     assert "Wrote" in result.stdout and "90% paired bootstrap" in result.stdout
     v3 = read_manifest(repo / "digits/3/candor.json")
@@ -88,7 +88,7 @@ def test_calibrate_publishes_only_a_significant_refit_and_rederives_the_referenc
     assert np.array_equal(logits1, logits3)
 
     # A calibrated child has no checkpoint of its own; export finds its ancestor's and keeps its calibrator.
-    result = run_candor("export", "--model-repository", str(repo), "--name", "digits", "--version", "3", "--opset", "18")
+    result = run_candor("export", "--model-repository", str(repo), "--model", "digits", "--version", "3", "--opset", "18")
     assert result.returncode == 0, result.stderr
     v4 = read_manifest(repo / "digits/4/candor.json")
     assert v4.parent == "digits/3" and v4.temperature == v3.temperature
@@ -97,7 +97,7 @@ def test_calibrate_publishes_only_a_significant_refit_and_rederives_the_referenc
 
 
 def test_calibrate_refuses_an_unknown_method_in_one_line(digits_repo):
-    result = run_candor("calibrate", "--model-repository", str(digits_repo), "--name", "digits", "--method", "isotonic")
+    result = run_candor("calibrate", "--model-repository", str(digits_repo), "--model", "digits", "--method", "isotonic")
     assert result.returncode == 2 and "temperature" in result.stderr and "dirichlet" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -116,7 +116,7 @@ def test_torchrun_data_parallel_writes_one_version(tmp_path):
 
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "candor",
            "train", "--dataset", "synthetic", "--n-samples", "600", "--epochs", "4", "--model-repository",
-           str(tmp_path), "--name", "ddp"]  # fmt: skip
+           str(tmp_path), "--model", "ddp"]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == ["1"]
@@ -128,7 +128,7 @@ def test_torchrun_data_parallel_writes_one_version(tmp_path):
 def test_multilabel_with_per_class_temperature(tmp_path):
     result = run_candor("train", "--dataset", "synthetic_multilabel", "--n-samples", "600", "--n-classes", "4",
                         "--epsilon", "0.05", "--epochs", "8", "--per-class-temperature",
-                        "--model-repository", str(tmp_path), "--name", "ml")  # fmt: skip
+                        "--model-repository", str(tmp_path), "--model", "ml")  # fmt: skip
     assert result.returncode == 0, result.stderr
     m = read_manifest(tmp_path / "ml/1/candor.json")
     assert m.task == "multilabel" and m.smoothing.convention == "multilabel"
@@ -143,13 +143,13 @@ def test_cnn_teacher_hierarchy_and_prior(digits_repo, tmp_path):
     tree = tmp_path / "tree.json"
     tree.write_text(json.dumps({"round": ["0", "6", "8", "9"], "straight": ["1", "4", "7"], "curly": ["2", "3", "5"]}))
     runs = {
-        "cnn": ["--model", "cnn", "--width", "16", "--epsilon", "0.1", "--smoothing", "off_target"],
+        "cnn": ["--architecture", "cnn", "--width", "16", "--epsilon", "0.1", "--smoothing", "off_target"],
         "teacher": ["--smoothing", "teacher", "--teacher", teacher, "--teacher-temperature", "2", "--epsilon", "0.5"],
         "hierarchy": ["--smoothing", "hierarchy", "--hierarchy", str(tree), "--epsilon", "0.1"],
         "prior": ["--smoothing", "prior", "--epsilon", "0.2", "--class-weights", "balanced"],
     }
     for name, flags in runs.items():
-        result = run_candor("train", *common, "--name", name, *flags)
+        result = run_candor("train", *common, "--model", name, *flags)
         assert result.returncode == 0, (name, result.stderr)
     assert read_manifest(tmp_path / "cnn/1/candor.json").training.architecture == "cnn"
     t = read_manifest(tmp_path / "teacher/1/candor.json").smoothing
@@ -170,7 +170,7 @@ def fit_prior_labels(manifest):
 
 def test_label_noise_is_recorded(tmp_path):
     result = run_candor("train", "--dataset", "synthetic", "--n-samples", "2000", "--label-noise", "0.2", "--epochs", "3",
-                        "--model-repository", str(tmp_path), "--name", "noisy")  # fmt: skip
+                        "--model-repository", str(tmp_path), "--model", "noisy")  # fmt: skip
     assert result.returncode == 0, result.stderr
     noise = read_manifest(tmp_path / "noisy/1/candor.json").data.label_noise
     assert noise["kind"] == "symmetric" and noise["rate"] == 0.2

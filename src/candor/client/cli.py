@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from candor.flags import add_input, add_json, add_renamed, version_number
+
 
 def read_rows(source: str) -> np.ndarray:
     """Rows from a .npy file, an .npz file (its array X, as `candor split` writes), a .csv file, or CSV
@@ -178,14 +180,16 @@ def cmd_simulate(a: argparse.Namespace) -> int:
                           feedback_delay_s=a.feedback_delay, drift_after_s=None if a.drift_after < 0 else a.drift_after,
                           drift_noise=a.drift_noise, duration_s=a.duration, report_every_s=a.report_every,
                           seed=a.seed, coverage=a.coverage).check()  # fmt: skip
-    X, y = load_labelled_rows(a.data)
+    if a.input is None:
+        raise ValueError("no labelled rows given: name the .npz file (X, y), e.g. `candor simulate rows.npz --model digits`")
+    X, y = load_labelled_rows(a.input)
     stop = threading.Event()
     # In a container the simulator is PID 1, where SIGTERM has no default action: stop cleanly instead.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     log = lambda line: print(line, flush=True)  # noqa: E731
     with _client(a) as client:
         wait_until_serving(client, a.model, a.wait)  # TimeoutError: one line, exit 1 (candor.cli)
-        log(f"simulating traffic for {a.model} at {a.target} from {len(X)} rows of {a.data}")
+        log(f"simulating traffic for {a.model} at {a.target} from {len(X)} rows of {a.input}")
         simulate(client, a.model, X, y, plan, stop=stop, log=log)
     return 0
 
@@ -453,12 +457,18 @@ def _connection_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--client-key", help="PEM private key of --client-cert")
 
 
+def add_coverage(p: argparse.ArgumentParser, default: float | None) -> None:
+    p.add_argument("--coverage", type=_coverage, default=default,
+                   help="also ask for conformal prediction sets that hold the true label with this probability, e.g. "
+                        "0.9 (the version's calibration split bounds how fine; `candor models` shows it)")  # fmt: skip
+
+
 def _model_args(p: argparse.ArgumentParser, version: bool = True) -> None:
     """Connection flags plus the model (and version) a verb acts on."""
     _connection_args(p)
     p.add_argument("--model", required=True, help="model name")
     if version:
-        p.add_argument("--version", help="model version (default: the newest ready one)")
+        p.add_argument("--version", type=version_number, help="model version (default: the newest ready one)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -467,17 +477,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "calibrated confidence and the top labels. More rows than the server takes at once "
                                    "go in several requests.")  # fmt: skip
     _model_args(p)
-    p.add_argument("--input", default="-",
-                   help="rows as .npy, .npz (its X, as `candor split` writes), .csv, or CSV on stdin with '-' "
-                        "(default: -)")  # fmt: skip
+    add_input(p, "rows as .npy, .npz (its X, as `candor split` writes), .csv, or CSV on stdin with '-'")
     p.add_argument("--top-k", type=int, default=3, help="top labels per row (default: 3)")
     p.add_argument("--logits", action="store_true", help="also return raw logits (with --json)")
-    p.add_argument("--coverage", type=_coverage, default=None,
-                   help="also print conformal prediction sets that hold the true label with this probability, "
-                        "e.g. 0.9 (the version's calibration split bounds how fine; `candor models` shows it)")  # fmt: skip
+    add_coverage(p, default=None)
     p.add_argument("--conformal-method", default="",
                    help="score of the sets: one the version lists (lac, aps, raps); default: its recommended one")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_json(p)
     p.set_defaults(handler=cmd_predict)
 
     p = sub.add_parser("feedback", help="send true labels for earlier predictions (CSV prediction_id,label)",
@@ -485,8 +491,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "printed. A label is a class name as predict prints it, or a class index. Prints "
                                    "how many were accepted and why others were not; exits 1 when none was.")  # fmt: skip
     _model_args(p, version=False)
-    p.add_argument("--input", default="-", help="CSV of prediction_id,label lines, or '-' for stdin (default: -)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    add_input(p, "CSV of prediction_id,label lines, or '-' for stdin")
+    add_json(p)
     p.set_defaults(handler=cmd_feedback)
 
     p = sub.add_parser("calibration", help="print a model version's live calibration: drift and feedback signals",
@@ -495,7 +501,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "accuracy, ECE and a reliability table.")  # fmt: skip
     _model_args(p)
     p.add_argument("--plot", help="also draw the live reliability diagram next to the reference to this PNG")
-    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    add_json(p)
     p.set_defaults(handler=cmd_calibration)
 
     p = sub.add_parser("recalibrate", help="refit a version's calibrator on a window of its feedback; publish it when "
@@ -522,7 +528,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--include-client-recorded", action="store_true",
                    help="also fit on feedback that carried its own probabilities or logits (any Feedback caller can "
                         "write such rows: only for records you trust)")  # fmt: skip
-    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    add_json(p)
     p.set_defaults(handler=cmd_recalibrate)
 
     p = sub.add_parser("simulate", help="send Predict and Feedback traffic from labelled rows, drifting after a while",
@@ -530,7 +536,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "true labels back as feedback after a delay, and after --drift-after seconds add "
                                    "noise to the inputs, so that drift and calibration alerts have a cause.")  # fmt: skip
     _model_args(p, version=False)
-    p.add_argument("--data", required=True, help=".npz file with X [N, F] rows and y [N] class indices")
+    add_input(p, ".npz file with X [N, F] rows and y [N] class indices", default=None)
+    add_renamed(p, "--data", "INPUT (or --input)", dest="input")
     p.add_argument("--rate", type=float, default=20.0, help="requests per second; 0 means back to back (default: 20)")
     p.add_argument("--rows-per-request", type=int, default=8, help="rows in each Predict (default: 8)")
     p.add_argument("--feedback-share", type=float, default=1.0, help="share of rows whose label is sent back (default: 1)")
@@ -539,8 +546,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--drift-noise", type=float, default=1.0,
                    help="drift noise standard deviation in units of the data's standard deviation (default: 1)")  # fmt: skip
     p.add_argument("--duration", type=float, default=0.0, help="seconds to run; 0 runs until stopped (default: 0)")
-    p.add_argument("--coverage", type=float, default=0.0,
-                   help="ask for prediction sets at this level with every request, e.g. 0.9 (default: 0, none)")
+    add_coverage(p, default=0.0)
     p.add_argument("--report-every", type=float, default=30.0, help="seconds between progress lines (default: 30)")
     p.add_argument("--wait", type=float, default=300.0, help="seconds to wait for the model to be SERVING (default: 300)")
     p.add_argument("--seed", type=int, default=0, help="seed of row choice, feedback and noise (default: 0)")
@@ -550,7 +556,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="List every model version the server knows, its state, provider, calibrator "
                                    "temperature, smoothing and test ECE.")  # fmt: skip
     _connection_args(p)
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_json(p)
     p.set_defaults(handler=cmd_models)
 
     p = sub.add_parser("health", help="ask a server (or one model) whether it is SERVING; exit 0 if so",
@@ -558,6 +564,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "version is ready; a model is SERVING while one of its versions is. Exit 0 when "
                                    "SERVING, 1 otherwise, 2 for a model the server does not know.")  # fmt: skip
     _connection_args(p)
-    p.add_argument("--model", help="a model name; default: the server as a whole")
-    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--model", help="model name (default: the server as a whole)")
+    add_json(p)
     p.set_defaults(handler=cmd_health)

@@ -5,15 +5,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 from candor.calibration.selection import CHOICES as CALIBRATION_METHODS
+from candor.flags import add_json, add_renamed, version_number
 from candor.trainer.conventions import DEFAULT_EPSILON, DEFAULT_OPSET, MAX_OPSET, MULTICLASS_CONVENTIONS
 from candor.trainer.data import BUNDLED, SYNTHETIC
 from candor.trainer.report import INTERVAL_NOTE
 
 # torch-bound modules are imported inside the verbs: registering the verbs
 # must stay cheap and torch-free (`candor serve` builds this parser too).
+ARCHITECTURES = ("mlp", "cnn")  # candor.trainer.models builds these
 
 
 def bounded(convert, valid, expected: str):
@@ -71,9 +74,9 @@ def _data_args(p: argparse.ArgumentParser, default: str | None) -> None:
 def _train_args(p: argparse.ArgumentParser) -> None:
     _data_args(p, "digits")
     g = p.add_argument_group("model")
-    g.add_argument(
-        "--model", choices=("mlp", "cnn"), default="mlp", help="mlp, or cnn for image-shaped data like digits (default: mlp)"
-    )
+    # --architecture, not --model: every verb's --model names the model (candor.flags).
+    g.add_argument("--architecture", choices=ARCHITECTURES, default=None,
+                   help="mlp, or cnn for image-shaped data like digits (default: mlp)")  # fmt: skip
     g.add_argument("--width", type=positive_int, default=128, help="hidden units (mlp) or channels (cnn) (default: 128)")
     g.add_argument("--depth", type=int, default=2, help="hidden layers of the mlp (default: 2)")
     g.add_argument("--dropout", type=epsilon, default=0.1, help="dropout rate in [0, 1) (default: 0.1)")
@@ -113,10 +116,31 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                    help="no progress on stderr (by default a bar on a terminal, else a line every few seconds)")  # fmt: skip
 
 
-def _version_args(p: argparse.ArgumentParser) -> None:
+def _repository_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-repository", default="models", help="model repository folder (default: models)")
-    p.add_argument("--name", required=True, help="model name in the repository")
-    p.add_argument("--version", type=positive_int, help="model version (default: the newest)")
+
+
+def _version_args(p: argparse.ArgumentParser) -> None:
+    _repository_arg(p)
+    # Not required=True: argparse would then refuse the old spelling --name, which fills the same destination.
+    p.add_argument("--model", dest="name", help="model name (required)")
+    add_renamed(p, "--name", "--model", dest="name")
+    p.add_argument("--version", type=version_number, help="model version (default: the newest)")
+
+
+def _named(a: argparse.Namespace) -> str:
+    if not a.name:
+        raise ValueError("no model named: give --model NAME, the model's folder in --model-repository")
+    return a.name
+
+
+def _architecture(a: argparse.Namespace) -> str:
+    """train's --model used to be the architecture: ``--model mlp|cnn`` without --architecture still means it."""
+    if a.architecture is None and getattr(a, "name", None) in ARCHITECTURES:
+        print(f"candor {a.verb}: note: --model {a.name} now names the model; the architecture is --architecture {a.name}. "
+              "Read as the architecture for this release", file=sys.stderr)  # fmt: skip
+        a.architecture, a.name = a.name, None
+    return a.architecture or "mlp"
 
 
 def _split_arg(p: argparse.ArgumentParser, flag: str, default: str, what: str) -> None:
@@ -141,7 +165,7 @@ def train_options(a: argparse.Namespace):
 
     return TrainOptions(
         data=data_options(a),
-        model=ModelOptions(a.model, a.width, a.depth, a.dropout),
+        model=ModelOptions(_architecture(a), a.width, a.depth, a.dropout),
         smoothing=SmoothingOptions(a.smoothing, a.epsilon, a.hierarchy, a.teacher, a.teacher_temperature),
         loop=LoopOptions(a.epochs, a.batch_size, a.lr, a.weight_decay, a.patience, a.seed, not a.no_progress),
         class_weights=a.class_weights,
@@ -205,7 +229,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from candor.trainer.posthoc import evaluate, labelled_rows, open_version
     from candor.trainer.report import metrics_table
 
-    v = open_version(a.model_repository, a.name, a.version)
+    v = open_version(a.model_repository, _named(a), a.version)
     X, y, desc = labelled_rows(v, data_options(a) if a.dataset else None, a.split)
     m = evaluate(v, X, y, desc)
     method = v.manifest.calibrator.method
@@ -226,7 +250,7 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
     from candor.trainer.posthoc import labelled_rows, open_version, recalibrate
     from candor.trainer.report import metrics_table
 
-    v = open_version(a.model_repository, a.name, a.version)
+    v = open_version(a.model_repository, _named(a), a.version)
     data = data_options(a) if a.dataset else None
     r = recalibrate(a.model_repository, v, labelled_rows(v, data, a.fit_split), labelled_rows(v, data, a.eval_split), a.method)
     print(f"{v.calibrator.describe()} -> {r.calibrator.describe()} (fitted on {r.fitted_on})")
@@ -251,7 +275,7 @@ def cmd_split(a: argparse.Namespace) -> int:
 
     from candor.trainer.posthoc import labelled_rows, open_version
 
-    v = open_version(a.model_repository, a.name, a.version)
+    v = open_version(a.model_repository, _named(a), a.version)
     X, y, desc = labelled_rows(v, data_options(a) if a.dataset else None, a.split)
     out = Path(a.output)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -269,7 +293,7 @@ def cmd_split(a: argparse.Namespace) -> int:
 def cmd_export(a: argparse.Namespace) -> int:
     from candor.trainer.posthoc import open_version, reexport
 
-    folder = reexport(a.model_repository, open_version(a.model_repository, a.name, a.version), a.opset)
+    folder = reexport(a.model_repository, open_version(a.model_repository, _named(a), a.version), a.opset)
     print(f"Wrote {folder}/ (opset {a.opset})")
     return 0
 
@@ -304,10 +328,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Train a classifier with label smoothing, fit a calibrator on validation, measure on test, "
                                    "and write models/<name>/<version>/.")  # fmt: skip
     _train_args(p)
-    p.add_argument("--model-repository", default="models", help="model repository folder (default: models)")
-    p.add_argument("--name", help="model name (default: the data set's name)")
+    _repository_arg(p)
+    p.add_argument("--model", dest="name", help="model name (default: the data set's name)")
+    add_renamed(p, "--name", "--model", dest="name")
     p.add_argument("--opset", type=opset, default=DEFAULT_OPSET, help=OPSET_HELP)
-    p.add_argument("--json", action="store_true", help="print the new version's summary as JSON instead of its report")
+    add_json(p)
     p.set_defaults(handler=cmd_train)
 
     p = sub.add_parser("evaluate", help="measure a model version's calibration on labelled data",
@@ -317,7 +342,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _version_args(p)
     _data_args(p, None)
     _split_arg(p, "--split", "test", "which split of the data")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_json(p)
     p.set_defaults(handler=cmd_evaluate)
 
     p = sub.add_parser("calibrate", help="refit the calibrator of a version; write a new version when it is significantly better",
@@ -354,6 +379,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "test accuracy, NLL and ECE before and after temperature scaling, as a table, a CSV "
                                    "and a plot. Nothing is written to a model repository.")  # fmt: skip
     _train_args(p)
+    add_renamed(p, "--model", "--architecture", dest="architecture")
     p.add_argument("--epsilons", default="0,0.05,0.1,0.2,0.3", help="comma-separated epsilons (default: 0,0.05,0.1,0.2,0.3)")
     p.add_argument(
         "--conventions", default="uniform,off_target", help="comma-separated conventions (default: uniform,off_target)"
@@ -362,5 +388,5 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--seeds", help="comma-separated seeds, each reseeding split and training; reports mean ± std (default: --seed)"
     )
     p.add_argument("--output", help="folder for sweep.csv, sweep.md, sweep.png (default: runs/sweep-<data set>)")
-    p.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
+    add_json(p)
     p.set_defaults(handler=cmd_sweep)

@@ -82,7 +82,7 @@ def build_model(spec: ModelSpec, mean: np.ndarray, std: np.ndarray) -> nn.Sequen
         net: nn.Module = MLP(spec.n_features, spec.n_outputs, spec.width, spec.depth, spec.dropout)
     elif spec.architecture == "cnn":
         if spec.image_shape is None:
-            raise ValueError("the cnn model needs image-shaped data (e.g. digits); use --model mlp for tabular data")
+            raise ValueError("the cnn model needs image-shaped data (e.g. digits); use --architecture mlp for tabular data")
         net = SmallCNN(spec.image_shape, spec.n_outputs, spec.width, spec.dropout)
     else:
         raise ValueError(f"model must be mlp or cnn, got {spec.architecture!r}")

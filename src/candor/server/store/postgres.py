@@ -31,9 +31,9 @@ from candor.server.core.store import FeedbackRow, LoggedRequest, StoreError, mig
 from candor.server.store.rows import (
     BACKFILL_CLIENT_RECORDED,
     FEEDBACK_COLUMNS,
+    LAST_PREDICTION,
     LOG_COLUMNS,
     NO_ROW_LIMIT,
-    LAST_PREDICTION,
     RECENT_LOG,
     busy,
     feedback_params,
