@@ -82,7 +82,7 @@ def test_commands_are_real_candor_verbs_with_real_flags(stack):
     sim = build_parser().parse_args(simulator[1:])
     # The simulator reads what the trainer writes, through the volume both mount.
     rows = Path(stack["trainer"]["environment"]["CANDOR_DEMO_ROWS"])
-    assert Path(sim.data) == rows
+    assert Path(sim.input) == rows
     shared = {src for target, src in mounts(stack["trainer"]).items() if rows.is_relative_to(target)}
     assert shared and shared == {src for target, src in mounts(stack["simulator"]).items() if rows.is_relative_to(target)}
     # The simulator talks to the server service on the server's gRPC port.
