@@ -32,7 +32,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import chi2, norm
 
 TOLERANCE = 1e-8  # EM stops when no prior moved by more than this in one iteration ...
 MAX_ITERATIONS = 1000  # ... or after this many (then ``converged`` is False)
@@ -112,6 +111,8 @@ def shift_test(probs: np.ndarray, assumed: np.ndarray, priors: np.ndarray,
     statistic = max(log_likelihood_ratio(probs, assumed, priors), 0.0)
     if assumed_rows is not None:
         statistic *= assumed_rows / (assumed_rows + len(probs))
+    from scipy.stats import chi2  # imported on first use: scipy.stats adds about 0.5 s to every `candor` start
+
     return statistic, float(chi2.sf(statistic, df=len(assumed) - 1))
 
 
@@ -161,6 +162,8 @@ def estimate(probs: np.ndarray, assumed: np.ndarray, *, assumed_rows: int | None
     else:  # no intervals asked for (the gauges' refresh): the point estimate at both ends
         low, high, spread = fit.priors, fit.priors, 0.0
     accuracy = float(q.mean())
+    from scipy.stats import norm  # imported on first use, as chi2 above
+
     half = norm.ppf(1 - tail) * np.sqrt(spread + np.sum(q * (1 - q)) / len(q) ** 2)
     return PriorShift(len(p), fit.priors, low, high, base, fit.iterations, fit.converged, statistic, p_value,
                       total_variation(fit.priors, base), accuracy, max(accuracy - half, 0.0),

@@ -10,7 +10,6 @@ The map is s = x W^T + b on x = the logits (matrix scaling) or their log-softmax
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize
 from scipy.special import log_softmax
 
 from candor.calibration.calibrators.base import Calibrator, nll_and_grad
@@ -35,6 +34,7 @@ def fit_affine(x: np.ndarray, onehot: np.ndarray, lam: float) -> tuple[np.ndarra
         gb = g.sum(axis=0) + 2 * scale_b * b
         return loss, np.concatenate([gw.ravel(), gb])
 
+    from scipy.optimize import minimize  # imported on first use: scipy.optimize adds about 0.2 s to every `candor` start
     res = minimize(objective, np.concatenate([np.eye(k).ravel(), np.zeros(k)]), jac=True, method="L-BFGS-B",
                    options={"maxiter": 5000, "gtol": 1e-9})  # fmt: skip
     return res.x[: k * k].reshape(k, k), res.x[k * k :]

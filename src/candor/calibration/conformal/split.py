@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import binomtest
 
 from candor.calibration.calibrators import Calibrator
 from candor.calibration.conformal.base import ConformalScore, class_thresholds, threshold
 from candor.calibration.conformal.raps import DEFAULT_K_REG, DEFAULT_PENALTY
 from candor.calibration.conformal.registry import METHODS, RECOMMENDED, score_of
+from candor.calibration.intervals import coverage_interval
 from candor.calibration.manifest import ConformalResult, ConformalSpec
 
 CONFORMAL_FILE = "conformal.npz"
@@ -108,10 +108,10 @@ def coverage_results(split: CalibrationSplit, probs: np.ndarray, labels: np.ndar
 
 def _result(method: str, conditional: bool, level: float, sets: np.ndarray, labels: np.ndarray) -> ConformalResult:
     hit = sets[np.arange(len(labels)), labels]
-    ci = binomtest(int(hit.sum()), len(hit)).proportion_ci(INTERVAL, method="exact")
+    low, high = coverage_interval(int(hit.sum()), len(hit), INTERVAL)
     per_class = [hit[labels == c].mean() for c in np.unique(labels)]
     sizes = sets.sum(axis=1)
-    return ConformalResult(method, conditional, level, float(hit.mean()), float(ci.low), float(ci.high), float(min(per_class)),
+    return ConformalResult(method, conditional, level, float(hit.mean()), low, high, float(min(per_class)),
                            float(sizes.mean()), float(np.median(sizes)), float(np.mean(sizes == 0)),
                            float(np.mean(sizes == 1)))  # fmt: skip
 

@@ -17,10 +17,10 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import binomtest
 
 from candor.calibration.conformal import ConformalError, class_thresholds, threshold
 from candor.calibration.conformal.split import from_rows
+from candor.calibration.intervals import coverage_interval
 from candor.calibration.lineage import publish_child
 from candor.calibration.manifest import MODEL_FILE
 from candor.calibration.metrics import nll
@@ -35,8 +35,7 @@ CONFORMAL = "conformal"  # the Recalibrate method that refreshes the conformal s
 
 def _covered(member: np.ndarray, labels: np.ndarray) -> tuple[float, float, float]:
     hit = int(member[np.arange(len(labels)), labels].sum())
-    ci = binomtest(hit, len(labels)).proportion_ci(0.9, method="exact")
-    return hit / len(labels), float(ci.low), float(ci.high)
+    return hit / len(labels), *coverage_interval(hit, len(labels))
 
 
 def reconformalise(repository: Path, model: LoadedModel, rows: list[FeedbackRow], holdout_share: float = 0.3,

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import binomtest
 
 from candor.calibration.conformal import ConformalError, ConformalScore, class_thresholds, threshold
 from candor.calibration.conformal.base import TIE_TOLERANCE
 from candor.calibration.conformal.split import LEVELS, read_split, scores_of
+from candor.calibration.intervals import coverage_interval
 from candor.calibration.manifest import ConformalSpec, Manifest
 from candor.server.core.errors import FailedPrecondition, InvalidArgument
 
@@ -219,7 +219,7 @@ def coverage_report(sets: PredictionSets, probabilities: np.ndarray, labels: np.
                 continue
             member = rule.score.sets(p, rule.thresholds)
             hit = int(member[np.arange(len(y)), y].sum())
-            ci = binomtest(hit, len(y)).proportion_ci(0.9, method="exact")
-            found.append(SetCoverage(method, level, len(y), hit / len(y), float(ci.low), float(ci.high),
+            low, high = coverage_interval(hit, len(y))
+            found.append(SetCoverage(method, level, len(y), hit / len(y), low, high,
                                      float(member.sum() / len(y))))  # fmt: skip
     return found
