@@ -65,16 +65,20 @@ audit: $(STAMP)
 	$(BIN)/pip install --quiet pip-audit==2.10.1
 	$(BIN)/pip-audit --requirement constraints.txt --no-deps --disable-pip --strict
 
+# The suite runs on pytest-xdist workers: one per CPU, and at least 3, since about a third of its time is
+# spent waiting on child servers, Prometheus scrapes and deadlines (docs/development.md has the timings).
+TEST_WORKERS ?= $(shell n=$$(nproc); [ $$n -gt 3 ] && echo $$n || echo 3)
+
 test: $(STAMP) $(ORACLES) $(BUF)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=20
 
 # The quick loop while working: lint, layers, and every test not marked slow (no child-process servers).
 test-fast: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not slow"
 
 sweep: $(STAMP)
 	$(BIN)/candor sweep --dataset digits --output runs/sweep-digits

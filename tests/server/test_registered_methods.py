@@ -73,7 +73,12 @@ def test_fit_graph_serve_rederive(one_version_per_method, digits_rows, method):
         wait_for(lambda: any(m.version == str(version) and m.state == "READY" for m in client.models()), timeout=60)
         served = client.predict(rows, model="digits", version=version, return_logits=True)
         assert served.version == str(version)
-        assert np.max(np.abs(served.probabilities - described.probabilities(served.logits.astype(np.float64)))) < 2e-6
+        logits = served.logits.astype(np.float64)
+        # The head runs in float32: each calibrated logit z carries a rounding error of a few eps·|z|, and a
+        # probability moves by at most half the largest logit error. An unregularised fit on separable classes
+        # can scale logits into the thousands, so the bound follows the calibrated logits' size.
+        bound = 2e-6 + 4 * np.finfo(np.float32).eps * np.abs(described.calibrated_logits(logits)).max()
+        assert np.max(np.abs(served.probabilities - described.probabilities(logits))) < bound
         counts = client.feedback(served.prediction_ids, labels, model="digits", version=version)
         assert counts.accepted == len(rows)
         wait_for(lambda: (client.calibration("digits", version).observed or _none).rows == len(rows), timeout=30)
