@@ -59,7 +59,7 @@ WORKDIR /data
 EXPOSE 8001 8002
 # The gRPC health service (grpc.health.v1), asked by the SDK's CLI: exit 0 only when SERVING.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
-  CMD ["candor", "health", "--target", "127.0.0.1:8001", "--timeout", "3"]
+  CMD ["candor", "health", "--target", "127.0.0.1:8001", "--timeout-seconds", "3"]
 ENTRYPOINT ["candor", "serve"]
 # One server process per CPU the container may use (its cgroup quota: docker run --cpus, a pod's CPU limit),
 # all on port 8001 and behind one metrics endpoint on 8002. A command of your own replaces this; keep the flag.

@@ -152,7 +152,7 @@ def main() -> int:
     parser.add_argument("flags", nargs="*", help="extra `candor serve` flags (after --)")
     args = parser.parse_args()
     env = {"PYTHONPATH": args.server_src} if args.server_src else None
-    with serve_process(Path(args.repo), "--poll-interval", "0", "--log-level", "WARNING", *args.flags, env=env) as server:
+    with serve_process(Path(args.repo), "--poll-interval-seconds", "0", "--log-level", "WARNING", *args.flags, env=env) as server:
         summary = profile(server, args.model, args.rows, args.concurrency, args.seconds, kserve=args.kserve, sets=args.sets)
     print("\n".join(render(f"{args.rows} row(s) x {args.concurrency}: {summary['load']['requests_per_s']:,.0f} req/s",
                            summary)))  # fmt: skip

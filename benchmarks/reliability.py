@@ -458,7 +458,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tokens = Path(tmp) / "tokens"
         tokens.write_text(f"{INFER_TOKEN}\n{ADMIN_TOKEN} admin\n")
-        flags = ["--poll-interval", "0", "--log-level", "ERROR", "--auth-tokens-file", str(tokens), "--data-dir", f"{tmp}/data",
+        flags = ["--poll-interval-seconds", "0", "--log-level", "ERROR", "--auth-tokens-file", str(tokens),
+                 "--data-dir", f"{tmp}/data",
                  "--prediction-store-rows", str(settings["prediction_store_rows"]),
                  "--max-queue-rows", str(settings["max_queue_rows"])]  # fmt: skip
         with serve_process(repo, *flags) as server:
@@ -466,7 +467,8 @@ def main(argv: list[str] | None = None) -> int:
             named, sweep = inputs(server.target, X, a.random_per_rpc)
             attacks = poisoning(server.target, server.ports[1], X)
         print("attacks ...", file=sys.stderr, flush=True)
-        open_flags = ["--poll-interval", "0", "--log-level", "ERROR", "--data-dir", f"{tmp}/open-data", "--default-deadline",
+        open_flags = ["--poll-interval-seconds", "0", "--log-level", "ERROR", "--data-dir", f"{tmp}/open-data",
+                      "--default-deadline-seconds",
                       "60", "--max-message-bytes", str(64 << 20)]  # fmt: skip
         with serve_process(repo, *open_flags, "--auth-tokens-file", str(tokens)) as server:
             attacks += flood(server)

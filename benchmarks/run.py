@@ -111,7 +111,7 @@ def candor(repo: Path, *flags: str, env: dict | None = None) -> ServerProcess:
     """A Candor server on a store of its own: a prediction log left by earlier runs (24 h of it by default)
     would make each run slower than the last."""
     data = tempfile.mkdtemp(dir=DATA_ROOT.name)
-    return serve_process(repo, "--poll-interval", "0", "--log-level", "WARNING", "--data-dir", data, *flags, env=env)
+    return serve_process(repo, "--poll-interval-seconds", "0", "--log-level", "WARNING", "--data-dir", data, *flags, env=env)
 
 
 def update_section(path: Path, begin: str, end: str, body: list[str]) -> str:

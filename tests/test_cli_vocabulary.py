@@ -18,7 +18,13 @@ OWN_OBJECT = {
     "--method": "calibrate fits a local calibrator; recalibrate names one the server offers",
     "--seed": "train seeds weights and minibatches; simulate seeds row choice and noise",
 }
-OLD_SPELLINGS = ("--name", "--data")  # hidden aliases for one release: never in --help
+# Hidden aliases for one release: never in --help. The durations of serve and of the client verbs before they
+# ended in -seconds are the rest.
+OLD_DURATIONS = ("--connection-idle", "--connection-age", "--default-deadline", "--max-deadline", "--poll-interval",
+                 "--grace-period", "--store-timeout", "--prediction-ttl", "--timeout", "--feedback-delay", "--drift-after",
+                 "--duration", "--report-every", "--wait")  # fmt: skip
+OLD_SPELLINGS = ("--name", "--data", *OLD_DURATIONS)
+UNITS = ("-seconds", "-ms", "-us")  # a duration flag ends in its unit; seconds unless it is a sub-millisecond knob
 ONE_INPUT = ("predict", "feedback", "simulate")  # verbs that read one input file
 
 
@@ -43,7 +49,7 @@ def test_shared_flags_have_one_type_and_one_help_text():
         for flag, action in shown_flags(parser).items():
             seen.setdefault(flag, {}).setdefault(meaning(action), []).append(verb)
     shared = {flag for flag, meanings in seen.items() if sum(len(v) for v in meanings.values()) > 1}
-    assert {"--model", "--version", "--model-repository", "--target", "--timeout", "--json", "--coverage"} <= shared
+    assert {"--model", "--version", "--model-repository", "--target", "--timeout-seconds", "--json", "--coverage"} <= shared
     different = {flag: meanings for flag, meanings in seen.items()
                  if flag in shared and len(meanings) > 1 and flag not in OWN_OBJECT}  # fmt: skip
     assert different == {}
@@ -62,7 +68,31 @@ def test_the_old_spellings_are_hidden_and_every_one_input_verb_takes_it_position
 def test_help_text_lists_no_old_spelling():
     for verb in verbs():
         result = run_candor(verb, "--help")
-        assert result.returncode == 0 and not re.search(r"--(name|data)(?![\w-])", result.stdout), verb
+        old = "|".join(flag.removeprefix("--") for flag in OLD_SPELLINGS)
+        assert result.returncode == 0 and not re.search(rf"--({old})(?![\w-])", result.stdout), verb
+
+
+def test_every_duration_names_its_unit_and_is_a_number_of_them():
+    durations = 0
+    for verb, parser in verbs().items():
+        for flag, action in shown_flags(parser).items():
+            if flag.endswith(UNITS):
+                durations += 1
+                assert action.type is float, (verb, flag)
+            elif action.type in (int, float):  # a number of seconds must say so in its name
+                assert not re.search(r"\b(milli|micro)?seconds\b", action.help or ""), (verb, flag, action.help)
+    assert durations >= 20
+
+
+@pytest.mark.parametrize("verb, old", [("serve", flag) for flag in OLD_DURATIONS[:8]] + [
+    ("health", "--timeout"), *[("simulate", flag) for flag in OLD_DURATIONS[9:]]])
+def test_an_old_duration_spelling_still_works_and_says_what_to_write(capsys, verb, old):
+    extra = ["--model", "digits", "rows.npz"] if verb == "simulate" else []
+    parsed = build_parser().parse_args([verb, old, "7", *extra])
+    new = f"{old}-seconds"
+    action = next(a for a in verbs()[verb]._actions if new in a.option_strings)
+    assert getattr(parsed, action.dest) == 7.0
+    assert f"candor {verb}: note: {old} is now {new}" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv", [["predict", "rows.npy"], ["predict", "--input", "rows.npy"]])

@@ -48,7 +48,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
     held_out = split_dataset(ds, seed=data.split_seed).test[: a.rows]
     rows, labels = ds.X[held_out], ds.y[held_out]
 
-    server = serve_process(repo, "--poll-interval", "0", "--log-level", "WARNING")
+    server = serve_process(repo, "--poll-interval-seconds", "0", "--log-level", "WARNING")
     grpc_port, metrics_port = server.ports
     try:
         before = _scrape(metrics_port)

@@ -2,7 +2,9 @@
 
 - the input file: a positional argument where a verb reads one file, or ``--input FILE``;
 - the model and version a verb acts on: ``--model NAME`` and ``--version``;
-- the repository: ``--model-repository``.
+- the repository: ``--model-repository``;
+- a duration: ``--<what>-seconds``, a number of seconds (:func:`add_seconds`). The two tuning knobs below a
+  millisecond name their own unit instead (``serve --max-queue-delay-ms``, ``--inline-run-us``).
 
 Spellings a release renamed stay for one release as hidden aliases (:class:`Renamed`): they work, and
 say once on stderr what to write instead.
@@ -34,8 +36,16 @@ def add_input(p: argparse.ArgumentParser, what: str, default: str | None = "-") 
     p.add_argument("--input", dest="input", default=default, metavar="FILE", help=f"{what}{shown}")
 
 
-def add_renamed(p: argparse.ArgumentParser, old: str, new: str, dest: str) -> None:
-    p.add_argument(old, dest=dest, action=Renamed, new=new)
+def add_renamed(p: argparse.ArgumentParser, old: str, new: str, dest: str, type=None) -> None:
+    """``old`` as a hidden alias of ``new``; ``type`` is the new flag's, so the value is read the same way."""
+    p.add_argument(old, dest=dest, action=Renamed, new=new, type=type)
+
+
+def add_seconds(p: argparse.ArgumentParser, what: str, dest: str, default: float, text: str, old: str) -> None:
+    """``--<what>-seconds``, a duration in seconds, with the release's old spelling ``old`` as a hidden alias."""
+    p.add_argument(f"--{what}-seconds", dest=dest, type=float, default=default, metavar="SECONDS",
+                   help=f"{text} (default: {default:g})")  # fmt: skip
+    add_renamed(p, old, f"--{what}-seconds", dest=dest, type=float)
 
 
 def version_number(text: str) -> int:

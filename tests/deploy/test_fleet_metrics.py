@@ -45,8 +45,8 @@ def test_fleet_recording_rules_equal_the_pooled_rows(served_repo, pg_url, tmp_pa
     # Noisy inputs: about 80% accuracy, so ECE and the confidence histogram differ from the reference.
     X = np.clip(ds.X[rows] + np.random.default_rng(0).normal(0, 0.5, ds.X[rows].shape), 0, 16).astype(np.float32)
     y = ds.y[rows]
-    a = start_server(served_repo, "--store", pg_url, "--poll-interval", "0")
-    b = start_server(served_repo, "--store", pg_url, "--poll-interval", "0")
+    a = start_server(served_repo, "--store", pg_url, "--poll-interval-seconds", "0")
+    b = start_server(served_repo, "--store", pg_url, "--poll-interval-seconds", "0")
     prom = start_prometheus(tmp_path, a.metrics_port, b.metrics_port)
     try:
         # Every counter is scraped at 0 before the first row, so the window sees all of them.

@@ -141,7 +141,7 @@ def stack(digits_repo, tmp_path_factory):
     shutil.copytree(digits_repo, repo)
     rows = tmp / "digits-test.npz"
     assert run_candor("split", "--model-repository", str(repo), "--model", "digits", "--output", str(rows)).returncode == 0
-    server = start_server(repo, "--poll-interval", "0", "--drift-window-rows", "1000", "--feedback-window-rows", "1000",
+    server = start_server(repo, "--poll-interval-seconds", "0", "--drift-window-rows", "1000", "--feedback-window-rows", "1000",
                           "--label-shift-interval-seconds", "1")
     prom = start_prometheus(tmp, server.metrics_port)
     prom.candor_metrics_port = server.metrics_port
@@ -260,7 +260,7 @@ def test_a_version_whose_traffic_moved_to_its_recalibrated_child_stops_alerting(
     shutil.copytree(digits_repo, repo)
     rows = tmp_path / "digits-test.npz"
     assert run_candor("split", "--model-repository", str(repo), "--model", "digits", "--output", str(rows)).returncode == 0
-    server = start_server(repo, "--poll-interval", "0", "--drift-window-rows", "1000", "--feedback-window-rows", "1000",
+    server = start_server(repo, "--poll-interval-seconds", "0", "--drift-window-rows", "1000", "--feedback-window-rows", "1000",
                           "--idle-after-seconds", "5")
     prom = start_prometheus(tmp_path, server.metrics_port, edit_rules=shortened)
     v1 = 'version="1", model="digits"'

@@ -78,7 +78,7 @@ def server(digits_repo, tmp_path_factory):
     """One shared server for tests that do not change its state."""
     repo = tmp_path_factory.mktemp("served") / "models"
     shutil.copytree(digits_repo, repo)
-    running = start_server(repo, "--poll-interval", "0")
+    running = start_server(repo, "--poll-interval-seconds", "0")
     yield running
     running.stop()
 

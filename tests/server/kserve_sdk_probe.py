@@ -13,9 +13,9 @@ import sys
 import grpc
 import numpy as np
 from kserve import InferenceGRPCClient, InferInput, InferRequest
-from kserve.protocol.infer_type import RequestedOutput
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+from kserve.protocol.infer_type import RequestedOutput
 
 
 def request(rows: np.ndarray, model: str, raw: bool) -> InferRequest:

@@ -33,7 +33,7 @@ def tokens_file(tmp_path_factory):
 def guarded(digits_repo, tokens_file, tmp_path_factory):
     repo = tmp_path_factory.mktemp("guarded") / "models"
     shutil.copytree(digits_repo, repo)
-    running = start_server(repo, "--poll-interval", "0", "--auth-tokens-file", str(tokens_file))
+    running = start_server(repo, "--poll-interval-seconds", "0", "--auth-tokens-file", str(tokens_file))
     yield running
     running.stop()
 
@@ -147,7 +147,8 @@ def test_cli_takes_a_token(guarded, tmp_path, digits_rows):
 
 
 def test_locked_health_and_open_reflection(served_repo, tokens_file):
-    server = start_server(served_repo, "--poll-interval", "0", "--auth-tokens-file", str(tokens_file), "--auth-lock-health",
+    server = start_server(served_repo, "--poll-interval-seconds", "0", "--auth-tokens-file", str(tokens_file),
+                          "--auth-lock-health",
                           "--auth-open-reflection")  # fmt: skip
     try:
         from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase

@@ -26,7 +26,7 @@ def small_server(digits_repo, tmp_path_factory):
 
     repo = tmp_path_factory.mktemp("chunks") / "models"
     shutil.copytree(digits_repo, repo)
-    server = start_server(repo, "--poll-interval", "0", "--max-rows-per-request", str(LIMIT), "--max-queue-rows", "1000")
+    server = start_server(repo, "--poll-interval-seconds", "0", "--max-rows-per-request", str(LIMIT), "--max-queue-rows", "1000")
     yield server
     server.stop()
 

@@ -36,7 +36,7 @@ def repo(digits_repo, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(repo):
-    running = start_server(repo, "--poll-interval", "0")
+    running = start_server(repo, "--poll-interval-seconds", "0")
     yield running
     running.stop()
 
@@ -134,7 +134,7 @@ def test_models_table_stays_aligned_with_per_class_temperatures(server):
 def test_tokens_from_a_file_or_the_environment(repo, tmp_path):
     tokens = tmp_path / "tokens"
     tokens.write_text(f"{TOKEN} infer\n")
-    secured = start_server(repo, "--poll-interval", "0", "--auth-tokens-file", str(tokens))
+    secured = start_server(repo, "--poll-interval-seconds", "0", "--auth-tokens-file", str(tokens))
     try:
         refused = candor(secured, "models")
         assert refused.returncode == 1 and "UNAUTHENTICATED" in refused.stderr.upper()

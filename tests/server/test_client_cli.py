@@ -54,7 +54,7 @@ def test_remote_and_local_errors_are_one_line(server, tmp_path):
     assert "Traceback" not in result.stderr
     result = run_candor("health", "--target", server.target, "--model", "nope")  # a usage mistake: exit 2, what is served
     assert result.returncode == 2 and "no model 'nope'; it serves digits" in result.stderr
-    result = run_candor("models", "--target", "127.0.0.1:1", "--timeout", "1")
+    result = run_candor("models", "--target", "127.0.0.1:1", "--timeout-seconds", "1")
     assert result.returncode == 1 and "UNAVAILABLE" in result.stderr
 
 

@@ -64,7 +64,7 @@ def test_a_full_feedback_store_refuses_whole_batches_and_keeps_serving(served_re
     candor.feedback_store and candor_feedback_store_up say so; with room again, the same store works."""
     X, y = labelled
     data_dir = served_repo.parent / "data"
-    server = start_server(served_repo, "--poll-interval", "0", "--feedback-store-max-bytes", "65536")
+    server = start_server(served_repo, "--poll-interval-seconds", "0", "--feedback-store-max-bytes", "65536")
     try:
         with server.client(retries=0) as client:
             acknowledged, refused_ids, e = fill_store(client, X, y, batch=50)
@@ -84,7 +84,7 @@ def test_a_full_feedback_store_refuses_whole_batches_and_keeps_serving(served_re
     assert set(acknowledged) <= stored and not set(refused_ids) & stored  # all acknowledged, nothing partial
 
     # Room again (no cap): the same store takes feedback and reports healthy; old rows still count as duplicates.
-    server = start_server(served_repo, "--poll-interval", "0")
+    server = start_server(served_repo, "--poll-interval-seconds", "0")
     try:
         with server.client() as client:
             assert client.health("candor.feedback_store") == "SERVING"
@@ -100,13 +100,13 @@ def test_a_crash_loses_no_acknowledged_feedback(served_repo, labelled):
     """SIGKILL right after 40 rows of feedback were acknowledged: after a restart all 40 are on disk, come back
     as DUPLICATE, and the label-based window is rebuilt from them."""
     X, y = labelled
-    server = start_server(served_repo, "--poll-interval", "0")
+    server = start_server(served_repo, "--poll-interval-seconds", "0")
     with server.client() as client:
         ids, result = predict_and_label(client, X[:40], y[:40])
         assert result.accepted == 40
     assert server.stop(signal.SIGKILL) == -signal.SIGKILL  # no graceful anything
     assert set(ids) <= stored_ids(served_repo.parent / "data")
-    server = start_server(served_repo, "--poll-interval", "0")
+    server = start_server(served_repo, "--poll-interval-seconds", "0")
     try:
         with server.client() as client:
             assert client.feedback(ids, y[:40], model="digits").duplicate == 40
@@ -121,7 +121,7 @@ def test_sigterm_under_load_loses_no_acknowledged_call(served_repo, labelled):
     (never an internal error), every acknowledged feedback row on disk."""
     X, y = labelled
     data_dir = served_repo.parent / "data"
-    server = start_server(served_repo, "--poll-interval", "0", "--grace-period", "10")
+    server = start_server(served_repo, "--poll-interval-seconds", "0", "--grace-period-seconds", "10")
     acknowledged: list[str] = []
     codes: list[grpc.StatusCode] = []
     lock = threading.Lock()
@@ -166,7 +166,7 @@ def stream_requests(rows: np.ndarray, n: int):
 
 def test_a_client_leaving_mid_stream_leaves_nothing_behind(served_repo, digits_rows):
     """A PredictStream client cancels after 5 of 1000 messages: nothing stays in flight, the server serves on."""
-    server = start_server(served_repo, "--poll-interval", "0")
+    server = start_server(served_repo, "--poll-interval-seconds", "0")
     try:
         with grpc.insecure_channel(server.target) as channel:
             stub = inference_pb2_grpc.InferenceServiceStub(channel)
@@ -185,7 +185,7 @@ def test_a_client_leaving_mid_stream_leaves_nothing_behind(served_repo, digits_r
 def test_a_client_that_stops_reading_slows_no_one_else(served_repo, digits_rows):
     """A stream whose client sends 256-row requests and never reads the answers: flow control
     holds it back, while other clients are answered as usual (each call within its 10 s deadline)."""
-    server = start_server(served_repo, "--poll-interval", "0")
+    server = start_server(served_repo, "--poll-interval-seconds", "0")
     big = np.repeat(digits_rows, 7, axis=0)[:256]
     try:
         with grpc.insecure_channel(server.target) as channel:
@@ -224,7 +224,7 @@ def test_a_really_full_disk_under_the_store(served_repo, labelled, small_disk):
     """The store on a 512 KiB filesystem that fills up (ENOSPC): the batch that does not fit is UNAVAILABLE
     and stored not at all, Predict goes on, and every acknowledged row is on disk."""
     X, y = labelled
-    server = start_server(served_repo, "--poll-interval", "0", "--data-dir", str(small_disk))
+    server = start_server(served_repo, "--poll-interval-seconds", "0", "--data-dir", str(small_disk))
     try:
         with server.client(retries=0) as client:
             acknowledged, _, e = fill_store(client, X, y, batch=100)
@@ -243,7 +243,7 @@ def test_read_only_store_files_then_writable_again(served_repo, labelled):
     UNAVAILABLE, Predict goes on; once writable, the same batch goes through, its predictions still held."""
     X, y = labelled
     data_dir = served_repo.parent / "data"
-    server = start_server(served_repo, "--poll-interval", "0")
+    server = start_server(served_repo, "--poll-interval-seconds", "0")
     # The database and its write-ahead log; not the -shm index, which SQLite maps into memory as scratch
     # space (an immutable mapping ends in SIGBUS, which no read-only filesystem would do to it).
     files = [str(p) for p in data_dir.iterdir() if not p.name.endswith("-shm")]

@@ -48,7 +48,7 @@ def counted(server, **labels) -> dict[str, float]:
 
 def test_feedback_outcomes_and_live_calibration(served_repo, held_out):
     X, y = held_out
-    server = start_server(served_repo, "--poll-interval", "0")
+    server = start_server(served_repo, "--poll-interval-seconds", "0")
     try:
         with server.client() as c:
             result = c.predict(X, model="digits")
@@ -72,7 +72,7 @@ def test_feedback_outcomes_and_live_calibration(served_repo, held_out):
     finally:
         assert server.stop() == 0
     # A restart keeps every acknowledged row, and still knows which ids have feedback.
-    again = start_server(served_repo, "--poll-interval", "0")
+    again = start_server(served_repo, "--poll-interval-seconds", "0")
     try:
         with again.client() as c:
             assert c.calibration("digits").observed.rows == len(y) + 6
@@ -83,7 +83,7 @@ def test_feedback_outcomes_and_live_calibration(served_repo, held_out):
 
 def test_malformed_feedback_is_refused_whole(served_repo, held_out):
     X, y = held_out
-    server = start_server(served_repo, "--poll-interval", "0")
+    server = start_server(served_repo, "--poll-interval-seconds", "0")
     try:
         with server.client() as c:
             ids = c.predict(X[:3], model="digits").prediction_ids
@@ -119,7 +119,7 @@ def test_an_overconfident_version_shows_in_observed_ece(served_repo, held_out):
     t = m.temperature
     write_manifest(m.replace(version=2, temperature=type(t)([sharp_t], False, "test", False, t.bounds),
                              model_sha256=sha256_file(v2 / "model.onnx")), v2 / "candor.json")  # fmt: skip
-    server = start_server(served_repo, "--poll-interval", "0")
+    server = start_server(served_repo, "--poll-interval-seconds", "0")
     try:
         with server.client() as c:
             for version in (1, 2):
@@ -152,7 +152,7 @@ def test_get_calibration_and_the_cli(served_repo, held_out, tmp_path):
     from tests.conftest import run_candor
 
     X, y = held_out
-    server = start_server(served_repo, "--poll-interval", "0")
+    server = start_server(served_repo, "--poll-interval-seconds", "0")
     try:
         with server.client() as c:
             before = c.calibration("digits")
@@ -196,8 +196,8 @@ def test_a_label_for_a_version_no_longer_served_here_joins_through_its_manifest(
     shutil.copytree(served_repo / "digits" / "1", v2)
     write_manifest(read_manifest(v2 / "candor.json").replace(version=2), v2 / "candor.json")
     data = served_repo.parent / "shared-data"
-    a = start_server(served_repo, "--poll-interval", "0", "--data-dir", str(data), "--serve-versions", "digits:1")
-    b = start_server(served_repo, "--poll-interval", "0", "--data-dir", str(data), "--serve-latest", "1", "--reuse-port")
+    a = start_server(served_repo, "--poll-interval-seconds", "0", "--data-dir", str(data), "--serve-versions", "digits:1")
+    b = start_server(served_repo, "--poll-interval-seconds", "0", "--data-dir", str(data), "--serve-latest", "1", "--reuse-port")
     try:
         with a.client() as ca:
             served = ca.predict(X[:40], model="digits", version="1")

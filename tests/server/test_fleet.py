@@ -42,8 +42,8 @@ def logged(server: RunningServer, rows: int) -> bool:
 
 def test_labels_join_on_any_replica_and_survive_a_killed_one(served_repo, pg_url, labelled):
     X, y = labelled
-    a = replica(served_repo, pg_url, "a", "--poll-interval", "0")
-    b = replica(served_repo, pg_url, "b", "--poll-interval", "0")
+    a = replica(served_repo, pg_url, "a", "--poll-interval-seconds", "0")
+    b = replica(served_repo, pg_url, "b", "--poll-interval-seconds", "0")
     try:
         with a.client() as ca, b.client() as cb:
             first = ca.predict(X[:100], model="digits")
@@ -92,8 +92,8 @@ def sharpen(repo) -> None:
 def test_recalibration_fits_on_the_fleet_and_runs_once(served_repo, pg_url, labelled):
     X, y = labelled
     sharpen(served_repo)
-    a = replica(served_repo, pg_url, "a", "--poll-interval", "1")
-    b = replica(served_repo, pg_url, "b", "--poll-interval", "1")
+    a = replica(served_repo, pg_url, "a", "--poll-interval-seconds", "1")
+    b = replica(served_repo, pg_url, "b", "--poll-interval-seconds", "1")
     try:
         with a.client() as ca, b.client() as cb:
             for client, rows in ((ca, slice(0, 150)), (cb, slice(150, 300))):
@@ -135,7 +135,7 @@ def test_recalibration_fits_on_the_fleet_and_runs_once(served_repo, pg_url, labe
 def test_losing_the_database_degrades_feedback_only_and_recovers(served_repo, postgres, labelled):
     X, y = labelled
     url = postgres.new_database()
-    server = replica(served_repo, url, "a", "--poll-interval", "0", "--store-timeout", "2")
+    server = replica(served_repo, url, "a", "--poll-interval-seconds", "0", "--store-timeout-seconds", "2")
     try:
         with server.client() as c:
             before = c.predict(X[:20], model="digits")
@@ -171,7 +171,7 @@ def test_store_setting_errors_stop_the_start_with_one_line(served_repo, postgres
     ]
     for url, message in cases:
         done = run_candor("serve", "--model-repository", str(served_repo), "--grpc-port", "0", "--metrics-port", "0",
-                          "--store", url, "--store-timeout", "2", timeout=60)  # fmt: skip
+                          "--store", url, "--store-timeout-seconds", "2", timeout=60)  # fmt: skip
         errors = [line for line in done.stderr.splitlines() if "candor serve: error" in line]
         assert done.returncode == 2 and len(errors) == 1 and message in errors[0], done.stderr
         assert "wrong-password" not in done.stderr and "Traceback" not in done.stderr
@@ -182,7 +182,8 @@ def test_store_optional_starts_degraded_and_connects_when_the_database_appears(s
     url = postgres.new_database()
     postgres.stop()
     try:
-        server = replica(served_repo, url, "a", "--poll-interval", "0", "--store-optional", "--store-timeout", "1")
+        server = replica(served_repo, url, "a", "--poll-interval-seconds", "0", "--store-optional",
+                         "--store-timeout-seconds", "1")
     finally:
         postgres.start()
     try:

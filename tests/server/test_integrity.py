@@ -58,7 +58,7 @@ def rows_request(rows: np.ndarray, version: str = "") -> pb.PredictRequest:
 
 
 def test_rows_with_non_finite_outputs_are_refused_and_poison_nothing(served_repo, digits_rows):
-    server = start_server(served_repo, "--poll-interval", "0")
+    server = start_server(served_repo, "--poll-interval-seconds", "0")
     try:
         with server.client() as c:
             with pytest.raises(InvalidArgument, match=r"not finite .* for 1 of 3 rows \(rows 1\).*Nothing from this"):
@@ -96,7 +96,7 @@ def test_non_finite_rows_stored_by_older_servers_are_ignored(served_repo, labell
     logged = np.stack([nan_probs, np.full(10, 0.1, np.float32)])
     store.log_predictions([LoggedRequest(request_id, "digits", 1, now, logged, logged)])
     store.close()
-    server = start_server(served_repo, "--poll-interval", "0")
+    server = start_server(served_repo, "--poll-interval-seconds", "0")
     try:
         with server.client() as c:
             assert c.feedback([f"{request_id}00000000"], [3], model="digits").outcomes == ["UNKNOWN_ID"]
@@ -122,7 +122,7 @@ def test_client_recorded_feedback_cannot_poison_recalibration(served_repo, label
     X, _ = labelled
     tokens = served_repo.parent / "tokens"
     tokens.write_text(f"{TOKENS['infer']} infer\n{TOKENS['admin']} admin\n")
-    server = start_server(served_repo, "--poll-interval", "0", "--auth-tokens-file", str(tokens))
+    server = start_server(served_repo, "--poll-interval-seconds", "0", "--auth-tokens-file", str(tokens))
     rng = np.random.default_rng(0)
     try:
         with server.client(token=TOKENS["infer"]) as c:
@@ -141,7 +141,7 @@ def test_client_recorded_feedback_cannot_poison_recalibration(served_repo, label
 
 
 def test_client_recorded_rows_have_their_own_id_space_and_ids_are_capped(served_repo, digits_rows):
-    server = start_server(served_repo, "--poll-interval", "0")
+    server = start_server(served_repo, "--poll-interval-seconds", "0")
     try:
         with server.client() as c:
             served = c.predict(digits_rows[:2], model="digits", return_logits=True)
@@ -160,7 +160,7 @@ def test_client_recorded_rows_have_their_own_id_space_and_ids_are_capped(served_
 
 
 def test_the_store_has_a_row_cap(served_repo, digits_rows):
-    server = start_server(served_repo, "--poll-interval", "0", "--feedback-store-max-rows", "5")
+    server = start_server(served_repo, "--poll-interval-seconds", "0", "--feedback-store-max-rows", "5")
     try:
         with server.client() as c:
             ids = c.predict(digits_rows[:8], model="digits").prediction_ids
@@ -176,7 +176,7 @@ def test_the_store_has_a_row_cap(served_repo, digits_rows):
 
 
 def test_the_message_limit_follows_the_models_and_covers_decompressed_size(served_repo):
-    server = start_server(served_repo, "--poll-interval", "0")
+    server = start_server(served_repo, "--poll-interval-seconds", "0")
     try:
         log = "".join(server.process.output)
         limit = int(log.split("largest gRPC message accepted: ")[1].split(" bytes")[0])
@@ -202,7 +202,7 @@ def test_the_message_limit_follows_the_models_and_covers_decompressed_size(serve
 def test_unauthenticated_calls_are_refused_before_their_body_is_read(served_repo):
     tokens = served_repo.parent / "tokens"
     tokens.write_text(f"{TOKENS['infer']} infer\n")
-    server = start_server(served_repo, "--poll-interval", "0", "--auth-tokens-file", str(tokens),
+    server = start_server(served_repo, "--poll-interval-seconds", "0", "--auth-tokens-file", str(tokens),
                           "--max-message-bytes", str(64 << 20))  # fmt: skip
     try:
         status = Path(f"/proc/{server.proc.pid}/status")
@@ -225,7 +225,7 @@ def test_unauthenticated_calls_are_refused_before_their_body_is_read(served_repo
 
 
 def test_a_call_whose_body_never_arrives_times_out(served_repo):
-    server = start_server(served_repo, "--poll-interval", "0", "--default-deadline", "1")
+    server = start_server(served_repo, "--poll-interval-seconds", "0", "--default-deadline-seconds", "1")
     never = threading.Event()
 
     def no_body():
@@ -245,7 +245,7 @@ def test_a_call_whose_body_never_arrives_times_out(served_repo):
 
 
 def test_connection_and_health_watch_caps(served_repo):
-    server = start_server(served_repo, "--poll-interval", "0", "--max-health-watches", "2", "--max-connections", "3")
+    server = start_server(served_repo, "--poll-interval-seconds", "0", "--max-health-watches", "2", "--max-connections", "3")
     channels = [grpc.insecure_channel(server.target, options=[("grpc.use_local_subchannel_pool", 1)]) for _ in range(4)]
     try:
         watch = health_pb2_grpc.HealthStub(channels[0]).Watch
@@ -274,7 +274,7 @@ def test_connection_and_health_watch_caps(served_repo):
 def test_oversized_typed_floats_are_refused_by_count_before_conversion(served_repo):
     """15M typed floats for shape [1, 64] under a limit an operator raised: parsing the message costs what it
     costs (about 2 x 60 MB), but no Python list of 15M floats (about 500 MB more) is built before the refusal."""
-    server = start_server(served_repo, "--poll-interval", "0", "--max-message-bytes", str(80 << 20))
+    server = start_server(served_repo, "--poll-interval-seconds", "0", "--max-message-bytes", str(80 << 20))
     status = Path(f"/proc/{server.proc.pid}/status")
     peak = lambda: int(status.read_text().split("VmHWM:")[1].split()[0]) / 1024  # noqa: E731
     try:
@@ -295,7 +295,7 @@ def test_the_metrics_endpoint_is_loopback_bounded_and_times_out_half_sent_reques
     from candor.server.core.settings import Settings
 
     assert Settings().metrics_host == "127.0.0.1"
-    server = start_server(served_repo, "--poll-interval", "0")
+    server = start_server(served_repo, "--poll-interval-seconds", "0")
     status = Path(f"/proc/{server.proc.pid}/status")
 
     def threads() -> int:
@@ -357,7 +357,7 @@ def test_versions_are_ascii_digits_of_bounded_length(server, digits_rows, versio
 
 def test_stray_folders_are_ignored_and_the_watcher_keeps_going(served_repo):
     (served_repo / "digits" / "²").mkdir()  # there at start-up
-    server = start_server(served_repo, "--poll-interval", "0.2")
+    server = start_server(served_repo, "--poll-interval-seconds", "0.2")
     try:
         (served_repo / "digits" / "¹").mkdir()  # appears while serving
         shutil.copytree(served_repo / "digits" / "1", served_repo / "digits" / ".incoming")
@@ -373,7 +373,7 @@ def test_stray_folders_are_ignored_and_the_watcher_keeps_going(served_repo):
 
 
 def test_a_repository_root_gone_for_a_moment_keeps_serving(served_repo, digits_rows):
-    server = start_server(served_repo, "--poll-interval", "0.1")
+    server = start_server(served_repo, "--poll-interval-seconds", "0.1")
     away = served_repo.with_name("models-away")
     try:
         with server.client() as c:
@@ -405,7 +405,7 @@ def label_served(c: Client, X: np.ndarray, y: np.ndarray) -> None:
 
 def test_recalibrate_refusals_are_failed_precondition(served_repo, labelled):
     X, y = labelled
-    server = start_server(served_repo, "--poll-interval", "0")
+    server = start_server(served_repo, "--poll-interval-seconds", "0")
     try:
         with server.client() as c:
             label_served(c, X[:30], y[:30])
@@ -454,7 +454,7 @@ def test_publishing_into_a_repository_that_cannot_be_written_is_failed_precondit
 
 def test_concurrent_identical_recalibrations_publish_once(served_repo, labelled):
     X, y = labelled
-    server = start_server(served_repo, "--poll-interval", "0")
+    server = start_server(served_repo, "--poll-interval-seconds", "0")
     noisy = shifted(X[:800])
     try:
         with server.client() as c:
@@ -535,7 +535,7 @@ def test_messages_never_echo_unbounded_input(server, digits_rows):
 
 
 def test_calls_arriving_at_sigterm_are_unavailable_never_cancelled(served_repo, digits_rows):
-    server = start_server(served_repo, "--poll-interval", "0", "--grace-period", "5")
+    server = start_server(served_repo, "--poll-interval-seconds", "0", "--grace-period-seconds", "5")
     codes: list[str] = []
     stop = threading.Event()
 
@@ -562,9 +562,9 @@ def test_calls_arriving_at_sigterm_are_unavailable_never_cancelled(served_repo, 
 
 
 def test_idle_connections_are_closed_by_the_server(served_repo):
-    """--connection-idle: a connection without calls gets GOAWAY; the client sees its channel go IDLE
+    """--connection-idle-seconds: a connection without calls gets GOAWAY; the client sees its channel go IDLE
     (and would reconnect on its next call)."""
-    server = start_server(served_repo, "--poll-interval", "0", "--connection-idle", "0.5")
+    server = start_server(served_repo, "--poll-interval-seconds", "0", "--connection-idle-seconds", "0.5")
     states: list[grpc.ChannelConnectivity] = []
     try:
         with grpc.insecure_channel(server.target) as channel:

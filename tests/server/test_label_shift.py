@@ -57,7 +57,7 @@ def nll(probs: np.ndarray, labels: np.ndarray) -> float:
 
 
 def test_shifted_traffic_is_estimated_corrected_and_beats_the_parent_and_unshifted_traffic_is_refused(served_repo, pools):
-    server = start_server(served_repo, "--poll-interval", "0", "--label-shift-interval-seconds", "0.5")
+    server = start_server(served_repo, "--poll-interval-seconds", "0", "--label-shift-interval-seconds", "0.5")
     try:
         with server.client() as client:
             with pytest.raises(FailedPrecondition, match=r"needs at least 200 \(20 per class\)"):
@@ -131,7 +131,7 @@ def test_shifted_traffic_is_estimated_corrected_and_beats_the_parent_and_unshift
 
 
 def test_unshifted_traffic_is_refused_with_the_numbers(served_repo, pools):
-    server = start_server(served_repo, "--poll-interval", "0")
+    server = start_server(served_repo, "--poll-interval-seconds", "0")
     try:
         with server.client() as client:
             X, _ = draw(pools, np.full(K, 1 / K), 1000, seed=3)
@@ -165,7 +165,7 @@ def test_a_matrix_calibrated_version_is_refused_with_the_reason(served_repo, poo
     matrix = fit_calibrator("matrix", sample.val_logits, sample.val_labels)
     publish_child(served_repo, parent, write_model=lambda path: set_calibrator(served_repo / "digits/1/model.onnx", path, matrix),
                   refit=Refit(matrix, "validation rows"))  # fmt: skip
-    server = start_server(served_repo, "--poll-interval", "0")
+    server = start_server(served_repo, "--poll-interval-seconds", "0")
     try:
         with server.client() as client:
             X, _ = draw(pools, SHIFTED, 400, seed=5)
@@ -181,9 +181,11 @@ def test_a_matrix_calibrated_version_is_refused_with_the_reason(served_repo, poo
 
 
 def test_two_replicas_on_postgresql_estimate_from_both_replicas_rows(served_repo, pools, pg_url):
-    a = start_server(served_repo, "--store", pg_url, "--data-dir", str(served_repo.parent / "data-a"), "--poll-interval", "0",
+    a = start_server(served_repo, "--store", pg_url, "--data-dir", str(served_repo.parent / "data-a"),
+                     "--poll-interval-seconds", "0",
                      "--label-shift-interval-seconds", "0.5")  # fmt: skip
-    b = start_server(served_repo, "--store", pg_url, "--data-dir", str(served_repo.parent / "data-b"), "--poll-interval", "0")
+    b = start_server(served_repo, "--store", pg_url, "--data-dir", str(served_repo.parent / "data-b"),
+                     "--poll-interval-seconds", "0")
     try:
         X, y = draw(pools, SHIFTED, 1000, seed=6)
         with a.client() as ca, b.client() as cb:

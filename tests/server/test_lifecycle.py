@@ -38,7 +38,7 @@ def predict_in_threads(server, rows_list, **kw):
 
 
 def test_batching_keeps_each_callers_rows_and_a_bad_request_hurts_no_one(served_repo, digits_rows):
-    server = start_server(served_repo, "--max-queue-delay-ms", "300", "--max-batch-size", "64", "--poll-interval", "0")
+    server = start_server(served_repo, "--max-queue-delay-ms", "300", "--max-batch-size", "64", "--poll-interval-seconds", "0")
     try:
         requests = [digits_rows[i : i + 1 + i % 3] for i in range(12)]
         requests[5] = np.full((2, 64), np.nan, np.float32)  # refused at validation, never joins a batch
@@ -60,7 +60,7 @@ def test_batching_keeps_each_callers_rows_and_a_bad_request_hurts_no_one(served_
 
 def test_queue_full_and_expired_deadline(served_repo):
     server = start_server(served_repo, "--max-queue-delay-ms", "3000", "--max-batch-size", "1000", "--max-queue-rows", "8",
-                          "--max-rows-per-request", "8", "--poll-interval", "0")  # fmt: skip
+                          "--max-rows-per-request", "8", "--poll-interval-seconds", "0")  # fmt: skip
     try:
         row = np.zeros((8, 64), np.float32)
         holder = threading.Thread(target=predict_in_threads, args=(server, [row]))
@@ -86,7 +86,7 @@ def test_hot_reload_of_new_and_corrupt_versions(served_repo, digits_rows, tmp_pa
     """While serving: a new version appears and is served; a corrupt version (sha256 mismatch) is reported
     FAILED while the last good one serves on; a loaded version whose files change on disk so that they no
     longer check out keeps its loaded copy serving; a deleted version is unloaded."""
-    server = start_server(served_repo, "--poll-interval", "0.2")
+    server = start_server(served_repo, "--poll-interval-seconds", "0.2")
     try:
         with server.client() as c:
             assert c.predict(digits_rows[:1], model="digits").version == "1"
@@ -127,8 +127,8 @@ def test_hot_reload_of_new_and_corrupt_versions(served_repo, digits_rows, tmp_pa
 
 def test_graceful_shutdown_loses_no_call_in_flight(served_repo, digits_rows):
     """SIGTERM with six calls waiting in the batcher: all six are answered, then the server exits 0."""
-    server = start_server(served_repo, "--max-queue-delay-ms", "5000", "--max-batch-size", "1000", "--grace-period", "10",
-                          "--poll-interval", "0")  # fmt: skip
+    server = start_server(served_repo, "--max-queue-delay-ms", "5000", "--max-batch-size", "1000", "--grace-period-seconds", "10",
+                          "--poll-interval-seconds", "0")  # fmt: skip
     results = []
     caller = threading.Thread(
         target=lambda: results.extend(predict_in_threads(server, [digits_rows[i : i + 1] for i in range(6)]))
@@ -192,7 +192,7 @@ def versions(server) -> dict[str, str]:
 
 
 def test_message_size_limit(served_repo):
-    server = start_server(served_repo, "--max-message-bytes", "100000", "--poll-interval", "0")
+    server = start_server(served_repo, "--max-message-bytes", "100000", "--poll-interval-seconds", "0")
     try:
         with server.client() as c:
             with pytest.raises(ResourceExhausted):

@@ -19,12 +19,12 @@ from tests.server.conftest import start_server, wait_for
 pytestmark = pytest.mark.slow  # real servers, installs or Prometheus in child processes
 
 # A single-row request waits this long for its batch to fill, so calls are slow on purpose.
-SLOW = ("--max-queue-delay-ms", "1500", "--max-batch-size", "256", "--poll-interval", "0")
+SLOW = ("--max-queue-delay-ms", "1500", "--max-batch-size", "256", "--poll-interval-seconds", "0")
 
 
 @pytest.fixture
 def slow_server(served_repo):
-    limits = ("--default-deadline", "0.5", "--max-deadline", "0.8")
+    limits = ("--default-deadline-seconds", "0.5", "--max-deadline-seconds", "0.8")
     server = start_server(served_repo, *SLOW, *limits)
     yield server
     assert server.stop() == 0
@@ -80,7 +80,7 @@ def test_a_shorter_deadline_is_the_callers_own(slow_server, digits_rows):
 def test_calls_beyond_the_inflight_limit_are_refused_and_health_still_answers(served_repo, digits_rows):
     """Three calls hold every slot (their batch waits 5 s to fill); each further call is refused at once, health
     still answers, the three holders are answered, and afterwards the slots are free again (nothing leaked)."""
-    server = start_server(served_repo, "--max-queue-delay-ms", "5000", "--max-batch-size", "256", "--poll-interval", "0",
+    server = start_server(served_repo, "--max-queue-delay-ms", "5000", "--max-batch-size", "256", "--poll-interval-seconds", "0",
                           "--max-inflight-requests", "3")  # fmt: skip
     refused: list[tuple[grpc.StatusCode, str]] = []
 
@@ -110,7 +110,7 @@ def test_normal_calls_pass_the_limits(server, digits_rows):
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--default-deadline", "100", "--max-deadline", "10"], "need 0 < default_deadline_s <= max_deadline_s"),
+        (["--default-deadline-seconds", "100", "--max-deadline-seconds", "10"], "need 0 < default_deadline_s <= max_deadline_s"),
         (["--max-inflight-requests", "0"], "max_inflight_requests must be >= 1"),
         (["--max-concurrent-streams", "0"], "max_concurrent_streams must be >= 1"),
     ],
@@ -128,7 +128,7 @@ def test_calls_beyond_the_per_connection_limit_are_held_back_and_the_sdk_sees_no
     before the server has let go of the old one, and it is refused (REFUSED_STREAM, seen as UNAVAILABLE). A raw stub
     shows that now and then; the SDK's retry policy covers it, so all six calls through one SDK client succeed.
     """
-    server = start_server(served_repo, *SLOW[:2], "--poll-interval", "0", "--max-concurrent-streams", "2")
+    server = start_server(served_repo, *SLOW[:2], "--poll-interval-seconds", "0", "--max-concurrent-streams", "2")
     try:
         peak = 0
 

@@ -67,7 +67,7 @@ def test_drift_gauges_on_a_real_server(served_repo):
     data = DataOptions()
     ds = data.load()
     held_out = ds.X[split_dataset(ds, seed=data.split_seed).val]  # not the reference sample, same distribution
-    server = start_server(served_repo, "--drift-window-rows", str(len(held_out)), "--poll-interval", "0")
+    server = start_server(served_repo, "--drift-window-rows", str(len(held_out)), "--poll-interval-seconds", "0")
     try:
         with server.client() as c:
             c.predict(held_out, model="digits")

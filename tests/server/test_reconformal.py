@@ -29,7 +29,7 @@ def test_drift_breaks_coverage_and_reconformalising_on_the_drifted_window_restor
     X, y = load_digits(return_X_y=True)
     order = np.random.default_rng(0).permutation(len(y))
     window, later = order[:900], order[900:]
-    server = start_server(served_repo, "--poll-interval", "0")
+    server = start_server(served_repo, "--poll-interval-seconds", "0")
     try:
         with server.client() as client:
             level = client.model("digits").default_coverage
@@ -61,7 +61,7 @@ def test_drift_breaks_coverage_and_reconformalising_on_the_drifted_window_restor
 def test_a_window_like_the_calibration_rows_publishes_nothing(served_repo):
     X, y = load_digits(return_X_y=True)
     rows = np.random.default_rng(3).permutation(len(y))[:600]
-    server = start_server(served_repo, "--poll-interval", "0")
+    server = start_server(served_repo, "--poll-interval-seconds", "0")
     try:
         with server.client() as client:
             served = client.predict(X[rows].astype(np.float32), model="digits")

@@ -34,7 +34,8 @@ def test_split_writes_the_versions_held_out_rows(held_out):
 
 def test_drift_moves_every_alerting_signal(served_repo, held_out):
     """Clean traffic stays near the reference; after the switch the drift and calibration signals cross the alert lines."""
-    server = start_server(served_repo, "--poll-interval", "0", "--drift-window-rows", "1000", "--feedback-window-rows", "1000")
+    server = start_server(served_repo, "--poll-interval-seconds", "0", "--drift-window-rows", "1000",
+                          "--feedback-window-rows", "1000")
     try:
         X, y = load_labelled_rows(held_out)
         lines = []
@@ -79,8 +80,8 @@ def test_errors_are_counted_not_raised(server, held_out):
 
 def test_simulate_command_runs_and_stops_by_itself(server, held_out):
     result = run_candor("simulate", str(held_out), "--target", server.target, "--model", "digits",
-                        "--rate", "50", "--duration", "3", "--drift-after", "1", "--report-every", "1",
-                        "--feedback-delay", "0.5")  # fmt: skip
+                        "--rate", "50", "--duration-seconds", "3", "--drift-after-seconds", "1", "--report-every-seconds", "1",
+                        "--feedback-delay-seconds", "0.5")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "drift switched on" in result.stdout
     last = result.stdout.strip().splitlines()[-1]
@@ -102,7 +103,8 @@ def test_simulate_refuses_a_bad_plan(held_out, args, message):
 
 
 def test_simulate_gives_up_on_a_server_that_never_serves(held_out):
-    result = run_candor("simulate", "--target", "127.0.0.1:9", "--model", "digits", "--data", str(held_out), "--wait", "1")
+    result = run_candor("simulate", "--target", "127.0.0.1:9", "--model", "digits", "--data", str(held_out),
+                        "--wait-seconds", "1")
     assert result.returncode == 1
     assert "not SERVING after 1s" in result.stderr
     # --data, the old spelling of the input file, still works for one release and says what to write instead.

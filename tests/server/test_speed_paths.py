@@ -53,7 +53,7 @@ def test_columnar_and_per_row_layouts_carry_the_same_answer(server, digits_rows)
 
 
 def test_ids_made_from_the_request_id_join_feedback(served_repo, digits_rows):
-    running = start_server(served_repo, "--poll-interval", "0")
+    running = start_server(served_repo, "--poll-interval-seconds", "0")
     try:
         answer = predict(running.target, digits_rows[:6], columnar=True)
         ids = [f"{answer.request_id}{i:08x}" for i in range(6)]
@@ -73,7 +73,7 @@ def test_the_sdk_fetches_class_names_once_per_version_and_maps_them(served_repo,
     names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
     data["class_names"] = names
     manifest.write_text(json.dumps(data))
-    running = start_server(served_repo, "--poll-interval", "0")
+    running = start_server(served_repo, "--poll-interval-seconds", "0")
     try:
         with running.client() as c:
             results = [c.predict(digits_rows[i : i + 4], model="digits", top_k=2) for i in range(0, 12, 4)]
@@ -122,7 +122,7 @@ def test_cheap_runs_stay_on_the_event_loop_and_others_go_to_a_thread(inline):
 def test_the_server_measures_run_cost_and_answers_the_same_inline_or_not(served_repo, digits_rows):
     answers = []
     for flag in ("0", "100000"):  # never inline / always inline
-        running = start_server(served_repo, "--poll-interval", "0", "--inline-run-us", flag)
+        running = start_server(served_repo, "--poll-interval-seconds", "0", "--inline-run-us", flag)
         try:
             answers.append(predict(running.target, digits_rows, columnar=True))
         finally:

@@ -60,7 +60,7 @@ def test_a_missing_repository_is_an_error(tmp_path):
 def test_an_empty_repository_warns_and_is_not_serving_until_a_model_is_ready(digits_repo, tmp_path):
     repo = tmp_path / "models"
     repo.mkdir()
-    server = start_server(repo, "--poll-interval", "0.2")
+    server = start_server(repo, "--poll-interval-seconds", "0.2")
     try:
         assert any("NO MODELS" in line and "NOT_SERVING" in line for line in server.process.output)
         with server.client() as client:
@@ -104,7 +104,7 @@ def four_versions(digits_repo, tmp_path):
 
 
 def test_the_newest_two_versions_are_served_by_default_and_a_new_one_retires_the_oldest(four_versions, digits_repo):
-    server = start_server(four_versions, "--poll-interval", "0.2")
+    server = start_server(four_versions, "--poll-interval-seconds", "0.2")
     try:
         assert served_versions(server) == {"3": "READY", "10": "READY"}
         assert any("version 2 is not served" in line and "--serve-latest" in line for line in server.process.output)

@@ -33,7 +33,7 @@ def refused(client, rows) -> grpc.StatusCode:
 
 
 def test_tls_serves_clients_that_trust_its_ca(served_repo, pki, digits_rows):
-    server = start_server(served_repo, "--poll-interval", "0", *tls_flags(pki, mutual=False))
+    server = start_server(served_repo, "--poll-interval-seconds", "0", *tls_flags(pki, mutual=False))
     try:
         assert "(gRPC, TLS)" in "".join(server.process.output)
         with server.client(root_certificates=pki["ca"].files.cert.read_bytes()) as client:
@@ -49,7 +49,7 @@ def test_tls_serves_clients_that_trust_its_ca(served_repo, pki, digits_rows):
 
 
 def test_mutual_tls_requires_a_client_certificate_from_the_ca(served_repo, pki, digits_rows):
-    server = start_server(served_repo, "--poll-interval", "0", *tls_flags(pki, mutual=True))
+    server = start_server(served_repo, "--poll-interval-seconds", "0", *tls_flags(pki, mutual=True))
     ca = pki["ca"].files.cert.read_bytes()
     try:
         assert "(gRPC, mutual TLS)" in "".join(server.process.output)
@@ -71,7 +71,8 @@ def test_mutual_tls_requires_a_client_certificate_from_the_ca(served_repo, pki, 
 def test_tls_and_tokens_together(served_repo, pki, digits_rows, tmp_path):
     tokens = tmp_path / "tokens"
     tokens.write_text("tls-and-token-0123456789\n")
-    server = start_server(served_repo, "--poll-interval", "0", *tls_flags(pki, mutual=False), "--auth-tokens-file", str(tokens))
+    server = start_server(served_repo, "--poll-interval-seconds", "0", *tls_flags(pki, mutual=False),
+                          "--auth-tokens-file", str(tokens))
     ca = pki["ca"].files.cert.read_bytes()
     try:
         with server.client(root_certificates=ca, token="tls-and-token-0123456789") as client:

@@ -60,7 +60,7 @@ def predict_on_connections(target: str, rows: np.ndarray, counts: list[int]) -> 
 
 
 def test_workers_share_one_port_the_store_and_one_metrics_endpoint(served_repo, digits_rows):
-    running = start_server(served_repo, "--poll-interval", "0", "--workers", "2")
+    running = start_server(served_repo, "--poll-interval-seconds", "0", "--workers", "2")
     try:
         seen = workers_seen(running.process.output)
         assert sorted(seen) == [0, 1] and running.metrics_port not in {port for _, port in seen.values()}
@@ -116,7 +116,7 @@ def test_workers_share_one_port_the_store_and_one_metrics_endpoint(served_repo, 
 
 
 def test_a_worker_that_dies_is_started_again_and_counters_never_go_back(served_repo, digits_rows):
-    running = start_server(served_repo, "--poll-interval", "0", "--workers", "2")
+    running = start_server(served_repo, "--poll-interval-seconds", "0", "--workers", "2")
     try:
         predict_on_connections(running.target, digits_rows, [3, 5, 7, 9])
         wait_for(lambda: running.metric("candor_requests_total", rpc="Predict") == 24)
@@ -139,7 +139,7 @@ def test_a_worker_that_dies_is_started_again_and_counters_never_go_back(served_r
 
 
 def test_a_worker_that_cannot_start_again_stops_the_set(served_repo):
-    running = start_server(served_repo, "--poll-interval", "0", "--workers", "2")
+    running = start_server(served_repo, "--poll-interval-seconds", "0", "--workers", "2")
     # The repository goes away: the running workers serve on from memory, a new worker refuses to start.
     shutil.move(served_repo, served_repo.with_name("elsewhere"))
     served_repo.write_text("not a folder")
@@ -154,7 +154,7 @@ def test_a_worker_that_cannot_start_again_stops_the_set(served_repo):
 def test_auto_starts_one_worker_per_usable_cpu(served_repo):
     from candor.server.cpus import usable_cpus
 
-    running = start_server(served_repo, "--poll-interval", "0", "--workers", "auto")
+    running = start_server(served_repo, "--poll-interval-seconds", "0", "--workers", "auto")
     try:
         expected = usable_cpus()
         if expected > 1:

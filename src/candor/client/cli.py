@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from candor.flags import add_input, add_json, add_renamed, version_number
+from candor.flags import add_input, add_json, add_renamed, add_seconds, version_number
 
 
 def read_rows(source: str) -> np.ndarray:
@@ -447,7 +447,7 @@ def plot_live_reliability(report, path: Path) -> None:
 def _connection_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", default="127.0.0.1:8001",
                    help="server address host[:port]; the port defaults to 8001 (default: 127.0.0.1:8001)")  # fmt: skip
-    p.add_argument("--timeout", type=float, default=10.0, help="deadline per call in seconds (default: 10)")
+    add_seconds(p, "timeout", "timeout", 10.0, "deadline per call", old="--timeout")
     p.add_argument("--token", help=f"bearer token sent as 'authorization: Bearer ...' (visible in `ps`: prefer "
                                    f"--token-file or ${TOKEN_ENV})")  # fmt: skip
     p.add_argument("--token-file", help=f"file holding the bearer token (default: ${TOKEN_ENV} when set)")
@@ -533,7 +533,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("simulate", help="send Predict and Feedback traffic from labelled rows, drifting after a while",
                        description="Predict rows drawn from a labelled .npz (X, y; `candor split` writes one), send their "
-                                   "true labels back as feedback after a delay, and after --drift-after seconds add "
+                                   "true labels back as feedback after a delay, and after --drift-after-seconds add "
                                    "noise to the inputs, so that drift and calibration alerts have a cause.")  # fmt: skip
     _model_args(p, version=False)
     add_input(p, ".npz file with X [N, F] rows and y [N] class indices", default=None)
@@ -541,14 +541,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rate", type=float, default=20.0, help="requests per second; 0 means back to back (default: 20)")
     p.add_argument("--rows-per-request", type=int, default=8, help="rows in each Predict (default: 8)")
     p.add_argument("--feedback-share", type=float, default=1.0, help="share of rows whose label is sent back (default: 1)")
-    p.add_argument("--feedback-delay", type=float, default=5.0, help="seconds before a row's label is sent (default: 5)")
-    p.add_argument("--drift-after", type=float, default=300.0, help="seconds before drift starts; negative: never (default: 300)")
+    add_seconds(p, "feedback-delay", "feedback_delay", 5.0, "wait before a row's label is sent", old="--feedback-delay")
+    add_seconds(p, "drift-after", "drift_after", 300.0, "wait before drift starts; negative: never", old="--drift-after")
     p.add_argument("--drift-noise", type=float, default=1.0,
                    help="drift noise standard deviation in units of the data's standard deviation (default: 1)")  # fmt: skip
-    p.add_argument("--duration", type=float, default=0.0, help="seconds to run; 0 runs until stopped (default: 0)")
+    add_seconds(p, "duration", "duration", 0.0, "how long to run; 0 runs until stopped", old="--duration")
     add_coverage(p, default=0.0)
-    p.add_argument("--report-every", type=float, default=30.0, help="seconds between progress lines (default: 30)")
-    p.add_argument("--wait", type=float, default=300.0, help="seconds to wait for the model to be SERVING (default: 300)")
+    add_seconds(p, "report-every", "report_every", 30.0, "time between progress lines", old="--report-every")
+    add_seconds(p, "wait", "wait", 300.0, "how long to wait for the model to be SERVING", old="--wait")
     p.add_argument("--seed", type=int, default=0, help="seed of row choice, feedback and noise (default: 0)")
     p.set_defaults(handler=cmd_simulate)
 

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 
+from candor.flags import add_renamed
 from candor.server.core.settings import Settings, as_dict
 
 
@@ -40,25 +41,25 @@ FLAGS = {
     "max_message_bytes": ("--max-message-bytes", int, "largest gRPC message, sent or received (0: from the models)"),
     "max_health_watches": ("--max-health-watches", int, "health Watch streams open at once"),
     "max_connections": ("--max-connections", int, "client connections at once"),
-    "connection_idle_s": ("--connection-idle", float, "seconds a connection without calls stays open"),
-    "connection_age_s": ("--connection-age", float, "seconds any connection stays open (calls in flight finish first)"),
+    "connection_idle_s": ("--connection-idle-seconds", float, "seconds a connection without calls stays open"),
+    "connection_age_s": ("--connection-age-seconds", float, "seconds any connection stays open (calls in flight finish first)"),
     "max_inflight_requests": ("--max-inflight-requests", int, "unary calls handled at once before RESOURCE_EXHAUSTED"),
     "max_concurrent_streams": ("--max-concurrent-streams", int, "calls at once per client connection (HTTP/2)"),
-    "default_deadline_s": ("--default-deadline", float, "seconds a unary call without a deadline may take"),
-    "max_deadline_s": ("--max-deadline", float, "longest deadline a call may have, in seconds"),
+    "default_deadline_s": ("--default-deadline-seconds", float, "seconds a unary call without a deadline may take"),
+    "max_deadline_s": ("--max-deadline-seconds", float, "longest deadline a call may have, in seconds"),
     "warmup_rows": ("--warmup-rows", int, "rows of the warm-up run at load"),
-    "poll_interval_s": ("--poll-interval", float, "seconds between repository scans (0: no watching)"),
+    "poll_interval_s": ("--poll-interval-seconds", float, "seconds between repository scans (0: no watching)"),
     "serve_latest": ("--serve-latest", int, "versions served per model: the newest N on disk (0: every version)"),
     "serve_versions": ("--serve-versions", str, "versions served besides the newest, as MODEL:VERSION,... (e.g. digits:3)"),
-    "grace_period_s": ("--grace-period", float, "seconds calls in flight get on SIGTERM"),
+    "grace_period_s": ("--grace-period-seconds", float, "seconds calls in flight get on SIGTERM"),
     "log_level": ("--log-level", str, "DEBUG, INFO, WARNING or ERROR"),
     "data_dir": ("--data-dir", str, "folder of the embedded store (SQLite)"),
     "store": ("--store", str, "store URL: empty (SQLite in --data-dir), sqlite:///PATH or postgresql://... (env CANDOR_STORE)"),
-    "store_timeout_s": ("--store-timeout", float, "seconds an operation waits for a store connection"),
+    "store_timeout_s": ("--store-timeout-seconds", float, "seconds an operation waits for a store connection"),
     "feedback_store_max_bytes": ("--feedback-store-max-bytes", int, "cap on the SQLite database file (0: none)"),
     "feedback_store_max_rows": ("--feedback-store-max-rows", int, "feedback rows the store may hold"),
     "prediction_store_rows": ("--prediction-store-rows", int, "recent predictions cached in memory for feedback"),
-    "prediction_ttl_s": ("--prediction-ttl", float, "seconds the prediction log keeps a prediction for its feedback"),
+    "prediction_ttl_s": ("--prediction-ttl-seconds", float, "seconds the prediction log keeps a prediction for its feedback"),
     "prediction_log_buffer_rows": ("--prediction-log-buffer-rows", int, "rows waiting for the log writer before drops"),
     "feedback_window_rows": ("--feedback-window-rows", int, "joined feedback rows in the label-based window"),
     "feedback_window_s": ("--feedback-window-seconds", float, "oldest feedback in the label-based window"),
@@ -76,6 +77,11 @@ FLAGS = {
     "tls_client_ca_file": ("--tls-client-ca", str, "PEM CA: require client certificates it signed (mutual TLS)"),
     "auth_tokens_file": ("--auth-tokens-file", str, "bearer tokens, a line 'TOKEN [infer|admin]' each; empty: no auth"),
 }
+
+
+# Durations end in -seconds (candor.flags); the spellings before that stay one release as hidden aliases.
+RENAMED = {old: f"{old}-seconds" for old in ("--connection-idle", "--connection-age", "--default-deadline", "--max-deadline",
+                                             "--poll-interval", "--grace-period", "--store-timeout", "--prediction-ttl")}
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
@@ -118,7 +124,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     for name, (flag, kind, text) in FLAGS.items():
         default = getattr(defaults, name)
         shown = default if default != "" else "none"  # an empty setting (no TLS, no tokens file) means off
-        p.add_argument(flag, dest=name, type=kind, default=None, help=f"{text} (default: {shown})")
+        metavar = "SECONDS" if flag.endswith("-seconds") else None
+        p.add_argument(flag, dest=name, type=kind, default=None, metavar=metavar, help=f"{text} (default: {shown})")
+    for old, new in RENAMED.items():
+        name = next(name for name, (flag, _, _) in FLAGS.items() if flag == new)
+        add_renamed(p, old, new, dest=name, type=FLAGS[name][1])
     p.add_argument("--settings", help="settings file (.toml or .json) with the same names as the flags, e.g. grpc_port = 9001")
     p.add_argument("--no-reflection", action="store_true", help="turn gRPC server reflection off")
     p.add_argument(

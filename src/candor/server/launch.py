@@ -4,7 +4,7 @@ process on loopback and learn its ports from its announcement line.
 Used by ``candor demo``, the benchmark harness and the tests; stdlib only, so
 importing it loads neither grpc nor onnxruntime.
 
->>> with serve_process(Path("models"), "--poll-interval", "0") as server:  # doctest: +SKIP
+>>> with serve_process(Path("models"), "--poll-interval-seconds", "0") as server:  # doctest: +SKIP
 ...     server.target
 '127.0.0.1:41233'
 """

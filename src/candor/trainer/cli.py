@@ -186,7 +186,7 @@ def newest_note(repo: str, name: str, version: int) -> str:
         return f"{repo}/{name} holds newer versions ({max(on_disk)}); requests without a version keep going to v{max(on_disk)}"
     served = ", ".join(f"v{v}" for v in sorted(on_disk)[-2:])
     return (f"v{version} is now the newest of {repo}/{name} (versions {', '.join(str(v) for v in on_disk)}): a server on "
-            f"{repo} answers requests without a version with it within its --poll-interval, and serves {served} "
+            f"{repo} answers requests without a version with it within its --poll-interval-seconds, and serves {served} "
             "(--serve-latest 2). Train experiments into another --model-repository to keep them apart.")  # fmt: skip
 
 
