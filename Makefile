@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast protos deploy-files bench reliability audit sweep clean
+.PHONY: install demo test test-fast protos deploy-files schema bench reliability audit sweep clean
 
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
@@ -31,6 +31,11 @@ install: $(STAMP) $(BUF)
 # Regenerate src/candor/v1 and src/candor/kserve from protos/ (a test fails when they disagree).
 protos: $(STAMP)
 	$(BIN)/python protos/codegen.py
+
+# Regenerate docs/manifest.schema.json, the JSON Schema of candor.json, from the manifest's
+# dataclasses (a test fails when it is stale).
+schema: $(STAMP)
+	$(BIN)/python docs/render.py
 
 # Regenerate the dashboard JSON and the Kubernetes ConfigMap/PrometheusRule derived
 # from it and from deploy/prometheus/alerts.yml (a test fails when they are stale).

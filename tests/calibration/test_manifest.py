@@ -3,7 +3,9 @@
 import copy
 import dataclasses
 import json
+from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pytest
 
@@ -20,6 +22,7 @@ from candor.calibration.manifest import (
     TemperatureSpec,
     TrainingSpec,
     manifest_from_dict,
+    manifest_json_schema,
     sha256_file,
 )
 from candor.calibration.reference import build_reference, confidence_histogram
@@ -64,10 +67,19 @@ def _broken(tmp_path, mutate):
         (lambda d: d.pop("temperature"), "missing field 'temperature'"),
         (lambda d: d["metrics"]["after_temperature"].pop("ece"), "missing field 'metrics.after_temperature.ece'"),
         (lambda d: d.update(colour="red"), "unknown field 'colour'"),
-        (lambda d: d["smoothing"].update(sigma=1), "unknown field 'smoothing.sigma'"),
-        (lambda d: d.update(version="3"), "field 'version' must be int"),
-        (lambda d: d.update(version=True), "field 'version' must be int"),
-        (lambda d: d.update(task="regression"), "field 'task' must be one of"),
+        (lambda d: d["smoothing"].update(sigma=1), r"unknown field 'smoothing.sigma' \(allowed here: "
+                                                       r"convention, epsilon, distribution, source, teacher_temperature\)"),
+        (lambda d: d.update(version="3"), "field 'version' must be a valid integer, got '3'"),
+        (lambda d: d.update(version=True), "field 'version' must be a valid integer, got True"),
+        (lambda d: d.update(version=0), "field 'version' must be greater than or equal to 1, got 0"),
+        (lambda d: d["training"].update(width=8.0), "field 'training.width' must be a valid integer"),
+        (lambda d: d["metrics"]["after_temperature"].update(ece="0.1"),
+         "field 'metrics.after_temperature.ece' must be a valid number"),
+        (lambda d: d["data"]["params"].update(n_samples=[1]),
+         "field 'data.params.n_samples' must be one of str, int, float, bool, null"),
+        (lambda d: d.update(temperature=[1.5]), "field 'temperature' must be an object"),
+        (lambda d: d.update(conformal={}), "missing field 'conformal.file'"),
+        (lambda d: d.update(task="regression"), "field 'task' must be 'multiclass' or 'multilabel', got 'regression'"),
         (lambda d: d["temperature"].update(value=[-1.0]), "temperature.value"),
         (lambda d: d["temperature"].update(value=[1.0, 2.0]), "temperature.value"),
         (lambda d: d["smoothing"].update(epsilon=1.0), "smoothing.epsilon"),
@@ -81,7 +93,8 @@ def _broken(tmp_path, mutate):
         (lambda d: d["input"].update(shape=[4]), "input.shape"),
         (lambda d: d["input"].update(image_shape=[1, 3, 3]), "input.image_shape"),
         (lambda d: d["class_names"].__setitem__(0, 7), r"class_names\[0\]"),
-        (lambda d: d.update(name="../etc"), "field 'name'"),
+        (lambda d: d.update(name="../etc"), "field 'name' must match pattern"),
+        (lambda d: d.update(model_sha256="AB" * 32), "field 'model_sha256' must match pattern"),
     ],
 )
 def test_broken_manifest_is_refused_naming_the_field(tmp_path, mutate, message):
@@ -89,6 +102,37 @@ def test_broken_manifest_is_refused_naming_the_field(tmp_path, mutate, message):
     with pytest.raises(SchemaError, match=message) as info:
         read_manifest(path)
     assert str(path) in str(info.value)
+
+
+def test_every_wrong_field_is_named_at_once(tmp_path):
+    path = _broken(tmp_path, lambda d: d.update(version="3", colour="red", task=None))
+    with pytest.raises(SchemaError) as info:
+        read_manifest(path)
+    for part in ("field 'version'", "unknown field 'colour'", "field 'task'"):
+        assert part in str(info.value)
+
+
+SCHEMA_FILE = Path(__file__).parents[2] / "docs" / "manifest.schema.json"
+
+
+def test_the_published_json_schema_is_the_one_the_reader_uses():
+    assert json.loads(SCHEMA_FILE.read_text()) == manifest_json_schema(), (
+        "docs/manifest.schema.json is stale: run `make schema`")
+
+
+def test_the_json_schema_accepts_a_manifest_and_refuses_what_the_reader_refuses_by_type():
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))
+    good = sample_manifest().to_dict()
+    validator.validate(good)  # raises on a manifest the reader takes
+    for mutate in (lambda d: d.update(version="3"), lambda d: d.update(version=0), lambda d: d.update(colour="red"),
+                   lambda d: d["smoothing"].update(epsilon=1.0), lambda d: d.pop("label_shift"),
+                   lambda d: d["reference"].update(sample=[1]), lambda d: d.update(model_sha256="xyz"),
+                   lambda d: d["smoothing"].update(sigma=1), lambda d: d["data"]["params"].update(n=[1])):
+        data = copy.deepcopy(good)
+        mutate(data)
+        assert not validator.is_valid(data), data
+        with pytest.raises(SchemaError):
+            manifest_from_dict(data)
 
 
 def test_unreadable_or_invalid_json(tmp_path):

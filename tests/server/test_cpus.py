@@ -66,7 +66,7 @@ def test_auto_is_zero_in_every_source(tmp_path):
     (tmp_path / "s.toml").write_text('workers = "auto"\n')
     assert Settings.load(env={}, file=str(tmp_path / "s.toml")).workers == 0
     assert Settings.load(env={"CANDOR_WORKERS": "auto"}).worker_count() == usable_cpus()
-    with pytest.raises(ValueError, match="workers must be >= 0"):
+    with pytest.raises(ValueError, match="field 'workers' must be greater than or equal to 0, got -1"):
         Settings.load(cli={"workers": -1}, env={})
 
 

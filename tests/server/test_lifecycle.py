@@ -174,13 +174,15 @@ def test_settings_from_environment_file_and_refusals(served_repo, tmp_path):
     finally:
         server.stop()
     bad = [
-        (["--max-batch-size", "0"], {}, "max_batch_size must be >= 1, got 0"),
-        ([], {"CANDOR_GRPC_PORT": "eighty"}, "environment variable CANDOR_GRPC_PORT: grpc_port must be int, got 'eighty'"),
-        (["--provider", "tpu"], {}, "provider must be auto, cpu or cuda"),
+        (["--max-batch-size", "0"], {}, "--max-batch-size: field 'max_batch_size' must be greater than or equal to 1, got 0"),
+        ([], {"CANDOR_GRPC_PORT": "eighty"},
+         "environment variable CANDOR_GRPC_PORT: field 'grpc_port' must be a valid integer, unable to parse string as an "
+         "integer, got 'eighty'"),
+        (["--provider", "tpu"], {}, "field 'provider' must be 'auto', 'cpu' or 'cuda', got 'tpu'"),
         (["--settings", str(tmp_path / "none.toml")], {}, "cannot read"),
     ]
     (tmp_path / "unknown.json").write_text(json.dumps({"batch": 3}))
-    bad.append((["--settings", str(tmp_path / "unknown.json")], {}, "unknown setting 'batch'"))
+    bad.append((["--settings", str(tmp_path / "unknown.json")], {}, "unknown field 'batch' (allowed here: model_repository, "))
     for flags, env, message in bad:
         result = run_candor("serve", "--model-repository", str(served_repo), *flags, env=env, timeout=60)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr

@@ -111,8 +111,10 @@ def test_normal_calls_pass_the_limits(server, digits_rows):
     ("flags", "message"),
     [
         (["--default-deadline-seconds", "100", "--max-deadline-seconds", "10"], "need 0 < default_deadline_s <= max_deadline_s"),
-        (["--max-inflight-requests", "0"], "max_inflight_requests must be >= 1"),
-        (["--max-concurrent-streams", "0"], "max_concurrent_streams must be >= 1"),
+        (["--max-inflight-requests", "0"],
+         "--max-inflight-requests: field 'max_inflight_requests' must be greater than or equal to 1, got 0"),
+        (["--max-concurrent-streams", "0"],
+         "--max-concurrent-streams: field 'max_concurrent_streams' must be greater than or equal to 1, got 0"),
     ],
 )
 def test_bad_limits_stop_the_start(served_repo, flags, message):

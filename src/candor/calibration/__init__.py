@@ -16,7 +16,6 @@ Conventions are stated once here and repeated in each docstring:
 0.25
 """
 
-from candor.calibration._strict import SchemaError
 from candor.calibration.binning import ReliabilityBins, reliability_bins
 from candor.calibration.ece import adaptive_ece, classwise_ece, ece, mce, rms_ece
 from candor.calibration.manifest import Manifest, read_manifest, write_manifest
@@ -32,6 +31,7 @@ from candor.calibration.temperature import (
     sigmoid,
     softmax,
 )
+from candor.schema import SchemaError
 
 __all__ = [
     "Manifest",

@@ -15,15 +15,16 @@ import hashlib
 import json
 import math
 import os
-import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from candor.calibration._strict import SchemaError, from_dict
+from pydantic import Field
+
 from candor.calibration.calibrators.registry import REGISTRY
 from candor.calibration.conformal.registry import METHODS as CONFORMAL_METHODS
+from candor.schema import STRICT, SchemaError, json_schema, parse
 
 SCHEMA_VERSION = 4  # 2: the calibrator, ECE intervals, the reference sample; 3: conformal scores; 4: label shift
 # (1 to 3 are upgraded on read)
@@ -33,6 +34,10 @@ MODEL_FILE = "model.onnx"
 Task = Literal["multiclass", "multilabel"]
 Convention = Literal["none", "uniform", "off_target", "prior", "hierarchy", "teacher", "multilabel"]
 ParamValue = str | int | float | bool | None
+# Rules of one field are declared on it, so that the published JSON Schema carries them too.
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+Share = Annotated[float, Field(gt=0, lt=1)]
+Count = Annotated[int, Field(ge=0)]
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,7 @@ class CalibratorSpec:
 @dataclass(frozen=True)
 class SmoothingSpec:
     convention: Convention
-    epsilon: float
+    epsilon: Annotated[float, Field(ge=0, lt=1)]
     distribution: list[float] | None  # u when one vector serves every row (uniform, prior)
     source: str | None  # hierarchy file or teacher model the targets came from
     teacher_temperature: float | None
@@ -135,7 +140,7 @@ class ReferenceSample:
     """Raw logits and labels the reference is derived from, stored next to the graph."""
 
     file: str  # in the version folder, "reference.npz"
-    sha256: str
+    sha256: Sha256
     split: str  # the rows the reference statistics use, e.g. "test"
     rows: int
     stored_with: str  # "name/version" whose network produced the logits (children share it)
@@ -179,16 +184,16 @@ class ConformalSpec:
     """The calibration split of the conformal scores, stored next to the graph (conformal.npz)."""
 
     file: str
-    sha256: str
+    sha256: Sha256
     split: str  # where the rows came from, in words: "val, rows no fit has seen (...)"
-    rows: int
-    fit_rows: int  # validation rows the calibrator and early stopping used: disjoint from these
+    rows: Annotated[int, Field(ge=1)]
+    fit_rows: Count  # validation rows the calibrator and early stopping used: disjoint from these
     seed: int  # drew the split of the validation rows and the uniforms of the randomised scores
     stored_with: str  # "name/version" whose network produced the stored logits
     source: str  # through which version's calibrator the stored scores were computed
     methods: list[str]  # the scores served per request
     recommended: str  # served when a request names none
-    default_coverage: float  # KServe's prediction_set output
+    default_coverage: Share  # KServe's prediction_set output
     raps_penalty: float
     raps_k_reg: int
     class_conditional: bool  # served sets use one threshold per class
@@ -217,10 +222,12 @@ class LabelShiftSpec:
 
 @dataclass(frozen=True)
 class Manifest:
+    __pydantic_config__ = STRICT
+
     schema_version: int
     candor_version: str
-    name: str
-    version: int
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+    version: Annotated[int, Field(ge=1)]
     created_at: str  # ISO 8601, UTC
     task: Task
     class_names: list[str]
@@ -233,7 +240,7 @@ class Manifest:
     data: DataSpec
     metrics: Metrics
     reference: Reference
-    model_sha256: str
+    model_sha256: Sha256
     parent: str | None  # "name/version" this one was derived from (recalibration)
     conformal: ConformalSpec | None  # None for multi-label models and versions made before schema 3
     label_shift: LabelShiftSpec | None  # None unless the version was corrected to new class priors
@@ -249,19 +256,11 @@ class Manifest:
         return dataclasses.replace(self, **changes)
 
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-
 def _check_semantics(m: Manifest) -> None:
     """Cross-field rules the types alone cannot say."""
     k = m.num_classes
     if m.schema_version != SCHEMA_VERSION:
         raise SchemaError(f"field 'schema_version' is {m.schema_version}; this Candor reads {SCHEMA_VERSION}")
-    if not _NAME.match(m.name):
-        raise SchemaError(f"field 'name' must match {_NAME.pattern}, got {m.name!r}")
-    if m.version < 1:
-        raise SchemaError(f"field 'version' must be >= 1, got {m.version}")
     if k < 2 and m.task == "multiclass":
         raise SchemaError(f"field 'class_names' needs at least 2 classes for multiclass, got {k}")
     if len(set(m.class_names)) != k:
@@ -292,14 +291,10 @@ def _check_semantics(m: Manifest) -> None:
         raise SchemaError(f"calibrator {c.method!r} needs a multiclass model")
     if not method.fits_temperature and m.temperature.value != [1.0]:
         raise SchemaError(f"calibrator {c.method!r} fits no temperature: it needs temperature [1.0]")
-    if not 0 <= m.smoothing.epsilon < 1:
-        raise SchemaError(f"field 'smoothing.epsilon' must lie in [0, 1), got {m.smoothing.epsilon}")
     if len(m.reference.class_frequencies) != k:
         raise SchemaError(f"field 'reference.class_frequencies' must have {k} entries, got {len(m.reference.class_frequencies)}")
     if abs(sum(m.reference.confidence_histogram) - 1) > 1e-6:
         raise SchemaError("field 'reference.confidence_histogram' must sum to 1")
-    if not _SHA256.match(m.model_sha256):
-        raise SchemaError("field 'model_sha256' must be 64 lower-case hex digits")
     if m.conformal is not None:
         _check_conformal(m.conformal, m.task)
     if m.label_shift is not None:
@@ -323,12 +318,6 @@ def _check_conformal(c: ConformalSpec, task: str) -> None:
         raise SchemaError(f"field 'conformal.methods' must list some of {', '.join(CONFORMAL_METHODS)}, got {c.methods}")
     if c.recommended not in c.methods:
         raise SchemaError(f"field 'conformal.recommended' must be one of conformal.methods {c.methods}, got {c.recommended!r}")
-    if not 0 < c.default_coverage < 1:
-        raise SchemaError(f"field 'conformal.default_coverage' must lie in (0, 1), got {c.default_coverage}")
-    if c.rows < 1 or c.fit_rows < 0:
-        raise SchemaError(f"field 'conformal.rows' must be >= 1, got {c.rows}")
-    if not _SHA256.match(c.sha256):
-        raise SchemaError("field 'conformal.sha256' must be 64 lower-case hex digits")
 
 
 def upgrade(data: dict) -> dict:
@@ -363,9 +352,22 @@ def _upgrade_from_1(data: dict) -> dict:
 
 def manifest_from_dict(data: dict) -> Manifest:
     """Validate ``data`` (schema 1 is upgraded first) and build a :class:`Manifest`; raises :class:`SchemaError`."""
-    manifest = from_dict(Manifest, upgrade(data))
+    manifest = parse(Manifest, upgrade(data))
     _check_semantics(manifest)
     return manifest
+
+
+def manifest_json_schema() -> dict:
+    """The JSON Schema of ``candor.json`` (types and one-field rules; the cross-field rules of
+    :func:`manifest_from_dict` are in its prose), published as ``docs/manifest.schema.json``."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **json_schema(Manifest),
+        "title": f"Candor model manifest (candor.json), schema_version {SCHEMA_VERSION}",
+        "description": "Written by the trainer next to every model.onnx, read and checked by the server. Beyond "
+        "these types, the server checks that the lists agree with class_names, the calibrator's parameters "
+        "with its method, and model_sha256 with the ONNX file (candor.calibration.manifest).",
+    }
 
 
 def read_manifest(path: str | os.PathLike) -> Manifest:

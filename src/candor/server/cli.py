@@ -102,7 +102,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
         cli["reuse_port"] = True
     if a.allow_empty:
         cli["allow_empty"] = True
-    settings = Settings.load(cli=cli, file=a.settings)
+    settings = Settings.load(cli=cli, file=a.settings, flags={name: flag for name, (flag, _, _) in FLAGS.items()})
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("candor.server").debug("settings: %s", as_dict(settings))
     workers = settings.worker_count()
