@@ -72,3 +72,14 @@ def test_manifest_with_one_section_replaced_is_refused_or_valid(section, value):
         manifest_from_dict(doc)
     except SchemaError as e:
         assert section in str(e)
+
+
+@given(arrays(np.float64, st.tuples(st.integers(1, 20), st.integers(1, 8)), elements=st.floats(-1e4, 1e4)))
+@settings(max_examples=200, deadline=None)
+def test_log_softmax_is_scipys_on_any_finite_logits(z):
+    from scipy.special import log_softmax as scipy_log_softmax
+
+    from candor.calibration.temperature import log_softmax
+
+    for axis in (0, 1, -1):
+        np.testing.assert_allclose(log_softmax(z, axis=axis), scipy_log_softmax(z, axis=axis), rtol=1e-12, atol=1e-12)

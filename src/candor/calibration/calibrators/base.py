@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 import numpy as np
-from scipy.special import log_softmax
 
-from candor.calibration.temperature import Task, scale_logits
+from candor.calibration.temperature import Task, log_softmax, scale_logits
 
 Parameter = Literal["scale", "weight", "bias"]
 Op = Literal["Mul", "Add", "MatMul", "LogSoftmax"]

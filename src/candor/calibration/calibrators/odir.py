@@ -10,10 +10,9 @@ The map is s = x W^T + b on x = the logits (matrix scaling) or their log-softmax
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import log_softmax
 
 from candor.calibration.calibrators.base import Calibrator, nll_and_grad
-from candor.calibration.temperature import Task
+from candor.calibration.temperature import Task, log_softmax
 
 ODIR_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 ODIR_FOLDS = 3
