@@ -36,7 +36,7 @@ from candor.server.core.predictions import new_request_id, prediction_ids
 from candor.server.core.recalibrate import Recalibration, recalibrate
 from candor.server.core.reconformal import CONFORMAL, reconformalise
 from candor.server.core.repository import READY, ModelRepository, VersionEntry
-from candor.server.core.sets import PredictionSets, SetRule, no_sets_reason
+from candor.server.core.sets import PredictionSets, ServedSets, SetRule, no_sets_reason
 from candor.server.core.settings import Settings
 from candor.server.core.store import LoggedRequest, StoreBusy, StoreError, finite_rows
 from candor.server.core.tensors import rows_from_parts
@@ -63,7 +63,7 @@ class Prediction:
     top_k_indices: np.ndarray | None  # [N, k] int32, most probable first (ties: lower index); None when not asked
     top_k_probabilities: np.ndarray | None  # [N, k] float32, theirs
     request_id: str  # row i's prediction id is prediction_ids(request_id, N)[i]; empty when nothing was kept
-    sets: tuple[SetRule, np.ndarray, np.ndarray] | None = None  # the rule, set sizes [N], their classes; None: not asked
+    sets: tuple[SetRule, ServedSets] | None = None  # the rule and what it made; None: not asked
 
     @property
     def confidences(self) -> np.ndarray:
@@ -175,17 +175,19 @@ class DataPlane:
             self.events.emit(RequestRejected(model.name, model.version))
             raise
         check_finite(logits, probs)
-        top, top_probs = (None, None) if k is None else top_classes(probs, k)
+        served = None if rule is None else PredictionSets.apply(rule, probs)
+        if k is None:
+            top, top_probs = None, None
+        else:  # the sets' sort already ranked every row: top-k is its first k columns
+            top, top_probs = top_classes(probs, k) if served is None else served.top(k)
         request_id = ""
         if keep_for_feedback and not self.settings.skips("log"):
             now = time.time()
             request_id = new_request_id(now)
             self.feedback_service.keep(LoggedRequest(request_id, model.name, int(model.version), now, probs, logits))
-        sets = None
-        if rule is not None:
-            sets = (rule, *PredictionSets.apply(rule, probs))
-            model.opened.sets.count_served(rule, sets[1])
-        return Prediction(model, logits, probs, top, top_probs, request_id, sets)
+        if served is not None:
+            model.opened.sets.count_served(rule, served.sizes)
+        return Prediction(model, logits, probs, top, top_probs, request_id, None if served is None else (rule, served))
 
     @staticmethod
     def set_rule(model: LoadedModel, coverage: float, method: str = "") -> SetRule:

@@ -54,9 +54,9 @@ def predict_response(p: Prediction, return_logits: bool, columnar: bool) -> pb.P
     if return_logits:
         _fill(response.logits, p.logits)
     if p.sets is not None:
-        rule, sizes, classes = p.sets
-        _fill(response.prediction_set_size, sizes, pb.DATA_TYPE_INT32)
-        _fill(response.prediction_set_index, classes, pb.DATA_TYPE_INT32)
+        rule, served = p.sets
+        _fill(response.prediction_set_size, served.sizes, pb.DATA_TYPE_INT32)
+        _fill(response.prediction_set_index, served.classes, pb.DATA_TYPE_INT32)
         response.coverage, response.conformal_method = rule.coverage, rule.method
     if columnar:
         response.request_id = p.request_id

@@ -116,7 +116,8 @@ class KServeService(pb_grpc.GRPCInferenceServiceServicer):
         response = pb.ModelInferResponse(model_name=model.name, model_version=model.version, id=request.id)
         for name in wanted:
             if name == PREDICTION_SET:
-                mask = set_mask(*answer.sets[1:], answer.probabilities.shape)
+                served = answer.sets[1]
+                mask = set_mask(served.sizes, served.classes, answer.probabilities.shape)
                 response.outputs.add(name=name, datatype="BOOL", shape=list(mask.shape))
                 response.raw_output_contents.append(mask.tobytes())  # one byte per element, as the protocol's BOOL
                 continue
