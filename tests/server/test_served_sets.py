@@ -9,7 +9,7 @@ from candor.calibration.conformal.lac import LAC
 from candor.calibration.conformal.split import scores_of
 from candor.calibration.manifest import ConformalSpec
 from candor.server.core.plane import top_classes
-from candor.server.core.sets import PredictionSets, affine_form
+from candor.server.core.sets import SIZE_BUCKETS, PredictionSets, SizeCounts, affine_form
 
 K = 7
 METHODS = ["lac", "aps", "raps"]
@@ -52,7 +52,7 @@ def test_served_sets_are_the_offline_sets_most_probable_first(method, coverage, 
     for k in (1, 3):
         top, top_p = served.top(k)
         expected, expected_p = top_classes(p, k)
-        assert top.dtype == np.int32 and np.array_equal(top, expected) and np.array_equal(top_p, expected_p)
+        assert np.array_equal(top, expected) and np.array_equal(top_p, expected_p)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,3 +75,17 @@ def test_a_score_that_is_not_affine_in_the_sorted_probabilities_falls_back_to_it
     served = PredictionSets.apply(rule, p)
     want, sizes = offline(rule, p)
     assert served.sizes.tolist() == sizes.tolist() and served.classes.tolist() == [c for row in want for c in row]
+
+
+def test_served_sizes_are_counted_whether_or_not_a_fold_is_due():
+    counts = SizeCounts()
+    rng = np.random.default_rng(5)
+    batches = [rng.integers(0, 12, size=int(rng.integers(1, 40))).astype(np.int32) for _ in range(SizeCounts.FOLD_EVERY + 7)]
+    for i, sizes in enumerate(batches):
+        counts.add(sizes)
+        if i in (3, SizeCounts.FOLD_EVERY + 2):  # a scrape in the middle
+            counts.snapshot()
+    every = np.concatenate(batches)
+    buckets, total, rows = counts.snapshot()
+    assert (total, rows) == (int(every.sum()), len(every))
+    assert buckets.tolist() == np.bincount(np.searchsorted(SIZE_BUCKETS, every), minlength=len(SIZE_BUCKETS) + 1).tolist()

@@ -60,7 +60,7 @@ class Prediction:
     model: LoadedModel
     logits: np.ndarray  # [N, K] raw
     probabilities: np.ndarray  # [N, K] calibrated
-    top_k_indices: np.ndarray | None  # [N, k] int32, most probable first (ties: lower index); None when not asked
+    top_k_indices: np.ndarray | None  # [N, k] integers, most probable first (ties: lower index); None when not asked
     top_k_probabilities: np.ndarray | None  # [N, k] float32, theirs
     request_id: str  # row i's prediction id is prediction_ids(request_id, N)[i]; empty when nothing was kept
     sets: tuple[SetRule, ServedSets] | None = None  # the rule and what it made; None: not asked
