@@ -26,13 +26,14 @@ def oracle_python(name: str, *requirements: str, timeout: float = 600) -> Path:
     folder, stamp = ROOT / name, ROOT / f"{name}.installed"
     wanted = "\n".join(requirements) + "\n"
     with FileLock(ROOT / f"{name}.lock"):
-        if not stamp.exists() or stamp.read_text() != wanted:
+        python = folder / "bin/python"
+        if not stamp.exists() or stamp.read_text() != wanted or not python.exists():  # a folder removed by hand too
             stamp.unlink(missing_ok=True)
             shutil.rmtree(folder, ignore_errors=True)
             subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True, timeout=120)
-            pip = [str(folder / "bin/python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+            pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile"]
             install = subprocess.run([*pip, *requirements], capture_output=True, text=True, timeout=timeout)
             if install.returncode != 0:
                 raise RuntimeError(f"installing {' '.join(requirements)} into {folder} failed:\n{install.stderr[-2000:]}")
             stamp.write_text(wanted)
-    return folder / "bin/python"
+    return python

@@ -288,7 +288,8 @@ def test_a_version_whose_traffic_moved_to_its_recalibrated_child_stops_alerting(
                 assert prom.query(f"candor:observed_ece_low:fleet_1d{{{v1}}} > 0.1")["data"]["result"]
                 assert prom.query(f"candor:predicted_rows:fleet_15m{{{v1}}} == 0")["data"]["result"]
                 assert prom.query('candor:predicted_rows:fleet_15m{version="2", model="digits"} > 0')["data"]["result"]
-                old, new = client.calibration("digits", "1"), client.calibration("digits", "2")
+                # A long deadline: the simulator keeps two cores busy, and the first report loads scipy.stats.
+                old, new = client.calibration("digits", "1", timeout=60), client.calibration("digits", "2", timeout=60)
             finally:
                 stop.set()
                 moved.join(timeout=30)
