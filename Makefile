@@ -13,9 +13,9 @@ BUF := .tools/node_modules/.bin/buf
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	# --no-compile: pip would byte-compile every file of every package (torch's thousands: half the install's
-	# time); Python compiles, and caches, only the modules a process imports, on first import.
-	$(BIN)/pip install --quiet --no-compile -c constraints.txt -e '.[train,server,cpu,dev]'
+	# Byte-compiled at install, as pip does by default: with PYTHONDONTWRITEBYTECODE set (as on this project's CI
+	# machine) nothing compiled later is kept, and every process would compile torch's modules again.
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[train,server,cpu,dev]'
 	touch $(STAMP)
 
 # buf (the protobuf linter) ships as an npm package with its binary inside.
@@ -25,7 +25,7 @@ $(BUF):
 # Test oracles (netcal), without their dependency trees: see tests/oracles.txt.
 ORACLES := $(VENV)/.oracles
 $(ORACLES): $(STAMP) tests/oracles.txt
-	$(BIN)/pip install --quiet --no-compile --no-deps -r tests/oracles.txt
+	$(BIN)/pip install --quiet --no-deps -r tests/oracles.txt
 	touch $(ORACLES)
 
 install: $(STAMP) $(BUF)
