@@ -30,7 +30,7 @@ from candor.server.core.repository import ModelRepository
 from candor.server.core.sets import PredictionSets, coverage_report
 from candor.server.core.settings import Settings
 from candor.server.core.store import FeedbackRow, LoggedRequest, Store, StoreError, finite_rows
-from candor.server.core.store_health import StoreHealth
+from candor.server.core.store_health import FEEDBACK, PING, READ, StoreHealth
 
 FEEDBACK_OUTCOMES = ("ACCEPTED", "DUPLICATE", "EXPIRED", "UNKNOWN_ID")  # what Feedback answers per item
 ACCEPTED, DUPLICATE, EXPIRED, UNKNOWN_ID = FEEDBACK_OUTCOMES
@@ -82,9 +82,9 @@ class FeedbackService:
         self._counted_at = 0.0
         try:
             store.ping()
-            self.health.report(True)
+            self.health.succeeded(PING)
         except StoreError as e:  # started degraded (store_optional): the writer's pings bring it back
-            self.health.report(False, str(e))
+            self.health.failed(PING, e)
 
     def totals(self) -> Mapping[tuple[str, str], FeedbackTotals]:
         """(model, version) -> this replica's running sums: a snapshot, safe to read from any thread."""
@@ -112,7 +112,7 @@ class FeedbackService:
         try:
             return await asyncio.get_running_loop().run_in_executor(self._db, lambda: fn(*args, **kwargs))
         except StoreError as e:
-            self.health.report(False, str(e))
+            self.health.failed(READ, e)
             raise Unavailable(f"the store cannot be read ({e}); {what}; retry once it answers") from None
 
     async def observed(self, model: str, version: str) -> ObservedReport | None:
@@ -270,10 +270,10 @@ class FeedbackService:
             # The batch was rolled back whole: nothing of it is stored or acknowledged, and the
             # predictions stay joinable, so the caller can send the same batch again later.
             self.events.emit(StoreWriteFailed(str(e)))
-            self.health.report(False, str(e))
+            self.health.failed(FEEDBACK, e)
             raise Unavailable(f"the feedback store cannot write ({e}); nothing from this batch was stored, "
                               "predictions are unaffected; retry once the store answers") from None  # fmt: skip
-        self.health.report(True)
+        self.health.succeeded(FEEDBACK)
         outcomes: list[str] = [""] * len(items)
         accepted: dict[int, list[FeedbackRow]] = {}
         self._stored_rows = (self._stored_rows or 0) + sum(inserted)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from candor.server.core.events import PredictionLogDropped, PredictionsLogged
 from candor.server.core.store import LoggedRequest, Store, StoreError, rows_of
-from candor.server.core.store_health import StoreHealth
+from candor.server.core.store_health import LOG, PING, StoreHealth
 
 log = logging.getLogger("candor.server")
 FLUSH_ROWS = 8192  # a batch this large is written at once rather than at the next tick (fewer, larger transactions)
@@ -67,10 +67,10 @@ class PredictionLog:
         try:
             self.store.log_predictions(batch)
         except StoreError as e:
-            self.health.report(False, str(e))
+            self.health.failed(LOG, e)
             self.notify(PredictionLogDropped(rows_of(batch), "store_error"))
             return
-        self.health.report(True)
+        self.health.succeeded(LOG)
         self.notify(PredictionsLogged(rows_of(batch)))
 
     def _run(self) -> None:
@@ -84,9 +84,9 @@ class PredictionLog:
                 last_ping = now
                 try:
                     self.store.ping()
-                    self.health.report(True)
+                    self.health.succeeded(PING)
                 except StoreError as e:
-                    self.health.report(False, str(e))
+                    self.health.failed(PING, e)
             if self.health.ok and now - last_purge >= PURGE_INTERVAL_S:
                 last_purge = now
                 try:

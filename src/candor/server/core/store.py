@@ -34,6 +34,10 @@ class StoreError(Exception):
     """The store could not complete an operation; nothing of a failed write was kept."""
 
 
+class StoreFull(StoreError):
+    """The store refused a write for lack of room: a full disk or database file, or a cap on it."""
+
+
 class StoreBusy(StoreError):
     """A lock is held elsewhere; the message names who holds it."""
 

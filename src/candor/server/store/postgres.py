@@ -27,7 +27,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from candor.server.core.store import FeedbackRow, LoggedRequest, StoreError, migrations_to_run
+from candor.server.core.store import FeedbackRow, LoggedRequest, StoreError, StoreFull, migrations_to_run
 from candor.server.store.rows import (
     BACKFILL_CLIENT_RECORDED,
     FEEDBACK_COLUMNS,
@@ -110,7 +110,8 @@ def _store_errors(method):
         except PoolTimeout as e:
             raise StoreError(f"PostgreSQL {self.where} cannot be reached ({e})") from e
         except psycopg.Error as e:
-            raise StoreError(f"PostgreSQL {self.where}: {str(e).strip().splitlines()[0]}") from e
+            full = isinstance(e, psycopg.errors.DiskFull)  # SQLSTATE 53100: out of disk for the database
+            raise (StoreFull if full else StoreError)(f"PostgreSQL {self.where}: {str(e).strip().splitlines()[0]}") from e
 
     return wrapped
 

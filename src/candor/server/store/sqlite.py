@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from candor.server.core.store import FeedbackRow, LoggedRequest, StoreError, migrations_to_run
+from candor.server.core.store import FeedbackRow, LoggedRequest, StoreError, StoreFull, migrations_to_run
 from candor.server.store.rows import (
     BACKFILL_CLIENT_RECORDED,
     FEEDBACK_COLUMNS,
@@ -79,8 +79,8 @@ def _store_errors(method):
     def wrapped(self, *args, **kwargs):
         try:
             return method(self, *args, **kwargs)
-        except sqlite3.Error as e:
-            raise StoreError(str(e)) from e  # the message reaches callers: no server paths in it
+        except sqlite3.Error as e:  # the message reaches callers: no server paths in it
+            raise (StoreFull if getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL else StoreError)(str(e)) from e
 
     return wrapped
 
