@@ -15,6 +15,8 @@ from candor.client import PredictResult
 from candor.server.core.batcher import DynamicBatcher
 from candor.server.core.drift import SUMMARY_ROWS, SUMMARY_SPREAD_S, DriftWindow
 from candor.server.core.plane import top_classes
+from candor.server.core.tensors import all_finite
+from candor.server.rpc.convert import INT32, to_raw
 from candor.trainer.export import run_onnx
 from candor.v1 import inference_pb2 as pb
 from candor.v1 import inference_pb2_grpc as pb_grpc
@@ -92,7 +94,31 @@ def test_top_classes_break_ties_to_the_lower_index_for_every_k():
         expected = np.argsort(-probs, axis=1, kind="stable")[:, :k]
         np.testing.assert_array_equal(indices, expected)
         np.testing.assert_array_equal(values, np.take_along_axis(probs, expected, axis=1))
-        assert indices.dtype == np.int32
+        assert np.issubdtype(indices.dtype, np.integer)  # int32 once the response writes them
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_one_sum_finiteness_check_answers_as_isfinite_does_overflow_included(dtype):
+    rng = np.random.default_rng(0)
+    huge = np.finfo(dtype).max
+    for trial in range(300):
+        values = rng.normal(size=(int(rng.integers(1, 40)), int(rng.integers(1, 12)))).astype(dtype)
+        kind = trial % 5  # 0: all finite; 1-3: a NaN, +inf or -inf somewhere; 4: finite values whose sum overflows
+        where = tuple(int(rng.integers(0, d)) for d in values.shape)
+        if kind in (1, 2, 3):
+            values[where] = (np.nan, np.inf, -np.inf)[kind - 1]
+        elif kind == 4:
+            values[:] = huge
+        assert all_finite(values) == bool(np.isfinite(values).all()), (trial, kind)
+    both = np.array([np.inf, -np.inf], dtype)  # their sum is NaN: not finite either way
+    assert not all_finite(both) and all_finite(np.zeros((0, 3), dtype))
+
+
+def test_response_bytes_are_row_major_little_endian_whatever_the_layout():
+    a = np.arange(12, dtype=np.float64).reshape(3, 4)
+    for view in (a, a.T, a[:, ::2], a.astype(np.float32)):
+        assert to_raw(view) == np.ascontiguousarray(view, dtype="<f4").tobytes()
+        assert to_raw(view, INT32) == np.ascontiguousarray(view, dtype="<i4").tobytes()
 
 
 @pytest.mark.parametrize("inline", [True, False])

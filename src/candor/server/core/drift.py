@@ -31,6 +31,7 @@ from candor.calibration.binning import bin_index
 from candor.calibration.drift import js_distance, psi
 from candor.calibration.manifest import Reference
 from candor.calibration.reference import REFERENCE_BINS
+from candor.server.core.tensors import all_finite
 
 # PSI over the manifest's 100 fine bins is noisy for windows of a few hundred
 # rows. As usual for PSI, adjacent fine bins are merged into groups holding at
@@ -151,7 +152,7 @@ class DriftWindow:
         # float32 as served: the sums below accumulate in float64 (confidences) or are only reported as a
         # mean (entropy), and float32 halves the memory each numpy pass reads.
         p = np.asarray(pending[0][1] if len(pending) == 1 else np.concatenate([b for _, b in pending]), dtype=np.float32)
-        if not np.isfinite(p).all():  # one NaN would turn every signal and running sum into NaN for good
+        if not all_finite(p):  # one NaN would turn every signal and running sum into NaN for good
             p = p[np.isfinite(p).all(axis=1)]
             if not len(p):
                 return

@@ -26,6 +26,7 @@ from candor.server.core.events import BatchRun, Events, NonFiniteRows, RowsDropp
 from candor.server.core.sessions import create_session
 from candor.server.core.sets import PredictionSets
 from candor.server.core.settings import Settings
+from candor.server.core.tensors import all_finite
 
 
 class LoadError(Exception):
@@ -117,7 +118,7 @@ class LoadedModel:
                 events.emit(RowsDropped(name, version, "cancelled", stats.cancelled))
             if stats.rows:
                 probs = stats.probabilities
-                if not np.isfinite(probs).all():  # counted here; run() kept them out of the drift window
+                if not all_finite(probs):  # counted here; run() kept them out of the drift window
                     finite = np.isfinite(probs).all(axis=1)
                     events.emit(NonFiniteRows(name, version, int((~finite).sum())))
                     probs = probs[finite]

@@ -39,7 +39,7 @@ from candor.server.core.repository import READY, ModelRepository, VersionEntry
 from candor.server.core.sets import PredictionSets, ServedSets, SetRule, no_sets_reason
 from candor.server.core.settings import Settings
 from candor.server.core.store import LoggedRequest, StoreBusy, StoreError, finite_rows
-from candor.server.core.tensors import rows_from_parts
+from candor.server.core.tensors import all_finite, row_starts, rows_from_parts
 
 
 @dataclass(frozen=True)
@@ -76,13 +76,15 @@ class Prediction:
 
 
 def top_classes(probs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` most probable classes of each row, most probable first, ties to the lower index
-    (argmax for one, a stable sort otherwise), and their probabilities."""
-    if k == 1:  # argmax and an index: a reduction along K (max) costs twice as much for a few classes
-        top = probs.argmax(axis=1)
-        return top.astype(np.int32)[:, None], probs[np.arange(len(probs)), top][:, None]
-    indices = np.argsort(-probs, axis=1, kind="stable")[:, :k].astype(np.int32)
-    return indices, np.take_along_axis(probs, indices, axis=1)
+    """The ``k`` most probable classes of each row (integers, most probable first, ties to the lower index:
+    argmax for one, a stable sort otherwise) and their probabilities; the response's writer makes the
+    indices int32 in the one copy it makes anyway."""
+    n, classes = probs.shape
+    if k == 1:  # argmax and a flat gather: a reduction along K (max) costs twice as much for a few classes
+        top = probs.argmax(axis=1)[:, None]
+        return top, probs.ravel()[top + row_starts(n, classes)]
+    indices = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    return indices, probs.ravel()[indices + row_starts(n, classes)]
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,7 @@ def check_finite(logits: np.ndarray, probs: np.ndarray) -> None:
     """INVALID_ARGUMENT naming the rows whose outputs are NaN or infinite: finite inputs far outside what
     the model was trained on can overflow it. Such a request is refused whole and nothing of it is kept
     (prediction log, feedback); the batch's metrics already left those rows out (model.py)."""
-    if np.isfinite(probs).all() and np.isfinite(logits).all():
+    if all_finite(probs) and all_finite(logits):
         return
     finite = np.isfinite(probs).all(axis=1) & np.isfinite(logits).all(axis=1)
     bad = np.flatnonzero(~finite)
@@ -184,7 +186,7 @@ class DataPlane:
         if keep_for_feedback and not self.settings.skips("log"):
             now = time.time()
             request_id = new_request_id(now)
-            self.feedback_service.keep(LoggedRequest(request_id, model.name, int(model.version), now, probs, logits))
+            self.feedback_service.keep(LoggedRequest(request_id, model.name, model.manifest.version, now, probs, logits))
         if served is not None:
             model.opened.sets.count_served(rule, served.sizes)
         return Prediction(model, logits, probs, top, top_probs, request_id, None if served is None else (rule, served))

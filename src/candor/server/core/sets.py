@@ -20,6 +20,7 @@ from candor.calibration.conformal.split import LEVELS, read_split, scores_of
 from candor.calibration.intervals import coverage_interval
 from candor.calibration.manifest import ConformalSpec, Manifest
 from candor.server.core.errors import FailedPrecondition, InvalidArgument
+from candor.server.core.tensors import row_starts
 
 RULES_KEPT = 64  # (method, level) pairs whose thresholds are kept: callers asking many levels cannot grow it
 
@@ -179,7 +180,7 @@ class PredictionSets:
         p = np.asarray(probs)
         n, k = p.shape
         order = np.argsort(-p, axis=1, kind="stable")
-        ranked_probs = p.ravel()[order + _row_starts(n, k)]
+        ranked_probs = p.ravel()[order + row_starts(n, k)]
         if rule.limit is not None:  # one threshold
             in_order = ranked_probs @ rule.linear <= rule.limit
         elif rule.linear is not None:  # class-conditional: each rank against its class's threshold
@@ -190,14 +191,8 @@ class PredictionSets:
         return ServedSets(sizes, order[in_order], order, ranked_probs)
 
 
-# Constant arrays a request would otherwise build: every numpy call costs a served request several
+# A constant array a request would otherwise build: every numpy call costs a served request several
 # microseconds (under load, about three times what it costs alone), whatever its size.
-@functools.lru_cache(maxsize=64)
-def _row_starts(n: int, k: int) -> np.ndarray:
-    """Flat index of each row's first element in an [n, k] array, as a column."""
-    return np.arange(0, n * k, k)[:, None]
-
-
 @functools.lru_cache(maxsize=64)
 def _ones(k: int) -> np.ndarray:
     return np.ones(k, np.int32)

@@ -18,9 +18,13 @@ STATES = {LOADING: pb.MODEL_STATE_LOADING, READY: pb.MODEL_STATE_READY, FAILED: 
 DRIFT_STATES = (pb.DRIFT_STATE_OK, pb.DRIFT_STATE_WARN, pb.DRIFT_STATE_DRIFT)
 
 
-def to_raw(array: np.ndarray) -> bytes:
-    """Little-endian float32 bytes, as both protocols carry tensors."""
-    return np.ascontiguousarray(array, dtype="<f4").tobytes()
+FP32, INT32 = np.dtype("<f4"), np.dtype("<i4")
+
+
+def to_raw(array: np.ndarray, dtype: np.dtype = FP32) -> bytes:
+    """Little-endian bytes in row-major order, as both protocols carry tensors: ``tobytes`` writes C order
+    whatever the layout, so an array already of ``dtype`` (the model's outputs) costs one call."""
+    return (array if array.dtype == dtype else array.astype(dtype)).tobytes()
 
 
 def _dtype_name(value: int) -> str:
@@ -42,7 +46,7 @@ def _fill(tensor: pb.Tensor, array: np.ndarray, dtype: int = pb.DATA_TYPE_FLOAT3
     """Write ``array`` into a response's own tensor field (no intermediate message to copy)."""
     tensor.shape[:] = array.shape
     tensor.dtype = dtype
-    tensor.raw_data = to_raw(array) if dtype == pb.DATA_TYPE_FLOAT32 else np.ascontiguousarray(array, dtype="<i4").tobytes()
+    tensor.raw_data = to_raw(array, FP32 if dtype == pb.DATA_TYPE_FLOAT32 else INT32)
 
 
 def predict_response(p: Prediction, return_logits: bool, columnar: bool) -> pb.PredictResponse:
