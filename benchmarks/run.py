@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -91,16 +92,33 @@ def process_tree_cpu(pid: int) -> float:
     return total
 
 
+def main_thread_cpu(pid: int) -> float:
+    """CPU seconds of ``pid``'s main thread: a server's event loop (its tid is the pid)."""
+    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # processes this one waited for: the load generators
+    return usage.ru_utime + usage.ru_stime
+
+
 def load(server: ServerProcess, model: str, rows: int, concurrency: int, seconds: float, protocol: str = "candor",
          connections: int = 1, features: int = 64) -> dict:  # fmt: skip
-    """One closed-loop run from a separate process, plus the server's CPU time per request over it."""
+    """One closed-loop run from a separate process, plus CPU time per request over it: the server's (all its
+    threads and workers), its event-loop thread's, and the load generator's own (it shares the cores)."""
     cmd = [sys.executable, str(HERE / "load.py"), server.target, model, str(features), str(rows), str(concurrency),
            str(seconds), protocol, str(connections)]  # fmt: skip
-    before = process_tree_cpu(server.proc.pid)
+    pid = server.proc.pid
+    before, loop_before, client_before = process_tree_cpu(pid), main_thread_cpu(pid), children_cpu()
     result = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=seconds + 120)
     out = json.loads(result.stdout.strip().splitlines()[-1])
-    # Warm-up calls fall inside the CPU window too: a handful against thousands, noted in the report.
-    out["server_cpu_us"] = (process_tree_cpu(server.proc.pid) - before) / max(1, out["requests"]) * 1e6
+    # Warm-up calls fall inside the CPU window too: a handful against thousands, noted in the report; the load
+    # generator's figure includes its own start (imports), a few tens of ms.
+    per_request = 1e6 / max(1, out["requests"])
+    out["server_cpu_us"] = (process_tree_cpu(pid) - before) * per_request
+    out["loop_cpu_us"] = (main_thread_cpu(pid) - loop_before) * per_request
+    out["client_cpu_us"] = (children_cpu() - client_before) * per_request
     return out
 
 
@@ -174,7 +192,8 @@ def interleaved(servers: dict[str, ServerProcess], model: str, rows: int, concur
     out = {}
     for name, results in runs.items():
         figures = {k: statistics.median(r[k] for r in results) for k in ("requests_per_s", "rows_per_s", "p50_ms",
-                                                                           "p99_ms", "server_cpu_us")}  # fmt: skip
+                                                                           "p99_ms", "server_cpu_us", "loop_cpu_us",
+                                                                           "client_cpu_us")}  # fmt: skip
         figures["errors"] = sum(r["errors"] for r in results)
         figures["ratio"] = statistics.median(r["rows_per_s"] / f["rows_per_s"] for r, f in zip(results, runs[first],
                                                                                                  strict=True))  # fmt: skip
@@ -328,14 +347,20 @@ def render(r: dict, seconds: float, rounds: int) -> str:
     mon = r["monitoring"]
     lines += ["", "## What monitoring costs at 256 rows (candor.v1 Predict, concurrency 8)", "",
               "The same server with the prediction log (and so Feedback's join) and/or the drift window turned off "
-              "(`CANDOR_BENCHMARK_SKIP=log,drift`, a setting for this table only), in the same rounds as the bare server.",
-              "", row(["server", "requests/s", "rows/s", "server CPU us/request", "/ bare", "CPU vs as deployed"]),
-              row(["---"] * 6)]  # fmt: skip
+              "(`CANDOR_BENCHMARK_SKIP=log,drift`, a setting for this table only), in the same rounds as the bare server. "
+              "*Event loop*: the server's main thread alone, where every request's Python runs (one core's worth at "
+              "most). *Cores in use*: server and load generator together, of the machine's "
+              f"{os.cpu_count()}.", "",
+              row(["server", "requests/s", "rows/s", "server CPU us/request", "event loop us/request",
+                   "load generator us/request", "cores in use", "/ bare", "CPU vs as deployed"]),
+              row(["---"] * 9)]  # fmt: skip
     deployed = mon[next(iter(MONITORING))]["server_cpu_us"]
     for label, res in mon.items():
         delta = "" if label == "bare server" else f"{res['server_cpu_us'] - deployed:+,.0f} us"
+        cores = (res["server_cpu_us"] + res["client_cpu_us"]) * res["requests_per_s"] / 1e6
         lines.append(row([label, f"{res['requests_per_s']:,.0f}", f"{res['rows_per_s']:,.0f}", f"{res['server_cpu_us']:,.0f}",
-                          f"{res['ratio']:.2f}", delta]))  # fmt: skip
+                          f"{res['loop_cpu_us']:,.0f}", f"{res['client_cpu_us']:,.0f}", f"{cores:.2f}", f"{res['ratio']:.2f}",
+                          delta]))  # fmt: skip
     lines += ["", "## Where the server CPU per request goes (candor.v1 Predict)", "",
               "Transport: the echo server's CPU per request at the same load. The model: the bare server's minus the "
               "echo's (one onnxruntime run and its output). Candor's own: Candor's minus the bare server's (edge, "

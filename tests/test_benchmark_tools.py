@@ -12,7 +12,7 @@ from tests.conftest import REPO_ROOT
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 
 from profile_server import summarise  # noqa: E402
-from run import process_tree_cpu, update_section  # noqa: E402
+from run import main_thread_cpu, process_tree_cpu, update_section  # noqa: E402
 
 MAIN = "thread (0x1): MainThread"
 LOOP = "run (asyncio/base_events.py:600)"
@@ -52,6 +52,21 @@ def test_process_tree_cpu_counts_the_children_too():
     finally:
         parent.stdin.close()
         parent.wait(30)
+
+
+def test_main_thread_cpu_counts_the_event_loop_thread_only():
+    burn = ("import threading, time, sys\n"
+            "def spin():\n    end = time.thread_time() + 0.4\n    while time.thread_time() < end: pass\n"
+            "t = threading.Thread(target=spin); t.start(); t.join()\n"  # another thread burns 0.4 s ...
+            "end = time.thread_time() + 0.2\nwhile time.thread_time() < end: pass\n"  # ... the main thread 0.2 s
+            "print('done', flush=True)\nsys.stdin.read()")  # fmt: skip
+    child = subprocess.Popen([sys.executable, "-c", burn], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "done"
+        assert 0.18 <= main_thread_cpu(child.pid) <= 0.35 and process_tree_cpu(child.pid) >= 0.55
+    finally:
+        child.stdin.close()
+        child.wait(30)
 
 
 def test_each_script_rewrites_only_its_own_section(tmp_path):
