@@ -2,7 +2,7 @@
 next Predict (or KServe ModelInfer) as soon as the last one returns, for a fixed time.
 
     python benchmarks/load.py TARGET MODEL FEATURES ROWS_PER_REQUEST CONCURRENCY SECONDS [candor|kserve|sets:METHOD] [CONNECTIONS]
-prints one JSON line: requests, rows, errors, requests/s, rows/s, p50/p99 ms.
+prints one JSON line: requests, rows, errors, requests/s, rows/s, p50/p99 ms, and its own CPU seconds.
 
 Raw protobuf stubs rather than the SDK: the client's own cost is kept as small as the
 echo server's, so the ratio is about the server.
@@ -67,9 +67,9 @@ async def run(target: str, model: str, features: int, rows: int, concurrency: in
                 except grpc.RpcError:
                     errors += 1
 
-        began = time.perf_counter()
+        began, cpu_began = time.perf_counter(), time.process_time()
         await asyncio.gather(*(caller(*calls[i % connections]) for i in range(concurrency)))
-        elapsed = time.perf_counter() - began
+        elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu_began
     finally:
         for channel in channels:
             await channel.close()
@@ -81,6 +81,7 @@ async def run(target: str, model: str, features: int, rows: int, concurrency: in
         "rows_per_s": len(latencies) * rows / elapsed,
         "p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
         "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
+        "cpu_s": cpu,  # this process's own CPU (all its threads) while the load ran: it shares the server's cores
     }
 
 

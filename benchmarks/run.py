@@ -16,7 +16,6 @@ import json
 import os
 import platform
 import re
-import resource
 import statistics
 import subprocess
 import sys
@@ -98,11 +97,6 @@ def main_thread_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # processes this one waited for: the load generators
-    return usage.ru_utime + usage.ru_stime
-
-
 def load(server: ServerProcess, model: str, rows: int, concurrency: int, seconds: float, protocol: str = "candor",
          connections: int = 1, features: int = 64) -> dict:  # fmt: skip
     """One closed-loop run from a separate process, plus CPU time per request over it: the server's (all its
@@ -110,15 +104,14 @@ def load(server: ServerProcess, model: str, rows: int, concurrency: int, seconds
     cmd = [sys.executable, str(HERE / "load.py"), server.target, model, str(features), str(rows), str(concurrency),
            str(seconds), protocol, str(connections)]  # fmt: skip
     pid = server.proc.pid
-    before, loop_before, client_before = process_tree_cpu(pid), main_thread_cpu(pid), children_cpu()
+    before, loop_before = process_tree_cpu(pid), main_thread_cpu(pid)
     result = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=seconds + 120)
     out = json.loads(result.stdout.strip().splitlines()[-1])
-    # Warm-up calls fall inside the CPU window too: a handful against thousands, noted in the report; the load
-    # generator's figure includes its own start (imports), a few tens of ms.
+    # Warm-up calls fall inside the server's CPU window too: a handful against thousands, noted in the report.
     per_request = 1e6 / max(1, out["requests"])
     out["server_cpu_us"] = (process_tree_cpu(pid) - before) * per_request
     out["loop_cpu_us"] = (main_thread_cpu(pid) - loop_before) * per_request
-    out["client_cpu_us"] = (children_cpu() - client_before) * per_request
+    out["client_cpu_us"] = out["cpu_s"] * per_request  # over the timed load only, not its start
     return out
 
 
