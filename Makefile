@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast protos deploy-files schema bench reliability audit sweep clean
+.PHONY: install demo test test-fast system-packages protos deploy-files schema bench reliability audit sweep clean
 
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
@@ -76,10 +76,14 @@ audit: $(STAMP)
 # spent waiting on child servers, Prometheus scrapes and deadlines (docs/development.md has the timings).
 TEST_WORKERS ?= $(shell n=$$(nproc); [ $$n -gt 3 ] && echo $$n || echo 3)
 
-test: $(STAMP) $(ORACLES) $(BUF)
+test: system-packages $(STAMP) $(ORACLES) $(BUF)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=20
+
+# Debian's prometheus, docker-compose, postgresql and npm, for the tests that run them (apt-get, as root or with sudo).
+system-packages:
+	bash .ci/system-packages
 
 # The quick loop while working: lint, layers, and every test not marked slow (no child-process servers).
 test-fast: $(STAMP)

@@ -1,6 +1,6 @@
 """The README tells the truth about the commands it shows: every `candor` line parses with the real
 CLI, every kustomize path builds from a folder that exists, every extra it installs exists, and the
-two commands name what a fresh machine needs (what .ci/run installs)."""
+two commands name what a fresh machine needs (what `make test` and .ci/run install)."""
 
 from __future__ import annotations
 
@@ -40,9 +40,13 @@ def test_every_extra_the_readme_installs_exists():
     assert not re.search(r"candor\[gpu\]'|candor\[server\]'", README)  # a runtime must come with the server extra
 
 
-def test_the_two_commands_name_what_ci_installs():
+def test_the_two_commands_name_what_make_test_installs():
     section = README.split("## Two commands", 1)[1].split("##", 1)[0]
-    ci = (REPO_ROOT / ".ci/run").read_text()
+    installer = (REPO_ROOT / ".ci/system-packages").read_text()
     for package in ("prometheus", "docker-compose", "postgresql", "npm"):
-        assert f"missing+=({package})" in ci, package
+        assert f"missing+=({package})" in installer, package
         assert package in section, package
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    test_target = re.search(r"^test: (.*)$", makefile, flags=re.M).group(1).split()
+    assert "system-packages" in test_target and "bash .ci/system-packages" in makefile
+    assert "bash .ci/system-packages" in (REPO_ROOT / ".ci/run").read_text()
