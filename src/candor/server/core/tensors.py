@@ -2,8 +2,8 @@
 checks and constant arrays the request path shares.
 
 Under load each numpy call costs a request several microseconds whatever the size of its arrays
-(its dispatch starts with caches the request's other work has cooled; docs/benchmarks.md), so
-these spend as few calls as they can.
+(5 to 8 times what it costs in a quiet process, measured in the loaded server; docs/benchmarks.md),
+so these spend as few calls as they can.
 """
 
 from __future__ import annotations
@@ -73,5 +73,7 @@ def all_finite(values: np.ndarray) -> bool:
 @functools.lru_cache(maxsize=64)
 def row_starts(n: int, k: int) -> np.ndarray:
     """Flat index of each row's first element in a C-ordered [n, k] array, as a column: ``a.ravel()[j + row_starts]``
-    gathers ``a[i, j[i]]`` in one indexing call (an ``arange`` and a two-array index cost two)."""
-    return np.arange(0, n * k, k)[:, None]
+    gathers ``a[i, j[i]]`` in one indexing call (an ``arange`` and a two-array index cost two). Shared, so read-only."""
+    starts = np.arange(0, n * k, k)[:, None]
+    starts.flags.writeable = False
+    return starts
