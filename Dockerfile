@@ -18,16 +18,29 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 ENV CANDOR_EXTRA=gpu
 
+# The build stages compile the prediction sets' kernel (setup.py: candor.server.core._ranked_sets, C) and need
+# a C compiler and Python's headers for it; the images they feed copy only /opt/candor, so no compiler ships.
+# The CPU base's Python (python:*-slim) has its headers; the GPU base's Debian-packaged python3 needs python3-dev.
+FROM base-cpu AS build-cpu
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
+
+FROM base-gpu AS build-gpu
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev python3-dev \
+ && rm -rf /var/lib/apt/lists/*
+
 # The source files a wheel needs, and nothing else (tests/deploy checks that they suffice).
 FROM base-cpu AS source
 WORKDIR /src
-COPY pyproject.toml README.md LICENSE constraints.txt ./
+COPY pyproject.toml setup.py README.md LICENSE constraints.txt ./
 COPY src src
 COPY deploy/docker deploy/docker
 
 # Each build installs the pinned dependencies first, from pyproject.toml and constraints.txt
 # alone, so that a source edit reuses that layer (torch included) and reinstalls only Candor.
-FROM base-cpu AS trainer-build
+FROM build-cpu AS trainer-build
 COPY pyproject.toml constraints.txt deploy/docker/install.sh /deps/
 RUN PIP_NO_CACHE_DIR=1 CANDOR_INSTALL_PHASE=deps sh /deps/install.sh train /opt/candor /deps
 COPY --from=source /src /src
@@ -43,7 +56,7 @@ RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin cand
 USER 10001
 ENTRYPOINT ["candor-train-once"]
 
-FROM base-${VARIANT} AS server-build
+FROM build-${VARIANT} AS server-build
 COPY pyproject.toml constraints.txt deploy/docker/install.sh /deps/
 RUN PIP_NO_CACHE_DIR=1 CANDOR_INSTALL_PHASE=deps sh /deps/install.sh "$CANDOR_EXTRA" /opt/candor /deps
 COPY --from=source /src /src

@@ -1,13 +1,17 @@
 """One namespace, the dependency direction, and one console script."""
 
 import itertools
+import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
 import tomllib
 import zipfile
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import REPO_ROOT, run_candor
 
@@ -29,6 +33,26 @@ def test_wheel_puts_everything_under_candor(tmp_path):
         assert module in names
     assert "candor/py.typed" in names  # type checkers read the inline hints (PEP 561)
     assert not tops & GENERIC
+    if shutil.which("cc"):  # the prediction sets' kernel, compiled into the wheel (setup.py)
+        assert [n for n in names if n.startswith("candor/server/core/_ranked_sets.") and n.endswith(".so")], names
+
+
+@pytest.mark.slow
+def test_without_a_c_compiler_the_package_still_builds_and_serves_sets_through_numpy(tmp_path):
+    """The kernel is optional: a machine with no compiler gets a wheel without it, and the numpy path."""
+    env = {**os.environ, "CC": "false"}  # a compiler that fails every file
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path), str(REPO_ROOT)],
+                            capture_output=True, text=True, timeout=600, env=env)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (wheel,) = Path(tmp_path).glob("candor-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "candor/server/core/ranked_sets.py" in names and not [n for n in names if n.endswith(".so")]
+    # Imported without the kernel, the wrapper says so and makes no rule for it (PredictionSets.apply takes numpy).
+    code = ("import sys; sys.modules['candor.server.core._ranked_sets'] = None\n"
+            "import numpy as np\n"
+            "from candor.server.core.ranked_sets import BUILT, RankedRule\n"
+            "print(BUILT, RankedRule.of(np.eye(3) * -1, np.ones(3), np.zeros(3), None))")  # fmt: skip
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split() == ["False", "None"]
 
 
 def test_every_module_lives_at_the_path_its_import_spells():
@@ -94,7 +118,9 @@ def test_sdist_carries_the_protos_and_license_and_no_tests(tmp_path):
         names = {n.split("/", 1)[1] for n in archive.getnames() if "/" in n}
         info = archive.extractfile(next(m for m in archive.getmembers() if m.name.endswith("/PKG-INFO"))).read().decode()
     assert {"LICENSE", "protos/codegen.py", "protos/candor/v1/inference.proto",
-            "protos/candor/kserve/v2/grpc_predict_v2.proto", "constraints.txt"} <= names  # fmt: skip
+            "protos/candor/kserve/v2/grpc_predict_v2.proto", "constraints.txt", "setup.py",
+            "src/candor/server/core/_ranked_sets.c"} <= names  # fmt: skip
+    assert not [n for n in names if n.endswith(".so")]  # the source, never a build left in the checkout
     assert not [n for n in names if n.startswith("tests/") or "/test_" in n]
     assert "License-Expression: Apache-2.0" in info and "License-File: LICENSE" in info
     assert "Classifier: Typing :: Typed" in info and "Classifier: Programming Language :: Python :: 3.11" in info

@@ -63,6 +63,27 @@ def test_trainer_stage_runs_the_one_shot_script():
     assert last(trainer, "USER") == "10001"
 
 
+@pytest.mark.parametrize("variant", ["cpu", "gpu"])
+def test_builds_compile_with_a_compiler_that_no_image_ships(variant):
+    """The package install compiles the prediction sets' kernel: every stage that installs Candor descends from one
+    that installs gcc (and, on the GPU base's packaged Python, its headers); the images copy only /opt/candor."""
+    found = stages({"VARIANT": variant})
+
+    def lineage(name: str) -> list[str]:
+        return [name, *lineage(found[name]["base"])] if name in found else []
+
+    def installs_compiler(name: str) -> bool:
+        return any(i == "RUN" and re.search(r"apt-get install .*\bgcc\b", v) for i, v in found[name]["instructions"])
+
+    for build in ("server-build", "trainer-build"):
+        compilers = [s for s in lineage(build) if installs_compiler(s)]
+        assert compilers, f"{build} has no C compiler: the kernel would silently not build"
+        if build == "server-build" and variant == "gpu":  # the CUDA image's python3 comes without its headers
+            assert any("python3-dev" in v for s in compilers for i, v in found[s]["instructions"] if i == "RUN")
+    for image in ("server", "trainer"):
+        assert not any(installs_compiler(s) for s in lineage(image)), f"the {image} image would ship gcc"
+
+
 def test_copied_sources_exist_and_are_not_docker_ignored():
     kept = {line[1:].rstrip("/") for line in (REPO_ROOT / ".dockerignore").read_text().splitlines() if line.startswith("!")}
     for name, stage in stages().items():
@@ -127,6 +148,9 @@ def test_server_install_serves_and_passes_its_healthcheck(build_context, digits_
     python = prefix / "bin/python"
     check = "import importlib.util as u; print([m for m in ('torch', 'onnxruntime', 'sklearn') if u.find_spec(m)])"
     assert subprocess.run([python, "-c", check], capture_output=True, text=True).stdout.strip() == "['onnxruntime']"
+    if shutil.which("cc"):  # as in the build stages: the prediction sets' kernel compiled with the package
+        kernel = subprocess.run([python, "-c", "import candor.server.core._ranked_sets"], capture_output=True, text=True)
+        assert kernel.returncode == 0, kernel.stderr
     candor = str(prefix / "bin/candor")
     repo = tmp_path / "models"
     shutil.copytree(digits_repo, repo)

@@ -1,4 +1,5 @@
-"""The served sets (one sort, one matrix product per request) are the offline sets of the same scores, in order."""
+"""The served sets (the compiled kernel's one pass, or numpy's sort and matrix product) are the offline sets of
+the same scores, in order."""
 
 import dataclasses
 
@@ -9,6 +10,7 @@ from candor.calibration.conformal.lac import LAC
 from candor.calibration.conformal.split import scores_of
 from candor.calibration.manifest import ConformalSpec
 from candor.server.core.plane import top_classes
+from candor.server.core.ranked_sets import BUILT
 from candor.server.core.sets import SIZE_BUCKETS, PredictionSets, SizeCounts, affine_form
 
 K = 7
@@ -37,22 +39,30 @@ def offline(rule, p: np.ndarray) -> tuple[list[list[int]], np.ndarray]:
     return [[int(c) for c in row if m[c]] for row, m in zip(order, member, strict=True)], member.sum(axis=1)
 
 
+@pytest.mark.parametrize("compiled", [True, False], ids=["kernel", "numpy"])
 @pytest.mark.parametrize("class_conditional", [False, True])
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("coverage", [0.5, 0.9, 0.99])
-def test_served_sets_are_the_offline_sets_most_probable_first(method, coverage, class_conditional):
+def test_served_sets_are_the_offline_sets_most_probable_first(method, coverage, class_conditional, compiled):
+    if compiled and not BUILT:
+        pytest.skip("the compiled kernel is not built here (test_the_kernel_is_built says why that fails where cc is)")
     sets = prediction_sets(class_conditional)
     rule = sets.rule(coverage, method)
     assert rule.linear is not None and (rule.limit is None) == class_conditional
+    assert (rule.ranked is not None) == BUILT  # every served method's form is one the kernel takes
     p = probabilities(300, 3)
-    served = PredictionSets.apply(rule, p)
     want, sizes = offline(rule, p)
-    assert served.sizes.dtype == np.int32 and served.sizes.tolist() == sizes.tolist()
-    assert served.classes.tolist() == [c for row in want for c in row]
-    for k in (1, 3):
-        top, top_p = served.top(k)
-        expected, expected_p = top_classes(p, k)
-        assert np.array_equal(top, expected) and np.array_equal(top_p, expected_p)
+    for top_k in (0, 1, 3, K):
+        counted = rule.served_sizes.per_size.copy()
+        served = PredictionSets.serve(rule, p, top_k, compiled=compiled)
+        assert (served.order.dtype == np.int32) == compiled  # the kernel writes int32; numpy's argsort gives int64
+        assert served.sizes.dtype == np.int32 and served.sizes.tolist() == sizes.tolist()
+        assert served.classes.tolist() == [c for row in want for c in row]
+        top, top_p = served.top(top_k)
+        expected, expected_p = top_classes(p, top_k) if top_k else (np.empty((len(p), 0)), np.empty((len(p), 0)))
+        assert top.shape == (len(p), top_k) and np.array_equal(top, expected) and np.array_equal(top_p, expected_p)
+        rule.served_sizes.snapshot()  # the numpy path's pending sizes folded in
+        assert (rule.served_sizes.per_size - counted).tolist() == np.bincount(sizes, minlength=K + 1).tolist()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,15 +80,16 @@ def test_a_score_that_is_not_affine_in_the_sorted_probabilities_falls_back_to_it
     assert affine_form(SquaredLAC(), K) is None
     assert affine_form(LAC(), K) is not None
     sets = prediction_sets(False)
-    rule = dataclasses.replace(sets.rule(0.9, "lac"), score=SquaredLAC(), linear=None, offset=None, limit=None)
+    rule = dataclasses.replace(sets.rule(0.9, "lac"), score=SquaredLAC(), linear=None, offset=None, limit=None,
+                               ranked=None)  # fmt: skip
     p = probabilities(100, 4)
-    served = PredictionSets.apply(rule, p)
+    served = PredictionSets.serve(rule, p, 2)
     want, sizes = offline(rule, p)
     assert served.sizes.tolist() == sizes.tolist() and served.classes.tolist() == [c for row in want for c in row]
 
 
 def test_served_sizes_are_counted_whether_or_not_a_fold_is_due():
-    counts = SizeCounts()
+    counts = SizeCounts(11)
     rng = np.random.default_rng(5)
     batches = [rng.integers(0, 12, size=int(rng.integers(1, 40))).astype(np.int32) for _ in range(SizeCounts.FOLD_EVERY + 7)]
     for i, sizes in enumerate(batches):

@@ -177,18 +177,16 @@ class DataPlane:
             self.events.emit(RequestRejected(model.name, model.version))
             raise
         check_finite(logits, probs)
-        served = None if rule is None else PredictionSets.apply(rule, probs)
+        served = None if rule is None else PredictionSets.serve(rule, probs, k or 0, not self.settings.skips("native"))
         if k is None:
             top, top_probs = None, None
-        else:  # the sets' sort already ranked every row: top-k is its first k columns
+        else:  # the sets' ranking already has every row's first k classes
             top, top_probs = top_classes(probs, k) if served is None else served.top(k)
         request_id = ""
         if keep_for_feedback and not self.settings.skips("log"):
             now = time.time()
             request_id = new_request_id(now)
             self.feedback_service.keep(LoggedRequest(request_id, model.name, model.manifest.version, now, probs, logits))
-        if served is not None:
-            model.opened.sets.count_served(rule, served.sizes)
         return Prediction(model, logits, probs, top, top_probs, request_id, None if served is None else (rule, served))
 
     @staticmethod

@@ -11,6 +11,7 @@ import functools
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -20,6 +21,7 @@ from candor.calibration.conformal.split import LEVELS, read_split, scores_of
 from candor.calibration.intervals import coverage_interval
 from candor.calibration.manifest import ConformalSpec, Manifest
 from candor.server.core.errors import FailedPrecondition, InvalidArgument
+from candor.server.core.ranked_sets import RankedRule, warn_if_not_built
 from candor.server.core.tensors import row_starts
 
 RULES_KEPT = 64  # (method, level) pairs whose thresholds are kept: callers asking many levels cannot grow it
@@ -41,6 +43,8 @@ class SetRule:
     linear: np.ndarray | None = None  # [K, K]
     offset: np.ndarray | None = None  # [K]
     limit: np.ndarray | None = None  # [K]: with one threshold, rank r is in the set when (s @ linear)[r] <= limit[r]
+    ranked: RankedRule | None = None  # the same rule for the compiled kernel, where it is built and covers the form
+    served_sizes: SizeCounts | None = None  # where serve() counts the sizes of the sets it makes with this rule
 
 
 def affine_form(score: ConformalScore, k: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -60,16 +64,16 @@ SIZE_BUCKETS = (0, 1, 2, 3, 5, 10, 20, 50, 100)  # upper bounds (le) of the serv
 
 
 class SizeCounts:
-    """A histogram of served set sizes: rows per size, turned into the histogram's buckets when read.
+    """A histogram of served set sizes: rows per size (0 to K), turned into the histogram's buckets when read.
 
-    A request's sizes are only appended; they are counted in bulk (one bincount per
-    :data:`FOLD_EVERY` requests, or at a scrape), since a numpy call per request costs a loaded server
-    more than the list append."""
+    The compiled kernel adds its rows to ``per_size`` itself, with the GIL held. The numpy path only appends a
+    request's sizes; they are counted in bulk (one bincount per :data:`FOLD_EVERY` requests, or at a scrape),
+    since a numpy call per request costs a loaded server more than the list append."""
 
     FOLD_EVERY = 64
 
-    def __init__(self) -> None:
-        self.per_size = np.zeros(0, np.int64)  # rows whose set held that many classes
+    def __init__(self, num_classes: int) -> None:
+        self.per_size = np.zeros(num_classes + 1, np.int64)  # rows whose set held that many classes
         self._pending: list[np.ndarray] = []
         self._lock = threading.Lock()
 
@@ -83,11 +87,9 @@ class SizeCounts:
         """Count the pending sizes into per_size (the lock held)."""
         if not self._pending:
             return
-        counts = np.bincount(np.concatenate(self._pending))
+        counts = np.bincount(np.concatenate(self._pending), minlength=len(self.per_size))
         self._pending = []
-        if len(counts) > len(self.per_size):
-            self.per_size = np.concatenate([self.per_size, np.zeros(len(counts) - len(self.per_size), np.int64)])
-        self.per_size[: len(counts)] += counts
+        self.per_size += counts  # in place: the kernel holds this very array
 
     def snapshot(self) -> tuple[np.ndarray, int, int]:
         """Rows per bucket of :data:`SIZE_BUCKETS` (the last: above every bound), the sizes' sum, the rows."""
@@ -113,18 +115,19 @@ class PredictionSets:
     def __post_init__(self) -> None:
         self.watched = frozenset(watched_levels(self.spec))
 
-    def count_served(self, rule: SetRule, sizes: np.ndarray) -> None:
-        level = f"{rule.coverage:g}" if rule.coverage in self.watched else "other"
-        counts = self.served.get((rule.method, level))
+    def _served_sizes(self, method: str, coverage: float) -> SizeCounts:
+        level = f"{coverage:g}" if coverage in self.watched else "other"
+        counts = self.served.get((method, level))
         if counts is None:
-            counts = self.served.setdefault((rule.method, level), SizeCounts())
-        counts.add(sizes)
+            counts = self.served.setdefault((method, level), SizeCounts(self.num_classes))
+        return counts
 
     @classmethod
     def load(cls, folder: Path, manifest: Manifest) -> PredictionSets | None:
         """The version's sets, or None when its manifest has no conformal scores (ValueError: a bad file)."""
         if manifest.conformal is None:
             return None
+        warn_if_not_built()
         split = read_split(folder, manifest.conformal)
         missing = [m for m in manifest.conformal.methods if m not in split.scores]
         if missing:
@@ -159,20 +162,40 @@ class PredictionSets:
             raise InvalidArgument(f"{e}; allowed: coverage in (0, {self.max_coverage:.6g}]") from None
         score = next(s for s in scores_of(self.spec, randomised=False) if s.label == method)
         form = affine_form(score, self.num_classes)
+        counts = self._served_sizes(method, coverage)
         if form is None:
-            found = SetRule(score, q, coverage, method)
+            found = SetRule(score, q, coverage, method, served_sizes=counts)
         else:
             linear, offset = form
             limit = None if np.ndim(q) else q + TIE_TOLERANCE - offset
-            found = SetRule(score, q, coverage, method, linear, offset, limit)
+            ranked = RankedRule.of(linear, offset, limit, None if limit is not None else q + TIE_TOLERANCE)
+            found = SetRule(score, q, coverage, method, linear, offset, limit, ranked, counts)
         if len(self._rules) < RULES_KEPT:
             self._rules[key] = found
         return found
 
     @staticmethod
+    def serve(rule: SetRule, probs: np.ndarray, top_k: int = 0, compiled: bool = True) -> ServedSets:
+        """Each row's set, most probable class first, as ranked by a stable sort of the served float32 values
+        (their order is that of the float64 ones; ties to the lower class), with the rows' ``top_k`` classes;
+        the sets' sizes are counted into ``rule.served_sizes``.
+
+        One call of the compiled kernel where the rule has one (:mod:`candor.server.core.ranked_sets`;
+        ``compiled=False`` turns it off, for benchmarks). Otherwise :meth:`apply`'s numpy calls."""
+        p = np.asarray(probs)
+        if compiled and rule.ranked is not None:
+            counts = rule.served_sizes.per_size if rule.served_sizes is not None else np.zeros(p.shape[1] + 1, np.int64)
+            found = rule.ranked.apply(p, top_k, counts)
+            if found is not None:
+                return ServedSets(*found)
+        served = PredictionSets.apply(rule, p)
+        if rule.served_sizes is not None:
+            rule.served_sizes.add(served.sizes)
+        return served
+
+    @staticmethod
     def apply(rule: SetRule, probs: np.ndarray) -> ServedSets:
-        """Each row's set, most probable class first, from one stable sort of the served float32 values
-        (their order is that of the float64 ones; ties to the lower class).
+        """The numpy path: each row's set, most probable class first, with every class ranked.
 
         A handful of numpy calls per request, each on the request's rows at once: under load their
         fixed cost is what a request pays (py-spy), so the sorted values are gathered by flat index, the
@@ -198,15 +221,15 @@ def _ones(k: int) -> np.ndarray:
     return np.ones(k, np.int32)
 
 
-@dataclass(frozen=True)
-class ServedSets:
+class ServedSets(NamedTuple):
     """One request's sets: sizes ``[N]`` int32 and every set's classes one row after another; with the
-    rows' classes and probabilities in falling order, from which top-k is a slice."""
+    rows' first classes and probabilities in falling order (at least the top-k asked for), from which top-k is
+    a slice. A tuple: built on every request, it costs less than a frozen dataclass."""
 
     sizes: np.ndarray
     classes: np.ndarray
-    order: np.ndarray  # [N, K]
-    ranked_probs: np.ndarray  # [N, K], float32 as served
+    order: np.ndarray  # [N, top-k or more]
+    ranked_probs: np.ndarray  # [N, top-k or more], float32 as served
 
     def top(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` most probable classes and their probabilities: what top_classes gives, as views of the

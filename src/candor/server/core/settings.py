@@ -117,8 +117,9 @@ class Settings:
     auth_tokens_file: str = ""  # one bearer token per line with an optional role; empty: no authentication (warned)
     auth_open_health: bool = True  # health answers without a token (Kubernetes' gRPC probes cannot send one)
     auth_open_reflection: bool = False  # reflection answers without a token
-    # For make bench's cost-of-monitoring table only (environment or settings file; no flag): "log", "drift"
-    # or "log,drift" turns the prediction log (and with it Feedback's join) or the drift window off.
+    # For make bench's tables only (environment or settings file; no flag): "log", "drift" or "log,drift" turns the
+    # prediction log (and with it Feedback's join) or the drift window off; "native" serves prediction sets through
+    # the numpy path even where the compiled kernel is built (benchmarks/prediction_sets.py compares the two).
     benchmark_skip: str = ""
 
     def check(self) -> Settings:
@@ -145,9 +146,10 @@ class Settings:
             problems.append("tls_cert_file and tls_key_file go together: set both for TLS, or neither")
         if self.tls_client_ca_file and not self.tls_cert_file:
             problems.append("tls_client_ca_file (mutual TLS) needs tls_cert_file and tls_key_file too")
-        unknown_skips = set(filter(None, self.benchmark_skip.split(","))) - {"log", "drift"}
+        unknown_skips = set(filter(None, self.benchmark_skip.split(","))) - {"log", "drift", "native"}
         if unknown_skips:
-            problems.append(f"benchmark_skip takes log and/or drift, separated by a comma, got {self.benchmark_skip!r}")
+            problems.append(f"benchmark_skip takes log, drift and/or native, separated by a comma, got "
+                            f"{self.benchmark_skip!r}")  # fmt: skip
         try:
             self.pinned_versions()
         except ValueError as e:
@@ -163,7 +165,7 @@ class Settings:
         return self.workers or usable_cpus()
 
     def skips(self, part: str) -> bool:
-        """Whether benchmark_skip turns ``part`` (log or drift) off."""
+        """Whether benchmark_skip turns ``part`` (log, drift or native) off."""
         return part in self.benchmark_skip.split(",")
 
     def pinned_versions(self) -> frozenset[tuple[str, int]]:
