@@ -19,7 +19,7 @@ from candor.calibration.manifest import read_manifest
 from candor.calibration.reference import read_sample
 from candor.client import AsyncClient, FailedPrecondition, InvalidArgument
 from candor.graph import set_calibrator
-from tests.conftest import run_candor
+from tests.conftest import REPO_ROOT, run_candor
 from tests.server.conftest import start_server
 
 pytestmark = pytest.mark.slow
@@ -215,3 +215,33 @@ def test_served_sizes_and_joined_coverage_are_counters_equal_to_the_offline_coun
         assert shown.returncode == 0 and "prediction sets aps at 0.9: covered" in shown.stdout
     finally:
         server.stop()
+
+
+def test_the_compiled_kernel_and_the_numpy_path_answer_alike_and_the_step_timer_sees_each(served_repo, digits_rows,
+                                                                                           tmp_path):  # fmt: skip
+    """Two real servers of one version: the compiled kernel (where built) and the numpy path
+    (CANDOR_BENCHMARK_SKIP=native), each with benchmarks/sets_step_timer loaded: the same sets, sizes and top-k for
+    every method and several top-k, and the timer counts the calls on each path (make bench reads it)."""
+    rows = np.tile(digits_rows, (8, 1))[:300] + np.random.default_rng(1).normal(0, 3, (300, 64)).astype(np.float32)
+    answers, times = {}, {}
+    for path, skip in (("kernel", ""), ("numpy", "native")):
+        times[path] = tmp_path / f"{path}.json"
+        env = {"PYTHONPATH": str(REPO_ROOT / "benchmarks/sets_step_timer"), "CANDOR_STEP_TIMES": str(times[path]),
+               "CANDOR_BENCHMARK_SKIP": skip}  # fmt: skip
+        running = start_server(served_repo, "--poll-interval-seconds", "0", env=env)
+        try:
+            with running.client() as client:
+                answers[path] = [client.predict(rows, model="digits", coverage=c, conformal_method=m, top_k=k)
+                                 for m in ("lac", "aps", "raps") for c, k in ((0.8, 1), (0.95, 3), (0.99, 10))]  # fmt: skip
+                client.predict(rows, model="digits", top_k=2)  # without sets: top_classes
+        finally:
+            assert running.stop() == 0
+    for kernel, numpy_path in zip(answers["kernel"], answers["numpy"], strict=True):
+        assert kernel.sets == numpy_path.sets and np.array_equal(kernel.set_sizes, numpy_path.set_sizes)
+        assert np.array_equal(kernel.top_k_indices, numpy_path.top_k_indices)
+        assert np.array_equal(kernel.top_k_probabilities, numpy_path.top_k_probabilities)
+    assert any(len(s) > 1 for r in answers["kernel"] for s in r.sets) and any(not s for r in answers["kernel"] for s in r.sets)
+    for path in times:
+        timed = json.loads(times[path].read_text())
+        assert timed["sets"]["calls"] == 9 and timed["top-k"]["calls"] == 1, timed
+        assert timed["sets"]["us_per_call"] > 0

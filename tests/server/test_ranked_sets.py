@@ -188,3 +188,17 @@ def test_the_kernel_reads_and_writes_only_its_buffers_under_address_and_undefine
                             timeout=600)  # fmt: skip
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert " passed" in result.stdout and "skipped" not in result.stdout, result.stdout[-2000:]
+
+
+def test_a_version_with_sets_says_once_when_the_kernel_is_not_built(monkeypatch, caplog):
+    monkeypatch.setattr(ranked_sets, "BUILT", False)
+    ranked_sets.warn_if_not_built.cache_clear()
+    try:
+        with caplog.at_level("WARNING", logger="candor.server"):
+            ranked_sets.warn_if_not_built()
+            ranked_sets.warn_if_not_built()
+        said = [r.getMessage() for r in caplog.records if "numpy path" in r.getMessage()]
+        assert len(said) == 1 and "install a C compiler" in said[0]
+        assert RankedRule.of(form(3, -1.0, 0.0), np.ones(3), np.zeros(3), None) is None  # and makes no kernel rules
+    finally:
+        ranked_sets.warn_if_not_built.cache_clear()

@@ -60,3 +60,10 @@ def test_a_settings_object_made_in_code_is_checked_too():
     with pytest.raises(ValueError, match="invalid settings: field 'max_queue_rows' must be greater than or equal to 1"):
         Settings(max_queue_rows=0).check()
     assert Settings(max_queue_delay_ms=2).check().max_queue_delay_ms == 2
+
+
+def test_benchmark_skip_takes_log_drift_and_native_only():
+    settings = Settings(benchmark_skip="log,native").check()
+    assert settings.skips("native") and settings.skips("log") and not settings.skips("drift")
+    with pytest.raises(ValueError, match="benchmark_skip takes log, drift and/or native, separated by a comma, got 'sets'"):
+        Settings(benchmark_skip="sets").check()
