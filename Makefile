@@ -10,7 +10,8 @@ STAMP := $(VENV)/.installed
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
 
-$(STAMP): pyproject.toml constraints.txt
+# setup.py and the C source too: the install compiles the prediction sets' kernel, so an edit to it reinstalls.
+$(STAMP): pyproject.toml constraints.txt setup.py src/candor/server/core/_ranked_sets.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# Byte-compiled at install, as pip does by default: with PYTHONDONTWRITEBYTECODE set (as on this project's CI
