@@ -4,13 +4,13 @@ Every score the served sets use (LAC, APS, RAPS, non-randomised) is, in a row's 
 the largest, ``a * x_r + b * (x_0 + ... + x_r) + offset_r``: LAC is ``a = -1, b = 0, offset = 1``, APS
 ``a = 0, b = 1``, RAPS adds its rank penalty to the offset. :class:`RankedRule` reads ``a`` and ``b`` off a
 rule's affine form (:func:`candor.server.core.sets.affine_form`), and the extension ``_ranked_sets`` (C,
-built with the package where a compiler is at hand) sorts, scores and selects each row in one pass.
+built with the package where a compiler is at hand) ranks, scores and selects each row in one call.
 
 Without the extension, or for a form it does not cover, the numpy path of
 :meth:`candor.server.core.sets.PredictionSets.apply` serves the same sets (tests hold them equal).
 
-    rule = RankedRule.of(linear, offset, thresholds)   # once per (method, level)
-    sizes, classes, order, ranked = rule.apply(probs)  # per request: float32 [N, K] in
+    rule = RankedRule.of(linear, offset, limit, None)                  # once per (method, level)
+    sizes, classes, order, ranked = rule.apply(probs, top_k, per_size)  # per request: float32 [N, K] in
 """
 
 from __future__ import annotations
